@@ -1,0 +1,145 @@
+"""The Restormer backbone that MEASNet builds on (Zamir et al., CVPR 2022, Fig. 2):
+LayerNorm, multi-Dconv-head transposed attention (MDTA), gated-Dconv feed-forward (GDFN),
+pixel-(un)shuffle resampling."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from measr.model.context import ForwardContext, global_stat
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of a (B, C, H, W) map, with bias (Restormer's 'WithBias')."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+def transposed_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    heads: int,
+    temperature: Tensor,
+    ctx: ForwardContext | None,
+    key: str,
+) -> Tensor:
+    """Attention across channels (Restormer Eq. 2): a (C/h x C/h) map per head, so the cost grows
+    linearly with pixels. The map sees the whole input, so it is part of the global context."""
+    b, c, h, w = v.shape
+
+    def split_heads(t: Tensor) -> Tensor:
+        return t.reshape(b, heads, c // heads, h * w)
+
+    def attention_map() -> Tensor:
+        qn = F.normalize(split_heads(q), dim=-1)
+        kn = F.normalize(split_heads(k), dim=-1)
+        return torch.softmax(qn @ kn.transpose(-2, -1) * temperature, dim=-1)
+
+    attn = global_stat(ctx, key, b, attention_map)
+    return (attn @ split_heads(v)).reshape(b, c, h, w)
+
+
+class MDTA(nn.Module):
+    """Multi-Dconv-head transposed self-attention (Restormer Sec. 3.1)."""
+
+    def __init__(self, dim: int, heads: int, bias: bool) -> None:
+        super().__init__()
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+        self.context_key = ""
+
+    def forward(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
+        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        out = transposed_attention(q, k, v, self.heads, self.temperature, ctx, self.context_key)
+        return self.project_out(out)
+
+
+class GDFN(nn.Module):
+    """Gated-Dconv feed-forward network (Restormer Sec. 3.2): GELU(W1 x) * (W2 x), depthwise 3x3."""
+
+    def __init__(self, dim: int, expansion: float, bias: bool) -> None:
+        super().__init__()
+        hidden = int(dim * expansion)
+        self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
+        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=bias)
+        self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(gate) * value)
+
+
+class TransformerBlock(nn.Module):
+    """x + MDTA(LN(x)), then x + GDFN(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, expansion: float, bias: bool) -> None:
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(dim)
+        self.attn = MDTA(dim, heads, bias)
+        self.norm2 = ChannelLayerNorm(dim)
+        self.ffn = GDFN(dim, expansion, bias)
+
+    def forward(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
+        x = x + self.attn(self.norm1(x), ctx)
+        return x + self.ffn(self.norm2(x))
+
+
+class TransformerStage(nn.Module):
+    """A run of transformer blocks at one resolution, optionally with activation checkpointing
+    (recompute in backward instead of storing: about 4x less training memory per block)."""
+
+    def __init__(self, count: int, dim: int, heads: int, expansion: float, bias: bool) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, heads, expansion, bias) for _ in range(count)
+        )
+        self.checkpointing = False
+
+    def forward(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
+        for block in self.blocks:
+            if self.checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, ctx, use_reentrant=False)
+            else:
+                x = block(x, ctx)
+        return x
+
+
+class Downsample(nn.Module):
+    """Halve the resolution, double the channels: 3x3 conv to C/2, pixel-unshuffle by 2."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(dim, dim // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class Upsample(nn.Module):
+    """Double the resolution, halve the channels: 3x3 conv to 2C, pixel-shuffle by 2."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(dim, dim * 2, 3, padding=1, bias=False), nn.PixelShuffle(2)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
