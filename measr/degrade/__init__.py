@@ -1,0 +1,59 @@
+"""Synthetic degradations as pure, seeded functions on float32 (H, W, 3) RGB images in [0, 1].
+
+Every function takes an explicit `numpy.random.Generator`, returns a new array and leaves its
+input alone. Parameter ranges live in `measr.degrade.ranges`; the spec language used by the CLI
+and by training ("noise:25+jpeg:40") lives in `measr.degrade.spec`.
+"""
+
+from measr.degrade.blur import (
+    add_blur,
+    add_defocus_blur,
+    add_motion_blur,
+    defocus_kernel,
+    motion_kernel,
+)
+from measr.degrade.haze import add_haze, depth_proxy, transmission
+from measr.degrade.jpeg import add_jpeg
+from measr.degrade.lowlight import add_low_light, poisson_gaussian_noise
+from measr.degrade.noise import add_gaussian_noise
+from measr.degrade.rain import add_rain, streak_kernel, streak_layer
+from measr.degrade.spec import (
+    DEGRADATIONS,
+    Spec,
+    Step,
+    apply_degradation,
+    parse_spec,
+    seeded_rng,
+    valid_names_hint,
+)
+from measr.degrade.tasks import MIXES, TASK_SPECS, mix_weights, pick_task, task_spec
+
+__all__ = [
+    "DEGRADATIONS",
+    "MIXES",
+    "TASK_SPECS",
+    "Spec",
+    "Step",
+    "add_blur",
+    "add_defocus_blur",
+    "add_gaussian_noise",
+    "add_haze",
+    "add_jpeg",
+    "add_low_light",
+    "add_motion_blur",
+    "add_rain",
+    "apply_degradation",
+    "defocus_kernel",
+    "depth_proxy",
+    "mix_weights",
+    "motion_kernel",
+    "parse_spec",
+    "pick_task",
+    "poisson_gaussian_noise",
+    "seeded_rng",
+    "streak_kernel",
+    "streak_layer",
+    "task_spec",
+    "transmission",
+    "valid_names_hint",
+]
