@@ -1,0 +1,206 @@
+"""write_image: encode in memory, then publish the file atomically, or raise ImageWriteError."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from measr.errors import ImageWriteError
+from measr.io.formats import SUPPORTED_EXTENSIONS, OutputFormat, format_for_path
+from measr.io.image import Image, convert_bit_depth, to_uint
+from measr.io.opencv import quiet_opencv
+from measr.io.oserrors import explain
+from measr.io.png import encode_gray_alpha_png
+
+_PNG_COMPRESSION = 6  # zlib's usual trade-off; OpenCV's default (1) makes much larger files
+# The temporary file name adds ~20 characters; keep it under the usual 255-byte name limit.
+_TEMP_NAME_STEM_CHARS = 200
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    image: Image,
+    *,
+    quality: int = 95,
+    overwrite: bool = False,
+) -> None:
+    """Write image in the format its extension names; never leaves a partial file behind."""
+    target = Path(path)
+    output_format = _output_format(target)
+    _check_quality(target, quality)
+    _check_target(target, overwrite)
+    try:
+        data = _encode(target, image, output_format, quality)
+    except MemoryError as exc:
+        raise _write_error(
+            target, "not enough memory to encode it", "close other programs"
+        ) from exc
+    _create_folder(target)
+    _write_atomically(target, data, overwrite)
+
+
+def _write_error(target: Path, cause: str, hint: str) -> ImageWriteError:
+    """The standard 'cannot write' error naming the file."""
+    return ImageWriteError(f"cannot write '{target}': {cause}", hint)
+
+
+def _os_write_error(target: Path, exc: OSError) -> ImageWriteError:
+    """An ImageWriteError for an operating-system failure while writing."""
+    cause, hint = explain(exc)
+    return _write_error(target, cause, hint)
+
+
+def _output_format(target: Path) -> OutputFormat:
+    """The format the extension asks for; unknown extensions are refused."""
+    output_format = format_for_path(target)
+    if output_format is None:
+        suffix = target.suffix or "(none)"
+        raise _write_error(
+            target,
+            f"unknown image extension {suffix}",
+            f"end the name with one of {' '.join(SUPPORTED_EXTENSIONS)}",
+        )
+    return output_format
+
+
+def _check_quality(target: Path, quality: int) -> None:
+    """JPEG/WebP quality must be 1..100 (checked for every format, so typos surface early)."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise _write_error(
+            target, f"quality must be 1 to 100, not {quality!r}", "pass --quality between 1 and 100"
+        )
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    """Refuse invalid names, folders, and existing files unless overwriting was asked for."""
+    if "\x00" in str(target):  # the OS would reject it with a bare ValueError
+        raise _write_error(
+            target, "the path is not valid (it contains a NUL byte)", "check the path"
+        )
+    if target.is_dir():
+        raise _write_error(target, "it is a folder", "give a file name, not a folder")
+    # lexists: a symbolic link counts as existing even if broken; it is replaced, and the file
+    # it points to is never written through.
+    if os.path.lexists(target) and not overwrite:
+        raise _exists_error(target)
+
+
+def _exists_error(target: Path) -> ImageWriteError:
+    """The error for an output that is already there."""
+    return _write_error(
+        target, "the file already exists", "use --overwrite to replace it, or choose another name"
+    )
+
+
+def _encode(target: Path, image: Image, output_format: OutputFormat, quality: int) -> bytes:
+    """The encoded file contents, with depth, alpha and gray adapted to what the format holds."""
+    depth = min(image.bit_depth, output_format.max_bit_depth)
+    samples = to_uint(image.pixels, depth)
+    alpha = None
+    if image.alpha is not None and output_format.keeps_alpha:
+        alpha = convert_bit_depth(image.alpha, depth)
+    if image.is_gray and alpha is not None and output_format.name == "png":
+        return encode_gray_alpha_png(samples[:, :, 0], alpha)
+    array = _opencv_layout(samples, alpha, keep_gray=output_format.keeps_gray)
+    failure = _write_error(
+        target,
+        f"OpenCV could not encode a {image.width} x {image.height} image as "
+        f"{output_format.name.upper()}",
+        "JPEG allows at most 65535 and WebP 16383 pixels a side; try PNG or TIFF",
+    )
+    try:
+        with quiet_opencv():
+            ok, encoded = cv2.imencode(
+                output_format.cv2_extension, array, _encode_params(output_format, quality)
+            )
+    except cv2.error as exc:
+        raise failure from exc
+    if not ok:
+        raise failure
+    return encoded.tobytes()
+
+
+def _opencv_layout(samples: np.ndarray, alpha: np.ndarray | None, *, keep_gray: bool) -> np.ndarray:
+    """(H, W, 1|3) RGB-or-gray samples plus alpha in the layout cv2.imencode takes."""
+    if samples.shape[2] == 1:
+        if alpha is None and keep_gray:
+            return np.ascontiguousarray(samples[:, :, 0])
+        # OpenCV encodes 1, 3 or 4 channels only: gray+alpha and gray WebP become BGR(A).
+        samples = np.repeat(samples, 3, axis=2)
+    bgr = samples[:, :, ::-1]
+    if alpha is None:
+        return np.ascontiguousarray(bgr)
+    return np.dstack([bgr, alpha])
+
+
+def _encode_params(output_format: OutputFormat, quality: int) -> list[int]:
+    """cv2.imencode parameters for the format."""
+    if output_format.name == "jpeg":
+        return [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if output_format.name == "webp":
+        return [cv2.IMWRITE_WEBP_QUALITY, quality]
+    if output_format.name == "png":
+        return [cv2.IMWRITE_PNG_COMPRESSION, _PNG_COMPRESSION]
+    return []
+
+
+def _create_folder(target: Path) -> None:
+    """Create the output folder and its parents if missing."""
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        cause, hint = explain(exc)
+        raise _write_error(target, f"cannot create folder '{folder}': {cause}", hint) from exc
+
+
+def _temporary_path(target: Path) -> Path:
+    """A hidden, unique name next to the target (same folder, so os.replace is atomic)."""
+    stem = target.name[:_TEMP_NAME_STEM_CHARS]
+    return target.with_name(f".{stem}.{secrets.token_hex(6)}.tmp")
+
+
+def _write_atomically(target: Path, data: bytes, overwrite: bool) -> None:
+    """Write to a temporary file, fsync it, then rename it over the target in one step."""
+    temporary = _temporary_path(target)
+    try:
+        # O_EXCL: never reuse an existing file; mode 0o666 lets the umask decide, like open().
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise _os_write_error(target, exc) from exc
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        if not overwrite and os.path.lexists(target):
+            raise _exists_error(target)  # created by someone else while we encoded
+        os.replace(temporary, target)
+    except OSError as exc:
+        _remove_quietly(temporary)
+        raise _os_write_error(target, exc) from exc
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+    _sync_folder(target.parent)
+
+
+def _remove_quietly(path: Path) -> None:
+    """Delete a leftover temporary file, ignoring failures (it may not exist)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Persist the rename itself; best effort, as some systems cannot fsync a folder."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

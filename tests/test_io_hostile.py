@@ -1,0 +1,551 @@
+"""A corpus of bad, odd and hostile inputs: each decodes sensibly or fails with a clean error."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import io
+import os
+import struct
+import tempfile
+import time
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image as PILImage
+
+import measr.io.read as read_module
+import measr.io.write as write_module
+from measr.errors import ImageReadError, ImageWriteError
+from measr.io import Image, image_from_array, read_image, to_uint, write_image
+
+RNG = np.random.default_rng(7)
+
+
+def _skip_unless_permissions_enforced(folder: Path) -> None:
+    """Skip when this user ignores file permissions (root, as os.geteuid() == 0 usually is)."""
+    probe = folder / "permission-probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        with open(probe, "rb"):
+            pytest.skip("file permissions are not enforced for this user (root?)")
+    except PermissionError:
+        pass
+    finally:
+        probe.chmod(0o644)
+        probe.unlink()
+
+
+def _rgb(height: int = 16, width: int = 24) -> np.ndarray:
+    """Random 8-bit RGB samples."""
+    return RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _pil_bytes(image: PILImage.Image, pil_format: str, **options: object) -> bytes:
+    """What Pillow writes for image in pil_format."""
+    buffer = io.BytesIO()
+    image.save(buffer, pil_format, **options)
+    return buffer.getvalue()
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """A PNG chunk with a correct CRC, built by hand."""
+    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def _png_claiming(width: int, height: int, bit_depth: int = 8, color_type: int = 2) -> bytes:
+    """A PNG whose IHDR claims width x height but whose pixel data is only a few bytes."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
+
+
+def _expect_read_error(path: Path, *fragments: str, **options: int) -> ImageReadError:
+    """read_image(path) raises ImageReadError naming the file, with a hint and the fragments."""
+    with pytest.raises(ImageReadError) as caught:
+        read_image(path, **options)
+    error = caught.value
+    assert path.name in error.message, error.message
+    assert "\n" not in error.message and error.hint
+    for fragment in fragments:
+        assert fragment in error.message, error.message
+    return error
+
+
+def _check_valid(image: Image) -> None:
+    """The invariants every decoded Image keeps."""
+    assert image.pixels.dtype == np.float32 and image.pixels.ndim == 3
+    assert image.pixels.shape[2] in (1, 3) and image.height >= 1 and image.width >= 1
+    assert float(image.pixels.min()) >= 0.0 and float(image.pixels.max()) <= 1.0
+    assert image.bit_depth in (8, 16)
+    if image.alpha is not None:
+        assert image.alpha.shape == image.pixels.shape[:2]
+        assert image.alpha.dtype == (np.uint8 if image.bit_depth == 8 else np.uint16)
+
+
+# --- files that are not images ----------------------------------------------------------------
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    """A 0-byte file is refused as empty."""
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    _expect_read_error(path, "empty")
+
+
+def test_text_file_named_png(tmp_path: Path) -> None:
+    """Plain text with an image extension is recognised as text."""
+    path = tmp_path / "notes.png"
+    path.write_text("shopping list: milk, eggs\n")
+    _expect_read_error(path, "text file")
+
+
+def test_html_page_named_jpg(tmp_path: Path) -> None:
+    """A saved error page is recognised as HTML."""
+    path = tmp_path / "download.jpg"
+    path.write_text("<!DOCTYPE html>\n<html><body><h1>404 Not Found</h1></body></html>\n")
+    _expect_read_error(path, "HTML")
+
+
+def test_random_bytes(tmp_path: Path) -> None:
+    """Binary junk is an unknown format."""
+    path = tmp_path / "junk.webp"
+    path.write_bytes(RNG.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    _expect_read_error(path, "unknown format")
+
+
+def test_format_measr_does_not_read(tmp_path: Path) -> None:
+    """A real image in a format OpenCV does not decode (ICO) is named as unsupported."""
+    path = tmp_path / "favicon.png"
+    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb(16, 16)), "ICO"))
+    _expect_read_error(path, "ICO files are not supported")
+
+
+@pytest.mark.parametrize("pil_format", ["PNG", "JPEG", "WEBP", "TIFF", "BMP"])
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
+def test_truncated_images(tmp_path: Path, pil_format: str, keep: float) -> None:
+    """A cut-off download of each format is refused as truncated or corrupt."""
+    data = _pil_bytes(PILImage.fromarray(_rgb(64, 64)), pil_format)
+    path = tmp_path / f"cut.{pil_format.lower()}"
+    path.write_bytes(data[: max(1, int(len(data) * keep))])
+    _expect_read_error(path)
+
+
+def test_truncated_png_and_jpeg_say_so(tmp_path: Path) -> None:
+    """When the header is intact, the message names the format and the damage."""
+    for pil_format in ("PNG", "JPEG"):
+        data = _pil_bytes(PILImage.fromarray(_rgb(64, 64)), pil_format)
+        path = tmp_path / f"half.{pil_format.lower()}"
+        path.write_bytes(data[: len(data) // 2])
+        _expect_read_error(path, pil_format, "truncated or corrupt")
+
+
+# --- header bombs and limits ------------------------------------------------------------------
+
+
+def test_huge_png_header_is_refused_fast_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG claiming 100000 x 100000 is refused from its header: fast, small memory."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_claiming(100_000, 100_000))
+
+    def must_not_decode(*args: object) -> None:
+        raise AssertionError("the pixels of a refused image were decoded")
+
+    monkeypatch.setattr(read_module.cv2, "imdecode", must_not_decode)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        _expect_read_error(path, "100000 x 100000", "above the limit")
+    finally:
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert elapsed < 1.0
+    assert peak < 5 * 1024 * 1024
+
+
+def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
+    """max_pixels lowers the limit; the same image reads under the default one."""
+    path = tmp_path / "photo.png"
+    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb(40, 50)), "PNG"))
+    _expect_read_error(path, "2000 pixels", "limit of 1999 pixels", max_pixels=1999)
+    assert read_image(path, max_pixels=2000).width == 50
+
+
+def test_zero_sized_png_header(tmp_path: Path) -> None:
+    """A header claiming 0 x 10 pixels is refused."""
+    path = tmp_path / "zero.png"
+    path.write_bytes(_png_claiming(0, 10) + _png_chunk(b"IEND", b""))
+    _expect_read_error(path)
+
+
+def test_file_larger_than_any_image_within_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes are not read into memory when the file is too big for the pixel limit."""
+    monkeypatch.setattr(read_module, "_METADATA_ALLOWANCE", 0)
+    path = tmp_path / "huge.bmp"
+    path.write_bytes(b"\x00" * 1000)
+    _expect_read_error(path, "MB, more than any image", max_pixels=100)
+
+
+# --- odd but valid images ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (1, 7), (7, 1)])
+@pytest.mark.parametrize("extension", [".png", ".jpg", ".tif", ".webp", ".bmp"])
+def test_tiny_images(tmp_path: Path, extension: str, height: int, width: int) -> None:
+    """1x1, 1x7 and 7x1 images read and write back at their size."""
+    path = tmp_path / f"tiny{extension}"
+    write_image(path, image_from_array(_rgb(height, width)))
+    image = read_image(path)
+    _check_valid(image)
+    assert (image.height, image.width) == (height, width)
+    write_image(tmp_path / f"again{extension}", image)
+
+
+def test_16_bit_rgba_png(tmp_path: Path) -> None:
+    """16-bit colour and alpha stay 16-bit and exact."""
+    samples = RNG.integers(0, 65536, (9, 11, 4), dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    ok, encoded = cv2.imencode(".png", samples)  # OpenCV writes BGRA
+    assert ok
+    path.write_bytes(encoded.tobytes())
+    image = read_image(path)
+    assert image.bit_depth == 16 and image.alpha is not None
+    np.testing.assert_array_equal(to_uint(image.pixels, 16), samples[:, :, 2::-1])
+    np.testing.assert_array_equal(image.alpha, samples[:, :, 3])
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_palette_png(tmp_path: Path, transparent: bool) -> None:
+    """A palette PNG reads as RGB (plus alpha when it has a transparent entry)."""
+    rgb = _rgb(10, 12)
+    palette_image = PILImage.fromarray(rgb).quantize(16)
+    options = {"transparency": 0} if transparent else {}
+    path = tmp_path / "palette.png"
+    path.write_bytes(_pil_bytes(palette_image, "PNG", **options))
+    image = read_image(path)
+    _check_valid(image)
+    expected = np.asarray(palette_image.convert("RGB"))
+    np.testing.assert_array_equal(to_uint(image.pixels, 8), expected)
+    assert (image.alpha is not None) == transparent
+    if image.alpha is not None:
+        np.testing.assert_array_equal(image.alpha == 0, np.asarray(palette_image) == 0)
+
+
+@pytest.mark.parametrize("pil_format", ["JPEG", "TIFF"])
+def test_cmyk_files_read_as_rgb(tmp_path: Path, pil_format: str) -> None:
+    """CMYK JPEG/TIFF become RGB, close to Pillow's own conversion, with no bogus alpha."""
+    cmyk = PILImage.fromarray(_rgb(16, 16)).convert("CMYK")
+    path = tmp_path / f"print.{pil_format.lower()}"
+    path.write_bytes(_pil_bytes(cmyk, pil_format, quality=95))
+    image = read_image(path)
+    _check_valid(image)
+    assert image.pixels.shape[2] == 3 and image.alpha is None
+    with PILImage.open(path) as im:
+        reference = np.asarray(im.convert("RGB")).astype(int)
+    assert np.abs(to_uint(image.pixels, 8).astype(int) - reference).max() <= 8
+
+
+def test_gray_alpha_png_8_bit(tmp_path: Path) -> None:
+    """An LA PNG stays one gray channel plus its alpha."""
+    pairs = RNG.integers(0, 256, (6, 9, 2), dtype=np.uint8)
+    path = tmp_path / "la.png"
+    path.write_bytes(_pil_bytes(PILImage.fromarray(pairs, "LA"), "PNG"))
+    image = read_image(path)
+    assert image.is_gray and image.alpha is not None
+    np.testing.assert_array_equal(to_uint(image.pixels, 8)[:, :, 0], pairs[:, :, 0])
+    np.testing.assert_array_equal(image.alpha, pairs[:, :, 1])
+
+
+def test_gray_alpha_png_16_bit(tmp_path: Path) -> None:
+    """A 16-bit gray+alpha PNG (built by hand; Pillow widens it to RGBA) stays gray, 16-bit."""
+    pairs = RNG.integers(0, 65536, (5, 8, 2), dtype=np.uint16)
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pairs)
+    header = _png_claiming(8, 5, bit_depth=16, color_type=4)
+    ihdr_end = 8 + 25  # signature + IHDR chunk
+    data = header[:ihdr_end] + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b"")
+    path = tmp_path / "la16.png"
+    path.write_bytes(data)
+    image = read_image(path)
+    assert image.is_gray and image.bit_depth == 16 and image.alpha is not None
+    np.testing.assert_array_equal(to_uint(image.pixels, 16)[:, :, 0], pairs[:, :, 0])
+    np.testing.assert_array_equal(image.alpha, pairs[:, :, 1])
+
+
+def test_gray_alpha_tiff(tmp_path: Path) -> None:
+    """An LA TIFF (OpenCV drops its alpha) keeps gray and alpha via Pillow."""
+    pairs = RNG.integers(0, 256, (6, 9, 2), dtype=np.uint8)
+    path = tmp_path / "la.tif"
+    path.write_bytes(_pil_bytes(PILImage.fromarray(pairs, "LA"), "TIFF"))
+    image = read_image(path)
+    assert image.is_gray and image.alpha is not None
+    np.testing.assert_array_equal(image.alpha, pairs[:, :, 1])
+
+
+@pytest.mark.parametrize("pil_format", ["GIF", "WEBP", "PNG"])
+def test_animations_are_refused(tmp_path: Path, pil_format: str) -> None:
+    """Animated GIF, WebP and PNG are refused with the frame count."""
+    frames = [PILImage.fromarray(_rgb(8, 8)) for _ in range(3)]
+    path = tmp_path / f"clip.{pil_format.lower()}"
+    frames[0].save(path, pil_format, save_all=True, append_images=frames[1:])
+    _expect_read_error(path, "animated", "3 frames")
+
+
+def test_still_gif_reads(tmp_path: Path) -> None:
+    """A single-frame GIF is an ordinary image."""
+    path = tmp_path / "still.gif"
+    PILImage.fromarray(_rgb(8, 10)).save(path, "GIF")
+    image = read_image(path)
+    _check_valid(image)
+    assert (image.height, image.width, image.source_format) == (8, 10, "gif")
+
+
+def test_multi_page_tiff_reads_the_first_page(tmp_path: Path) -> None:
+    """Multi-page TIFFs give their first page (pages are not an animation)."""
+    pages = [_rgb(8, 8) for _ in range(3)]
+    path = tmp_path / "scan.tif"
+    images = [PILImage.fromarray(page) for page in pages]
+    images[0].save(path, "TIFF", save_all=True, append_images=images[1:])
+    np.testing.assert_array_equal(to_uint(read_image(path).pixels, 8), pages[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_float_and_32_bit_tiffs_are_refused(tmp_path: Path, dtype: type) -> None:
+    """Samples that are neither 8- nor 16-bit are refused with what they are."""
+    path = tmp_path / "science.tif"
+    PILImage.fromarray(np.ones((4, 5), dtype=dtype)).save(path, "TIFF")
+    _expect_read_error(path, "32-bit", "8- and 16-bit")
+
+
+# --- paths --------------------------------------------------------------------------------------
+
+
+def test_non_ascii_path(tmp_path: Path) -> None:
+    """Non-ASCII names read, and errors about them name them."""
+    path = tmp_path / "фото ünïcödé 照片.png"
+    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
+    _check_valid(read_image(path))
+    broken = tmp_path / "повреждённый.jpg"
+    broken.write_bytes(b"\xff\xd8\xff")
+    _expect_read_error(broken)
+
+
+def test_symlink_is_followed(tmp_path: Path) -> None:
+    """A link to an image reads the image."""
+    target = tmp_path / "real.png"
+    target.write_bytes(_pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
+    link = tmp_path / "link.png"
+    link.symlink_to(target)
+    assert read_image(link).width == 24
+
+
+def test_broken_symlink(tmp_path: Path) -> None:
+    """A dangling link says it is a broken link."""
+    link = tmp_path / "dangling.png"
+    link.symlink_to(tmp_path / "gone.png")
+    _expect_read_error(link, "broken symbolic link")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A path that does not exist."""
+    _expect_read_error(tmp_path / "nope.png", "no such file")
+
+
+def test_directory_passed_as_file(tmp_path: Path) -> None:
+    """A folder, even one named like an image."""
+    folder = tmp_path / "album.png"
+    folder.mkdir()
+    _expect_read_error(folder, "folder")
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """A named pipe would block a reader forever; it is refused from its file type."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes on this platform")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    _expect_read_error(fifo, "not a regular file")
+
+
+def test_nul_byte_in_path(tmp_path: Path) -> None:
+    """A path with a NUL byte is an invalid path, not a ValueError."""
+    with pytest.raises(ImageReadError, match="not valid"):
+        read_image(str(tmp_path / "a\x00b.png"))
+    with pytest.raises(ImageWriteError, match="not valid"):
+        write_image(str(tmp_path / "a\x00b.png"), image_from_array(_rgb(2, 2)))
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    """chmod 000 gives 'permission denied'."""
+    _skip_unless_permissions_enforced(tmp_path)
+    path = tmp_path / "secret.png"
+    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
+    path.chmod(0)
+    try:
+        _expect_read_error(path, "permission denied")
+    finally:
+        path.chmod(0o644)
+
+
+def test_unreadable_file_injected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same failure injected, so it is covered when the tests run as root."""
+    path = tmp_path / "secret.png"
+    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(builtins, "open", denied)
+    _expect_read_error(path, "permission denied")
+
+
+# --- output side --------------------------------------------------------------------------------
+
+
+def test_read_only_output_folder(tmp_path: Path) -> None:
+    """A folder without write permission gives ImageWriteError and nothing is created."""
+    _skip_unless_permissions_enforced(tmp_path)
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(ImageWriteError, match=r"out\.png") as caught:
+            write_image(folder / "out.png", image_from_array(_rgb()))
+        assert "permission denied" in caught.value.message
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("code", "cause"),
+    [(errno.EACCES, "permission denied"), (errno.EROFS, "read-only"), (errno.ENOSPC, "no space")],
+)
+def test_output_failures_injected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, cause: str
+) -> None:
+    """Read-only folders, read-only disks and full disks, injected at file creation."""
+
+    def failing_open(*args: object, **kwargs: object) -> int:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(write_module.os, "open", failing_open)
+    with pytest.raises(ImageWriteError) as caught:
+        write_image(tmp_path / "out.png", image_from_array(_rgb()))
+    assert "out.png" in caught.value.message and cause in caught.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_mid_write_injected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC during the data write itself leaves no partial file."""
+    real_fdopen = os.fdopen
+
+    class FullDisk(io.RawIOBase):
+        """A file object whose writes fail as on a full disk."""
+
+        def __init__(self, descriptor: int) -> None:
+            self._file = real_fdopen(descriptor, "wb")
+
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self) -> None:
+            self._file.close()
+            super().close()
+
+    monkeypatch.setattr(write_module.os, "fdopen", lambda fd, mode: FullDisk(fd))
+    with pytest.raises(ImageWriteError, match="no space"):
+        write_image(tmp_path / "out.jpg", image_from_array(_rgb()))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- fuzzing the decode path ------------------------------------------------------------------
+
+
+def _seed_files() -> list[bytes]:
+    """Small valid files in every readable format, the starting points for mutations."""
+    rgb = PILImage.fromarray(_rgb(12, 12))
+    return [
+        _pil_bytes(rgb, "PNG"),
+        _pil_bytes(rgb, "JPEG", quality=90),
+        _pil_bytes(rgb, "JPEG", quality=90, progressive=True),
+        _pil_bytes(rgb.convert("RGBA"), "WEBP"),
+        _pil_bytes(rgb, "TIFF"),
+        _pil_bytes(rgb, "BMP"),
+        _pil_bytes(rgb.convert("LA"), "PNG"),
+    ]
+
+
+SEEDS = _seed_files()
+FUZZ_MAX_PIXELS = 1 << 20  # keeps any header a mutation inflates from allocating much
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir() -> Iterator[Path]:
+    """One folder for all fuzz examples (hypothesis reruns the test body many times)."""
+    with tempfile.TemporaryDirectory() as folder:
+        yield Path(folder)
+
+
+def _read_fuzzed(folder: Path, data: bytes) -> None:
+    """Decoding arbitrary bytes gives a valid Image or an ImageReadError, nothing else."""
+    path = folder / "fuzzed.img"
+    path.write_bytes(data)
+    try:
+        image = read_image(path, max_pixels=FUZZ_MAX_PIXELS)
+    except ImageReadError as error:
+        assert "fuzzed.img" in error.message and error.hint
+        return
+    _check_valid(image)
+
+
+_FUZZ_SETTINGS = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_FUZZ_SETTINGS
+@given(data=st.binary(max_size=2048))
+def test_fuzz_random_bytes(fuzz_dir: Path, data: bytes) -> None:
+    """Random bytes never escape as another exception."""
+    _read_fuzzed(fuzz_dir, data)
+
+
+@_FUZZ_SETTINGS
+@given(
+    seed=st.sampled_from(range(len(SEEDS))),
+    flips=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(1, 255)), max_size=8),
+    keep=st.floats(0.0, 1.0),
+)
+def test_fuzz_mutated_images(
+    fuzz_dir: Path, seed: int, flips: list[tuple[int, int]], keep: float
+) -> None:
+    """Valid files with flipped bits and truncations decode or fail cleanly."""
+    data = bytearray(SEEDS[seed])
+    for position, mask in flips:
+        data[position % len(data)] ^= mask
+    data = data[: max(0, round(len(data) * keep))] if keep < 1.0 else data
+    _read_fuzzed(fuzz_dir, bytes(data))
+
+
+def test_image_too_wide_for_the_format(tmp_path: Path) -> None:
+    """WebP cannot hold 17000 pixels a side: ImageWriteError suggesting PNG, no file left."""
+    wide = image_from_array(np.zeros((1, 17_000, 3), np.uint8))
+    with pytest.raises(ImageWriteError, match="17000 x 1") as caught:
+        write_image(tmp_path / "wide.webp", wide)
+    assert "PNG" in caught.value.hint
+    assert list(tmp_path.iterdir()) == []
+    write_image(tmp_path / "wide.png", wide)
