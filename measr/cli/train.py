@@ -1,0 +1,118 @@
+"""`measr train` and `measr export`: thin commands over `measr.training`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from measr.training.export import export_run
+from measr.training.trainer import TRAIN_CONFIG_NAME, StepRecord, TrainConfig, Trainer
+
+console = Console(stderr=True)
+
+
+def _progress(total: int) -> Callable[[StepRecord], None]:
+    """A progress printer: one line per logged step, validation PSNR when it ran."""
+
+    def show(record: StepRecord) -> None:
+        remaining = (total - record.step) / max(record.step, 1) * record.elapsed_s
+        console.print(
+            f"step {record.step}/{total}  loss {record.loss:.4f} (l1 {record.l1:.4f}, "
+            f"balance {record.balance:.3f})  lr {record.lr:.2e}  "
+            f"{record.patches_per_s:.2f} patches/s  eta {remaining / 60:.0f} min"
+        )
+        if record.validation:
+            scores = "  ".join(f"{t} {p:.2f}" for t, (p, _s) in record.validation.items())
+            console.print(f"  [bold]validation PSNR[/]  {scores}")
+
+    return show
+
+
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics.jsonl).")],
+    config: Annotated[str, typer.Option(help="Model configuration: full, small, tiny.")] = "small",
+    tasks: Annotated[str, typer.Option(help="Task mix: three or five.")] = "five",
+    data: Annotated[
+        list[Path] | None, typer.Option(help="Folder of clean photos (repeatable).")
+    ] = None,
+    paired: Annotated[
+        list[str] | None, typer.Option(help="TASK=FOLDER with degraded/ and clean/ (repeatable).")
+    ] = None,
+    val: Annotated[
+        Path | None, typer.Option(help="Validation root (../shared/data/val layout).")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Total optimiser steps.")] = 100_000,
+    batch: Annotated[int, typer.Option(help="Patches per step (per GPU under torchrun).")] = 8,
+    patch: Annotated[int, typer.Option(help="Patch side in pixels (multiple of 8, >= 64).")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-4,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed: data, initialisation and gate noise.")] = 0,
+    workers: Annotated[int, typer.Option(help="Data worker processes.")] = 1,
+    log_every: Annotated[int, typer.Option(help="Steps between metrics lines.")] = 10,
+    val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
+    checkpoint_minutes: Annotated[float, typer.Option(help="Minutes between checkpoints.")] = 10.0,
+    checkpoint_steps: Annotated[int, typer.Option(help="Also checkpoint every N steps.")] = 0,
+    activation_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute activations in backward (less memory).")
+    ] = False,
+    channels_last: Annotated[bool, typer.Option(help="channels-last memory format.")] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
+    deterministic: Annotated[bool, typer.Option(help="Deterministic algorithms only.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+    init: Annotated[Path | None, typer.Option(help="Start from these weights.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its checkpoint.")
+    ] = False,
+) -> None:
+    """Train MEASNet on synthetic and paired degradations, with checkpoints and exact resume."""
+    if resume:
+        saved = json.loads((out / TRAIN_CONFIG_NAME).read_text())
+        settings = TrainConfig(**saved)
+        settings.steps = steps if steps != 100_000 else settings.steps
+    else:
+        settings = TrainConfig(
+            config=config, tasks=tasks, data=[str(d) for d in data or []],
+            paired=list(paired or []), val=str(val) if val else None, steps=steps, batch=batch,
+            patch=patch, lr=lr, warmup=warmup, seed=seed, workers=workers, log_every=log_every,
+            val_every=val_every, checkpoint_minutes=checkpoint_minutes,
+            checkpoint_steps=checkpoint_steps, activation_checkpointing=activation_checkpointing,
+            channels_last=channels_last, compile=compile, deterministic=deterministic,
+            device=device, threads=threads, init=str(init) if init else None,
+        )  # fmt: skip
+    trainer = Trainer(settings, out, resume=resume)
+    where = f"resuming at step {trainer.step}" if resume else "new run"
+    console.print(
+        f"[bold]measr train[/] {settings.config} on '{settings.tasks}' ({where}), "
+        f"{trainer.device}, batch {settings.batch}x{settings.patch}px -> {out}"
+    )
+    trainer.run(_progress(settings.steps))
+    console.print(f"done: step {trainer.step}, checkpoint {out / 'last.pt'}")
+
+
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `measr train`.")],
+    name: Annotated[str, typer.Option(help="Entry name in weights.txt.")],
+    out_dir: Annotated[Path, typer.Option(help="Where the .safetensors goes.")] = Path("weights"),
+    half: Annotated[str, typer.Option(help="auto (fp16 if lossless), yes or no.")] = "auto",
+    default: Annotated[bool, typer.Option(help="Make this the default weights.")] = False,
+    val: Annotated[Path | None, typer.Option(help="Validation root (default: the run's).")] = None,
+) -> None:
+    """Export a run's EMA weights as safetensors and add them to weights.txt with their scores."""
+    result = export_run(run_dir, name, out_dir, half=half, default=default, val_root=val)
+    for task, (p, s) in result.scores.items():
+        fp16 = f"  fp16 {result.half_scores[task][0]:.3f}" if result.half_scores else ""
+        console.print(f"{task:12s} PSNR {p:.3f}  SSIM {s:.4f}{fp16}")
+    dtype = "float16" if result.half else "float32"
+    console.print(f"wrote {result.entry.file} ({dtype}), sha256 {result.entry.sha256[:16]}...")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train` and `export` to the measr app."""
+    app.command()(train)
+    app.command()(export)

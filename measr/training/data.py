@@ -1,0 +1,153 @@
+"""Training samples: clean folders degraded on the fly, and paired folders, mixed by task weights.
+
+Sample `i` of a run is a pure function of (seed, i): its task, image, crop, flips and degradation
+all come from `seeded_rng(seed, "sample", i)`. So the data position is just the sample index, a
+resumed run sees exactly the batches an uninterrupted one would, and worker processes need no
+shared state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from measr.degrade import apply_degradation, mix_weights, pick_task, seeded_rng, task_spec
+from measr.errors import MeasrError
+from measr.io import SUPPORTED_EXTENSIONS, read_image
+
+# Degrade a crop larger than the patch, then cut the patch from its centre, so that blur kernels
+# and rain streaks see real image content at the patch border instead of padding.
+DEGRADE_MARGIN = 24
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively, sorted for reproducibility."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+    if not files:
+        raise MeasrError(f"no images found under '{folder}'", "point --data at a folder of images")
+    return files
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """An image as float32 (H, W, 3) RGB in [0, 1] (grayscale is replicated)."""
+    pixels = read_image(path).pixels
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+
+
+@dataclass(frozen=True)
+class PairedSet:
+    """A folder with `degraded/` and `clean/` holding images of matching names, for one task."""
+
+    task: str
+    root: Path
+
+    def pairs(self) -> list[tuple[Path, Path]]:
+        """(degraded, clean) paths with matching names."""
+        degraded = {p.name: p for p in list_images(self.root / "degraded")}
+        clean = {p.name: p for p in list_images(self.root / "clean")}
+        common = sorted(set(degraded) & set(clean))
+        if not common:
+            raise MeasrError(f"no matching degraded/clean names under '{self.root}'")
+        return [(degraded[n], clean[n]) for n in common]
+
+
+class ImageCache:
+    """Decoded images kept in memory as uint8 (BSD400 is ~185 MB), loaded on first use."""
+
+    def __init__(self) -> None:
+        self._images: dict[Path, np.ndarray] = {}
+
+    def get(self, path: Path) -> np.ndarray:
+        """float32 (H, W, 3) RGB in [0, 1]."""
+        if path not in self._images:
+            self._images[path] = np.round(load_rgb(path) * 255).astype(np.uint8)
+        return self._images[path].astype(np.float32) / 255.0
+
+
+def random_crop(images: list[np.ndarray], size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random size x size window of equally sized images (reflect-padded if smaller)."""
+    h, w = images[0].shape[:2]
+    if h < size or w < size:
+        pad = ((0, max(size - h, 0)), (0, max(size - w, 0)), (0, 0))
+        images = [np.pad(im, pad, mode="reflect") for im in images]
+        h, w = images[0].shape[:2]
+    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return [im[top : top + size, left : left + size] for im in images]
+
+
+def random_flip_rotate(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random flip and 90-degree rotation (the 8 dihedral views) of each image."""
+    turns, flip = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
+    out = [np.rot90(im, turns) for im in images]
+    return [np.ascontiguousarray(im[:, ::-1] if flip else im) for im in out]
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) float32 -> (3, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class TrainingSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
+    """(degraded, clean, task index) patches; index i -> always the same sample for a seed."""
+
+    def __init__(
+        self,
+        clean_folders: list[Path],
+        mix: str,
+        patch: int,
+        seed: int,
+        paired: list[PairedSet] | None = None,
+    ) -> None:
+        self.weights = mix_weights(mix)
+        self.tasks = list(self.weights)
+        self.mix, self.patch, self.seed = mix, patch, seed
+        self.clean = [p for folder in clean_folders for p in list_images(folder)]
+        self.paired = {s.task: s.pairs() for s in paired or []}
+        self.cache = ImageCache()
+
+    def __len__(self) -> int:
+        return 2**62  # an endless stream; the sampler decides where to start
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        rng = seeded_rng(self.seed, "sample", index)
+        task = pick_task(self.mix, rng)
+        if task in self.paired:
+            degraded, clean = self._paired_sample(task, rng)
+        else:
+            degraded, clean = self._synthetic_sample(task, rng)
+        degraded, clean = random_flip_rotate([degraded, clean], rng)
+        return to_tensor(degraded), to_tensor(clean), self.tasks.index(task)
+
+    def _synthetic_sample(
+        self, task: str, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        image = self.cache.get(self.clean[int(rng.integers(0, len(self.clean)))])
+        (window,) = random_crop([image], self.patch + 2 * DEGRADE_MARGIN, rng)
+        degraded = apply_degradation(window, task_spec(task), rng)
+        core = slice(DEGRADE_MARGIN, DEGRADE_MARGIN + self.patch)
+        return degraded[core, core], window[core, core]
+
+    def _paired_sample(self, task: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        degraded_path, clean_path = self.paired[task][int(rng.integers(0, len(self.paired[task])))]
+        degraded, clean = random_crop(
+            [self.cache.get(degraded_path), self.cache.get(clean_path)], self.patch, rng
+        )
+        return degraded, clean
+
+
+class SampleIndices(torch.utils.data.Sampler[int]):
+    """Endless sample indices start, start + 1, ... (rank-strided under DDP)."""
+
+    def __init__(self, start: int, rank: int = 0, world: int = 1) -> None:
+        self.start, self.rank, self.world = start, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        index = self.start * self.world + self.rank
+        while True:
+            yield index
+            index += self.world

@@ -1,0 +1,378 @@
+"""`measr train`: AdamW, warm-up + cosine, L1 + balance loss, clipping, EMA, periodic validation,
+atomic checkpoints, exact resume; bf16 autocast and DDP (torchrun) on GPUs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader
+
+from measr.degrade import mix_weights
+from measr.errors import MeasrError
+from measr.model import MEASNet, build_model
+from measr.model.weights import load_model
+from measr.training.checkpoint import load_checkpoint, save_checkpoint
+from measr.training.data import PairedSet, SampleIndices, TrainingSamples
+from measr.training.schedule import warmup_cosine
+from measr.training.validation import ValidationItem, default_validation_set, evaluate
+
+TRAIN_CONFIG_NAME = "train.json"
+METRICS_NAME = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; saved as RUN_DIR/train.json."""
+
+    config: str = "small"
+    tasks: str = "five"
+    data: list[str] = field(default_factory=list)
+    paired: list[str] = field(default_factory=list)  # "task=folder" with degraded/ and clean/
+    val: str | None = None
+    val_crop: int = 192
+    val_per_task: int = 4
+    steps: int = 100_000
+    batch: int = 8
+    patch: int = 128
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    warmup: int = 1000
+    balance_weight: float = 1e-3
+    clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    workers: int = 1
+    log_every: int = 10
+    val_every: int = 1000
+    checkpoint_minutes: float = 10.0
+    checkpoint_steps: int = 0  # also checkpoint every N steps (0: by time only)
+    activation_checkpointing: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    device: str = "auto"
+    threads: int = 0
+    init: str | None = None  # start from these weights (safetensors) instead of random
+    # Stop after this many minutes of this invocation (0: no limit). The learning-rate schedule
+    # then follows whichever of steps and time is further along, so a timed run still anneals.
+    time_budget_minutes: float = 0.0
+
+    def check(self) -> None:
+        """Refuse settings the model cannot train on."""
+        if self.patch % 8 or self.patch < 64:
+            raise MeasrError(
+                f"--patch {self.patch} is not a multiple of 8 of at least 64", "use e.g. 128"
+            )
+        if not self.data and not self.paired:
+            raise MeasrError("no training data", "pass --data FOLDER (clean photos)")
+
+
+@dataclass
+class StepRecord:
+    """One logged step, as written to metrics.jsonl."""
+
+    step: int
+    loss: float
+    l1: float
+    balance: float
+    lr: float
+    patches_per_s: float
+    elapsed_s: float
+    validation: dict[str, tuple[float, float]] | None = None
+
+    def to_json(self) -> str:
+        record = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if self.validation:
+            record["val_psnr"] = {t: round(s[0], 3) for t, s in self.validation.items()}
+            record["val_ssim"] = {t: round(s[1], 4) for t, s in self.validation.items()}
+            del record["validation"]
+        return json.dumps(record)
+
+
+Progress = Callable[[StepRecord], None]
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """auto = this rank's CUDA device when present, else CPU."""
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MeasrError("CUDA was asked for but is not available", "use --device cpu")
+    return torch.device(name)
+
+
+def ema_average(decay: float) -> Callable[[Tensor, Tensor, Tensor | int], Tensor]:
+    """EMA update with a warm-up of the decay, (1 + n) / (10 + n), so early averages are not
+    dominated by the random initialisation."""
+
+    def average(averaged: Tensor, current: Tensor, count: Tensor | int) -> Tensor:
+        n = float(count)
+        d = min(decay, (1 + n) / (10 + n))
+        return averaged * d + current * (1 - d)
+
+    return average
+
+
+class Trainer:
+    """One training run in RUN_DIR; `run()` trains until `config.steps`, resuming if asked."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, resume: bool = False) -> None:
+        config.check()
+        self.config, self.run_dir = config, run_dir
+        self.dist = Distributed.from_environment()
+        self.device = pick_device(config.device, self.dist.local_rank)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True)
+        torch.manual_seed(config.seed)
+        self.model = self._build_model().to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model.set_activation_checkpointing(config.activation_checkpointing)
+        self.ema = AveragedModel(self.model, avg_fn=ema_average(config.ema_decay), use_buffers=True)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.step, self.wall_seconds, self.cpu_seconds = 0, 0.0, 0.0
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._restore(load_checkpoint(run_dir))
+        elif self.dist.is_main:
+            (run_dir / TRAIN_CONFIG_NAME).write_text(
+                json.dumps(dataclasses.asdict(config), indent=1)
+            )
+            (run_dir / METRICS_NAME).write_text("")
+        self.forward: nn.Module = self.model
+        if self.dist.world > 1:
+            self.forward = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,  # images that choose no MEE expert leave it idle
+            )
+        if config.compile:
+            self.forward = torch.compile(self.forward)  # type: ignore[assignment]
+        self._validation: list[ValidationItem] | None = None
+        self._last_log_time = self._started = time.monotonic()
+
+    def _build_model(self) -> MEASNet:
+        if self.config.init:
+            model = load_model(self.config.init)
+            if model.config.name != self.config.config:
+                raise MeasrError(
+                    f"--init weights are for '{model.config.name}', not '{self.config.config}'"
+                )
+            return model
+        return build_model(self.config.config)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything an exact resume needs."""
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "wall_seconds": self.wall_seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "model_config": self.model.config.to_json(),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step = int(state["step"])
+        self.wall_seconds = float(state["wall_seconds"])
+        self.cpu_seconds = float(state["cpu_seconds"])
+        if self.dist.is_main:
+            self._truncate_metrics_after(self.step)
+
+    def _truncate_metrics_after(self, step: int) -> None:
+        """Drop metrics logged after the checkpoint: the resumed run logs those steps again."""
+        path = self.run_dir / METRICS_NAME
+        if path.exists():
+            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
+            path.write_text("".join(f"{ln}\n" for ln in kept))
+
+    def checkpoint(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.state(), self.run_dir)
+
+    # -- data and validation ---------------------------------------------------------------------
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        c = self.config
+        paired = [PairedSet(task, Path(root)) for task, root in (p.split("=", 1) for p in c.paired)]
+        samples = TrainingSamples([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired)
+        loader = DataLoader(
+            samples,
+            batch_size=c.batch,
+            sampler=SampleIndices(self.step * c.batch, self.dist.rank, self.dist.world),
+            num_workers=c.workers,
+            # A private generator: creating the loader must not consume the global RNG, which
+            # drives the gates' noise and is part of the exact-resume state.
+            generator=torch.Generator().manual_seed(c.seed),
+            persistent_workers=c.workers > 0,
+            prefetch_factor=4 if c.workers > 0 else None,
+        )
+        return iter(loader)
+
+    def validation_items(self) -> list[ValidationItem]:
+        if self._validation is None:
+            c = self.config
+            tasks = list(mix_weights(c.tasks))
+            self._validation = (
+                default_validation_set(Path(c.val), tasks, c.val_crop, c.val_per_task)
+                if c.val
+                else []
+            )
+        return self._validation
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, tuple[float, float]]:
+        """PSNR/SSIM per task of the EMA weights on the fixed validation set."""
+        items = self.validation_items()
+        if not items:
+            return {}
+        model = self.ema.module
+        model.eval()
+
+        def restore(x: Tensor) -> Tensor:
+            with self._autocast():
+                return model(x.to(self.device)).image.float()
+
+        return evaluate(items, restore)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+        )
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def progress(self) -> float:
+        """How far along the run is, in [0, 1]: by steps, or by time under a time budget."""
+        by_steps = self.step / self.config.steps
+        budget = self.config.time_budget_minutes * 60
+        by_time = (time.monotonic() - self._started) / budget if budget > 0 else 0.0
+        return min(max(by_steps, by_time), 1.0)
+
+    def learning_rate(self) -> float:
+        """Warm-up then cosine decay, at the current progress."""
+        c = self.config
+        total = max(round(self.step / self.progress()), 1) if self.progress() > 0 else c.steps
+        return c.lr * warmup_cosine(self.step, total, c.warmup)
+
+    def train_step(self, degraded: Tensor, clean: Tensor) -> tuple[float, float, float]:
+        """One optimiser step; returns (loss, l1, balance)."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        memory = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        degraded = degraded.to(self.device, non_blocking=True, memory_format=memory)
+        clean = clean.to(self.device, non_blocking=True)
+        with self._autocast():
+            out = self.forward(degraded)
+        l1 = F.l1_loss(out.image.float(), clean)
+        loss = l1 + self.config.balance_weight * out.balance_loss.float()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        self.optimizer.step()
+        self.ema.update_parameters(self.model)
+        return loss.item(), l1.item(), out.balance_loss.item()
+
+    def run(self, progress: Progress | None = None) -> None:
+        c = self.config
+        last_checkpoint = self._last_log_time = time.monotonic()
+        wall_base, cpu_base = self.wall_seconds, self.cpu_seconds
+        wall_start, cpu_start = time.monotonic(), time.process_time()
+        window: list[tuple[float, float, float]] = []
+        for degraded, clean, _task in self.batches():
+            if self.step >= c.steps or self.progress() >= 1.0:
+                break
+            window.append(self.train_step(degraded, clean))
+            self.step += 1
+            if self.step % c.log_every == 0 or self.step == c.steps or self.progress() >= 1.0:
+                self._log(window, progress)
+                window = []
+            self.wall_seconds = wall_base + time.monotonic() - wall_start
+            self.cpu_seconds = cpu_base + time.process_time() - cpu_start
+            if self._checkpoint_due(last_checkpoint):
+                self.checkpoint()
+                last_checkpoint = time.monotonic()
+        self.checkpoint()
+
+    def _checkpoint_due(self, last: float) -> bool:
+        c = self.config
+        by_steps = c.checkpoint_steps > 0 and self.step % c.checkpoint_steps == 0
+        by_time = time.monotonic() - last >= c.checkpoint_minutes * 60
+        return by_steps or by_time or self.step == c.steps
+
+    def _log(self, window: list[tuple[float, float, float]], progress: Progress | None) -> None:
+        c = self.config
+        now = time.monotonic()
+        throughput = len(window) * c.batch * self.dist.world / max(now - self._last_log_time, 1e-9)
+        validation = None
+        if c.val and (self.step % c.val_every == 0 or self.step == c.steps):
+            validation = self.validate()
+        loss, l1, balance = (sum(v[i] for v in window) / len(window) for i in range(3))
+        record = StepRecord(
+            step=self.step,
+            loss=loss,
+            l1=l1,
+            balance=balance,
+            lr=self.optimizer.param_groups[0]["lr"],
+            patches_per_s=round(throughput, 3),
+            elapsed_s=round(self.wall_seconds, 1),
+            validation=validation,
+        )
+        if self.dist.is_main:
+            with open(self.run_dir / METRICS_NAME, "a") as handle:
+                handle.write(record.to_json() + "\n")
+            if progress:
+                progress(record)
+        self._last_log_time = time.monotonic()  # throughput excludes validation time

@@ -1,0 +1,99 @@
+"""Fixed, seeded validation sets scored during training (PSNR/SSIM per task).
+
+Synthetic tasks degrade the centre crop of each clean validation photo with
+`seeded_rng(seed, file name, spec)`, so every run, and `measr benchmark quality`, sees the same
+degraded images. Paired sets (real blur, real haze) are used as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from measr.degrade import apply_degradation, seeded_rng, task_spec
+from measr.evaluation.metrics import psnr, ssim
+from measr.training.data import PairedSet, list_images, load_rgb
+
+VALIDATION_SEED = 2024
+
+
+@dataclass(frozen=True)
+class ValidationItem:
+    """One validation pair, float32 (H, W, 3) in [0, 1]."""
+
+    task: str
+    name: str
+    degraded: np.ndarray
+    clean: np.ndarray
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The central size x size window (the whole side where the image is smaller)."""
+    h, w = image.shape[:2]
+    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    return image[top : top + size, left : left + size]
+
+
+def synthetic_items(
+    folder: Path, tasks: list[str], crop: int, per_task: int, seed: int = VALIDATION_SEED
+) -> list[ValidationItem]:
+    """Each task's degradation of the first `per_task` photos of a clean folder (centre crops)."""
+    items = []
+    for path in list_images(folder)[:per_task]:
+        clean = centre_crop(load_rgb(path), crop)
+        for task in tasks:
+            spec = task_spec(task)
+            degraded = apply_degradation(clean, spec, seeded_rng(seed, path.name, spec))
+            items.append(ValidationItem(task, path.name, degraded, clean))
+    return items
+
+
+def paired_items(paired: PairedSet, crop: int, limit: int) -> list[ValidationItem]:
+    """Up to `limit` pairs of a paired set (centre crops)."""
+    return [
+        ValidationItem(
+            paired.task, d.name, centre_crop(load_rgb(d), crop), centre_crop(load_rgb(c), crop)
+        )
+        for d, c in paired.pairs()[:limit]
+    ]
+
+
+def default_validation_set(
+    root: Path, tasks: list[str], crop: int = 192, per_task: int = 4
+) -> list[ValidationItem]:
+    """The project's validation set from `root` (../shared/data/val layout): synthetic tasks on
+    Kodak24 and McMaster crops, real blur pairs and real indoor haze pairs where present."""
+    synthetic = [t for t in tasks if t != "blur"]
+    items: list[ValidationItem] = []
+    for name in ("kodak24", "mcmaster"):
+        if (root / name / "clean").is_dir():
+            items += synthetic_items(root / name / "clean", synthetic, crop, per_task)
+    real = {"blur": ["deblur-gopro-like", "deblur-camshake"], "haze": ["dehaze-its-sample"]}
+    for task, folders in real.items():
+        if task not in tasks:
+            continue
+        for folder in folders:
+            if (root / folder / "degraded").is_dir():
+                label = "haze-its" if task == "haze" else task
+                items += paired_items(PairedSet(label, root / folder), crop, per_task)
+    return items
+
+
+Restore = Callable[[torch.Tensor], torch.Tensor]
+
+
+def evaluate(items: list[ValidationItem], restore: Restore) -> dict[str, tuple[float, float]]:
+    """Mean (PSNR, SSIM) per task of `restore` ((1,3,H,W) -> (1,3,H,W)) on the items."""
+    scores: dict[str, list[tuple[float, float]]] = {}
+    for item in items:
+        x = torch.from_numpy(item.degraded.transpose(2, 0, 1).copy())[None]
+        out = restore(x)[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+        scores.setdefault(item.task, []).append((psnr(out, item.clean), ssim(out, item.clean)))
+    return {
+        task: (float(np.mean([s[0] for s in v])), float(np.mean([s[1] for s in v])))
+        for task, v in scores.items()
+    }

@@ -1,0 +1,104 @@
+"""Training: the loss falls, a killed run resumes exactly, validation and export work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from measr.manifest import read_manifest, sha256_of
+from measr.model.weights import load_model
+from measr.training.export import export_run
+from measr.training.trainer import METRICS_NAME, StepRecord, TrainConfig, Trainer
+
+
+def smooth_photo(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A photo-like uint8 BGR image: smooth colour gradients plus a few edges."""
+    small = rng.integers(0, 256, (6, 6, 3)).astype(np.uint8)
+    image = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+    cv2.rectangle(image, (size // 4, size // 4), (size // 2, size // 2), (250, 250, 250), 2)
+    return image
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        cv2.imwrite(str(root / f"p{i}.png"), smooth_photo(rng, 96))
+    return root
+
+
+@pytest.fixture(scope="module")
+def val_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("val")
+    (root / "kodak24" / "clean").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        cv2.imwrite(str(root / "kodak24" / "clean" / f"k{i}.png"), smooth_photo(rng, 80))
+    return root
+
+
+def settings(photos: Path, **overrides: object) -> TrainConfig:
+    base = dict(
+        config="tiny", tasks="three", data=[str(photos)], steps=6, batch=2, patch=64,
+        warmup=2, workers=0, log_every=1, checkpoint_minutes=1e9, deterministic=True, threads=1,
+    )  # fmt: skip
+    base.update(overrides)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    lines = (run_dir / METRICS_NAME).read_text().splitlines()
+    return [(r["step"], r["loss"]) for r in map(json.loads, lines)]
+
+
+def test_short_training_lowers_the_loss(photos: Path, tmp_path: Path) -> None:
+    config = settings(photos, steps=40, batch=4, lr=2e-3, warmup=3, log_every=5, seed=3)
+    Trainer(config, tmp_path).run()
+    logged = [loss for _, loss in losses(tmp_path)]
+    assert len(logged) == 8
+    assert np.mean(logged[-2:]) < 0.8 * np.mean(logged[:2])
+
+
+class SimulatedStopError(Exception):
+    pass
+
+
+def test_killed_run_resumes_with_identical_losses(photos: Path, tmp_path: Path) -> None:
+    Trainer(settings(photos, checkpoint_steps=3), tmp_path / "straight").run()
+
+    def stop_after_four(record: StepRecord) -> None:
+        if record.step == 4:
+            raise SimulatedStopError  # between checkpoints: step 4 is lost, step 3 is saved
+
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(SimulatedStopError):
+        Trainer(settings(photos, checkpoint_steps=3), interrupted).run(stop_after_four)
+    resumed = Trainer(settings(photos, checkpoint_steps=3), interrupted, resume=True)
+    assert resumed.step == 3
+    resumed.run()
+    assert losses(interrupted) == losses(tmp_path / "straight")
+
+
+def test_validation_is_logged_and_export_lists_the_weights(
+    photos: Path, val_root: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    config = settings(photos, steps=2, val=str(val_root), val_crop=64, val_every=2)
+    Trainer(config, run).run()
+    last = json.loads((run / METRICS_NAME).read_text().splitlines()[-1])
+    assert set(last["val_psnr"]) == {"noise15", "noise25", "noise50", "rain", "haze"}
+    assert all(np.isfinite(v) for v in last["val_psnr"].values())
+
+    manifest = tmp_path / "weights.txt"
+    result = export_run(run, "tiny-test", tmp_path / "weights", manifest=manifest)
+    (entry,) = read_manifest(manifest)
+    assert entry.name == "tiny-test" and entry.sha256 == sha256_of(entry.file)
+    assert entry.fields["steps"] == "2" and entry.fields["config"] == "tiny"
+    assert set(entry.validation_scores()) == set(last["val_psnr"])
+    assert entry.fields["dtype"] == ("float16" if result.half else "float32")
+    assert load_model(entry.file).config.name == "tiny"
