@@ -1,0 +1,105 @@
+"""Classical restorations used as baselines, as pure functions on float32 (H, W, 3) RGB in [0, 1]:
+dark channel prior dehazing (He, Sun, Tang, CVPR 2009) refined with a guided filter (He, Sun,
+Tang, ECCV 2010), and automatic gamma for low light."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DarkChannelSettings:
+    """The paper's constants: 15x15 patches, airlight from the 0.1% haziest pixels, keep 5% of
+    the haze (omega), t >= 0.1. The guided filter (gray guide, radius 60, epsilon 1e-4) replaces
+    the paper's soft matting, as common implementations do."""
+
+    patch: int = 15
+    brightest_fraction: float = 0.001
+    omega: float = 0.95
+    t0: float = 0.1
+    guide_radius: int = 60
+    guide_eps: float = 1e-4
+
+
+DARK_CHANNEL = DarkChannelSettings()
+
+# Rec. 709 luma weights: "mean luminance" of an sRGB image, as auto-gamma targets it.
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+_MID_GREY = 0.5
+_DARKEST_MEAN = 1e-3  # a black frame has no gamma that lifts it; cap the exponent there
+
+
+def dark_channel(image: np.ndarray, patch: int = DARK_CHANNEL.patch) -> np.ndarray:
+    """(H, W) minimum over the colour channels and a patch x patch neighbourhood (Eq. 5)."""
+    per_pixel = np.ascontiguousarray(image.min(axis=2), dtype=np.float32)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
+    return cv2.erode(per_pixel, kernel, borderType=cv2.BORDER_REFLECT)
+
+
+def atmospheric_light(image: np.ndarray, dark: np.ndarray, fraction: float) -> np.ndarray:
+    """(3,) airlight: of the `fraction` brightest dark-channel pixels, the colour of the one
+    brightest in the input (Sec. 4.4)."""
+    flat_dark = dark.reshape(-1)
+    count = max(1, round(flat_dark.size * fraction))
+    candidates = np.argpartition(flat_dark, -count)[-count:]
+    pixels = image.reshape(-1, 3)[candidates]
+    return pixels[np.argmax(pixels.sum(axis=1))].astype(np.float32)
+
+
+def box_mean(array: np.ndarray, radius: int) -> np.ndarray:
+    """(H, W) mean over the (2r+1)^2 window clipped to the image: a zero-padded box sum divided
+    by the number of pixels inside (the guided filter paper's `boxfilter`, any radius)."""
+    size = (2 * radius + 1, 2 * radius + 1)
+    values = np.asarray(array, dtype=np.float64)
+    sums = cv2.boxFilter(values, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    counts = cv2.boxFilter(
+        np.ones_like(values), -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT
+    )
+    return sums / counts
+
+
+def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Edge-preserving smoothing of `source` following the gray `guide` (He et al. 2010, Alg. 1);
+    both (H, W)."""
+    mean_guide = box_mean(guide, radius)
+    mean_source = box_mean(source, radius)
+    covariance = box_mean(guide * source, radius) - mean_guide * mean_source
+    variance = box_mean(guide * guide, radius) - mean_guide * mean_guide
+    a = covariance / (variance + eps)
+    b = mean_source - a * mean_guide
+    return box_mean(a, radius) * guide + box_mean(b, radius)
+
+
+def dehaze_dark_channel(
+    image: np.ndarray, settings: DarkChannelSettings = DARK_CHANNEL
+) -> np.ndarray:
+    """Haze-free estimate J = (I - A) / max(t, t0) + A with t from the dark channel prior (Eq. 12,
+    22), refined by a guided filter on the gray image instead of soft matting."""
+    hazy = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    airlight = np.maximum(
+        atmospheric_light(hazy, dark_channel(hazy, settings.patch), settings.brightest_fraction),
+        1e-3,
+    )
+    coarse = 1.0 - settings.omega * dark_channel(hazy / airlight, settings.patch)
+    gray = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
+    refined = guided_filter(gray, coarse, settings.guide_radius, settings.guide_eps)
+    transmission = np.maximum(refined, settings.t0)[:, :, np.newaxis]
+    restored = (hazy - airlight) / transmission + airlight
+    return np.clip(restored, 0.0, 1.0).astype(np.float32)
+
+
+def auto_gamma_exponent(image: np.ndarray) -> float:
+    """The gamma that maps the image's mean luminance to mid grey: mean ** gamma = 0.5."""
+    mean = float(np.clip(np.asarray(image, dtype=np.float32) @ _LUMA, 0.0, 1.0).mean())
+    mean = min(max(mean, _DARKEST_MEAN), 1.0 - _DARKEST_MEAN)
+    return math.log(_MID_GREY) / math.log(mean)
+
+
+def auto_gamma(image: np.ndarray) -> np.ndarray:
+    """Low-light enhancement by one global gamma curve chosen by `auto_gamma_exponent`."""
+    pixels = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    return np.power(pixels, np.float32(auto_gamma_exponent(pixels))).astype(np.float32)

@@ -1,0 +1,146 @@
+"""The methods a quality benchmark compares: `input` (the degraded image as it is), `measr` (a
+Restorer) and the baselines, behind one small interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from measr.degrade import Spec
+from measr.errors import ExitCode, MeasrError
+from measr.evaluation.baselines import BASELINES, Baseline
+
+INPUT = "input"
+MEASR = "measr"
+METHOD_NAMES: tuple[str, ...] = (INPUT, MEASR, *BASELINES)
+DEFAULT_WEIGHTS = "default"
+
+
+class Method(Protocol):
+    """Something that restores a degraded float32 RGB (H, W, 3) image in [0, 1]."""
+
+    @property
+    def name(self) -> str: ...
+
+    def unavailable(self) -> str | None:
+        """Why it cannot run on this machine at all, or None."""
+        ...
+
+    def not_applicable(self, spec: Spec | None) -> str | None:
+        """Why it does not apply to images degraded with `spec` (None: unknown), or None."""
+        ...
+
+    def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray: ...
+
+
+class Restores(Protocol):
+    """What the benchmark needs of `measr.engine.Restorer`."""
+
+    def restore(self, pixels: np.ndarray, *, tile: int | None = None) -> object: ...
+
+
+@dataclass(frozen=True)
+class InputMethod:
+    """The degraded image itself: the score any restoration has to beat."""
+
+    name: str = INPUT
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def not_applicable(self, spec: Spec | None) -> str | None:
+        return None
+
+    def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray:
+        return degraded
+
+
+@dataclass(frozen=True)
+class MeasrMethod:
+    """MEASNet through the engine, blind to the degradation as users run it."""
+
+    restorer: Restores
+    tile: int | None = None
+    name: str = MEASR
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def not_applicable(self, spec: Spec | None) -> str | None:
+        return None
+
+    def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray:
+        restoration = self.restorer.restore(degraded, tile=self.tile)
+        return np.asarray(restoration.pixels, dtype=np.float32)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class BaselineMethod:
+    """A baseline run on `device` (only the network baselines use it)."""
+
+    baseline: Baseline
+    device: str = "cpu"
+
+    @property
+    def name(self) -> str:
+        return self.baseline.name
+
+    def unavailable(self) -> str | None:
+        return self.baseline.unavailable()
+
+    def not_applicable(self, spec: Spec | None) -> str | None:
+        return self.baseline.not_applicable(spec)
+
+    def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray:
+        assert spec is not None  # not_applicable() refuses sets without a spec
+        return self.baseline.run(degraded, spec.steps[0], self.device)
+
+
+def load_restorer(weights: str, device: str | None) -> Restores:
+    """The engine's Restorer for a weights name from the manifest or a weights file."""
+    from measr.engine import Restorer
+
+    if Path(weights).suffix == ".safetensors" or Path(weights).is_file():
+        return Restorer.from_file(weights, device=device)
+    return Restorer.from_name(weights, device=device)
+
+
+def parse_method_names(text: str | Sequence[str]) -> list[str]:
+    """Method names from "input,measr,cbm3d" (or a list of such texts), in order, once each."""
+    parts = [text] if isinstance(text, str) else list(text)
+    names = [n.strip().lower() for part in parts for n in part.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METHOD_NAMES]
+    if unknown:
+        raise MeasrError(
+            f"unknown method '{unknown[0]}'",
+            f"choose from {', '.join(METHOD_NAMES)}",
+            ExitCode.USAGE,
+        )
+    if not names:
+        raise MeasrError("no methods given", f"choose from {', '.join(METHOD_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+def build_methods(
+    names: Sequence[str],
+    *,
+    weights: str = DEFAULT_WEIGHTS,
+    tile: int | None = None,
+    device: str | None = None,
+    restorer: Restores | None = None,
+) -> list[Method]:
+    """The methods named, ready to run; the Restorer is loaded only when `measr` is asked for
+    (pass `restorer` to reuse one already loaded)."""
+    methods: list[Method] = []
+    for name in parse_method_names(list(names)):
+        if name == INPUT:
+            methods.append(InputMethod())
+        elif name == MEASR:
+            methods.append(MeasrMethod(restorer or load_restorer(weights, device), tile))
+        else:
+            methods.append(BaselineMethod(BASELINES[name], device or "cpu"))
+    return methods

@@ -1,0 +1,207 @@
+"""The quality benchmark: every method on every image of every set, scored with the protocol of
+`measr.evaluation.metrics`. A library: it returns a report and never prints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from measr.evaluation.methods import Method
+from measr.evaluation.metrics import PROTOCOL, MetricProtocol, psnr, ssim
+from measr.evaluation.sets import EvalSet, list_items, load_item
+
+
+class Status(str, Enum):
+    """Whether a method produced scores on a set, and if not, why not."""
+
+    OK = "ok"
+    NOT_APPLICABLE = "not applicable"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One method on one image."""
+
+    set_name: str
+    method: str
+    image: str
+    psnr: float
+    ssim: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MethodScore:
+    """One method on one set: mean PSNR (dB) and SSIM over `count` images and the mean time
+    of a restoration; None where the status is not OK, with the reason in `note`."""
+
+    set_name: str
+    method: str
+    status: Status
+    psnr: float | None
+    ssim: float | None
+    count: int
+    seconds_per_image: float | None
+    note: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status.value}
+
+
+@dataclass(frozen=True)
+class SetSummary:
+    """What a set was: its name, where its degraded images came from, its spec, its size."""
+
+    name: str
+    source: str
+    spec: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class QualityProgress:
+    """Sent after each image: which set, which image, how far along the set."""
+
+    set_name: str
+    image: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """Every score of one run, with the protocol and seed that make it reproducible."""
+
+    protocol: MetricProtocol
+    seed: int
+    methods: tuple[str, ...]
+    sets: tuple[SetSummary, ...]
+    scores: tuple[MethodScore, ...]
+    images: tuple[ImageScore, ...]
+
+    def score(self, set_name: str, method: str) -> MethodScore:
+        """The score of one method on one set."""
+        for score in self.scores:
+            if score.set_name == set_name and score.method == method:
+                return score
+        raise KeyError(f"no score for method '{method}' on set '{set_name}'")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per set and method (the CSV)."""
+        return [score.row() for score in self.scores]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, per-image scores included (the JSON)."""
+        return {
+            "protocol": self.protocol.to_dict(),
+            "seed": self.seed,
+            "methods": list(self.methods),
+            "sets": [asdict(s) for s in self.sets],
+            "scores": self.rows(),
+            "images": [asdict(i) for i in self.images],
+        }
+
+
+def _skipped(eval_set: EvalSet, method: Method) -> MethodScore | None:
+    """The score row of a method that will not run on this set, or None if it will."""
+    reason = method.unavailable()
+    if reason is not None:
+        return MethodScore(
+            eval_set.name, method.name, Status.UNAVAILABLE, None, None, 0, None, reason
+        )
+    reason = method.not_applicable(eval_set.spec)
+    if reason is not None:
+        return MethodScore(
+            eval_set.name, method.name, Status.NOT_APPLICABLE, None, None, 0, None, reason
+        )
+    return None
+
+
+def _mean_score(eval_set: EvalSet, method: str, images: list[ImageScore]) -> MethodScore:
+    return MethodScore(
+        eval_set.name,
+        method,
+        Status.OK,
+        float(np.mean([i.psnr for i in images])),
+        float(np.mean([i.ssim for i in images])),
+        len(images),
+        float(np.mean([i.seconds for i in images])),
+    )
+
+
+def evaluate_set(
+    eval_set: EvalSet,
+    methods: Sequence[Method],
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    on_image: Callable[[QualityProgress], None] | None = None,
+) -> tuple[SetSummary, list[MethodScore], list[ImageScore]]:
+    """Scores of every method on one set (methods that do not apply get a row saying why)."""
+    items = list_items(eval_set, limit)
+    skipped = {m.name: _skipped(eval_set, m) for m in methods}
+    running = [m for m in methods if skipped[m.name] is None]
+    per_method: dict[str, list[ImageScore]] = {m.name: [] for m in running}
+    for done, item in enumerate(items, start=1):
+        degraded, clean = load_item(eval_set, item, seed)
+        for method in running:
+            start = time.perf_counter()
+            restored = method.restore(degraded, eval_set.spec)
+            seconds = time.perf_counter() - start
+            per_method[method.name].append(
+                ImageScore(
+                    eval_set.name,
+                    method.name,
+                    item.name,
+                    psnr(restored, clean),
+                    ssim(restored, clean),
+                    seconds,
+                )
+            )
+        if on_image is not None:
+            on_image(QualityProgress(eval_set.name, item.name, done, len(items)))
+    scores = [skipped[m.name] or _mean_score(eval_set, m.name, per_method[m.name]) for m in methods]
+    summary = SetSummary(
+        eval_set.name,
+        eval_set.source,
+        None if eval_set.spec is None else str(eval_set.spec),
+        len(items),
+    )
+    images = [score for m in running for score in per_method[m.name]]
+    return summary, scores, images
+
+
+def run_quality(
+    sets: Sequence[EvalSet],
+    methods: Sequence[Method],
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    on_image: Callable[[QualityProgress], None] | None = None,
+) -> QualityReport:
+    """Every method on every set; synthetic sets are degraded with per-image seeds derived from
+    `seed`, so two runs with the same seed see the same images."""
+    summaries: list[SetSummary] = []
+    scores: list[MethodScore] = []
+    images: list[ImageScore] = []
+    for eval_set in sets:
+        summary, set_scores, set_images = evaluate_set(
+            eval_set, methods, seed=seed, limit=limit, on_image=on_image
+        )
+        summaries.append(summary)
+        scores.extend(set_scores)
+        images.extend(set_images)
+    return QualityReport(
+        PROTOCOL,
+        seed,
+        tuple(m.name for m in methods),
+        tuple(summaries),
+        tuple(scores),
+        tuple(images),
+    )
