@@ -6,7 +6,7 @@ Public API:
     build_methods(names, weights=..., tile=..., device=...), METHOD_NAMES, BASELINES
     run_quality(sets, methods, seed=..., limit=...) -> QualityReport
     run_speed(configs, sizes, tiles, devices, repeats=...) -> SpeedReport, to_markdown()
-    write_json(path, report.to_dict()), write_csv(path, report.rows())
+    write_json(path, report.to_dict()), write_csv(path, report.rows()), write_text()
 """
 
 from measr.evaluation.baselines import BASELINES, INSTALL_HINT, Baseline
@@ -21,7 +21,7 @@ from measr.evaluation.quality import (
     Status,
     run_quality,
 )
-from measr.evaluation.reports import write_csv, write_json
+from measr.evaluation.reports import write_csv, write_json, write_text
 from measr.evaluation.sets import EvalSet, paired_set, parse_set, synthetic_set
 from measr.evaluation.speed import (
     DEFAULT_CONFIGS,
@@ -72,4 +72,5 @@ __all__ = [
     "to_markdown",
     "write_csv",
     "write_json",
+    "write_text",
 ]

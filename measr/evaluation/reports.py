@@ -26,8 +26,9 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: str | Path, text: str) -> None:
     """Write a whole file or nothing: a temporary file beside it, then renamed."""
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -49,7 +50,7 @@ def _write_text(path: Path, text: str) -> None:
 def write_json(path: str | Path, document: Mapping[str, Any]) -> None:
     """A report as indented JSON; infinite values (PSNR of identical images) as "inf"."""
     text = json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n"
-    _write_text(Path(path), text)
+    write_text(Path(path), text)
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -59,4 +60,4 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
-    _write_text(Path(path), buffer.getvalue())
+    write_text(Path(path), buffer.getvalue())

@@ -1,0 +1,237 @@
+"""`measr benchmark quality` and `measr benchmark speed`: thin commands over `measr.evaluation`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from measr.errors import MeasrError
+from measr.evaluation import (
+    METHOD_NAMES,
+    QualityProgress,
+    QualityReport,
+    SpeedProgress,
+    SpeedReport,
+    Status,
+    build_methods,
+    parse_set,
+    run_quality,
+    run_speed,
+    to_markdown,
+    write_csv,
+    write_json,
+    write_text,
+)
+from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX
+
+benchmark_app = typer.Typer(
+    help="Measure restoration quality (PSNR/SSIM against clean images) and speed.",
+    no_args_is_help=True,
+)
+console = Console()
+status_console = Console(stderr=True)
+
+SET_HELP = (
+    f"A set as {SET_SYNTAX} (repeatable). A folder with degraded/ and clean/ is paired (SPEC "
+    "optional: it names the task for the baselines); any other folder holds clean images that "
+    f"are degraded with SPEC using fixed per-image seeds; {SET_EXAMPLES}."
+)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _integers(text: str, what: str) -> list[int]:
+    try:
+        return [int(part) for part in _split(text)]
+    except ValueError:
+        raise MeasrError(
+            f"{what} must be whole numbers separated by commas, got '{text}'"
+        ) from None
+
+
+def _tiles(text: str) -> list[int | None]:
+    """'none,256' -> [None, 256]: none is the engine's own choice."""
+    return [
+        None if part.lower() == "none" else _integers(part, "tiles")[0] for part in _split(text)
+    ]
+
+
+def _quality_cell(report: QualityReport, set_name: str, method: str) -> str:
+    score = report.score(set_name, method)
+    if score.status is Status.UNAVAILABLE:
+        return "[dim]unavailable[/]"
+    if score.status is Status.NOT_APPLICABLE or score.psnr is None or score.ssim is None:
+        return "[dim]n/a[/]"
+    return f"{score.psnr:.2f} / {score.ssim:.4f}\n[dim]{score.seconds_per_image:.2f} s/img[/]"
+
+
+def quality_table(report: QualityReport) -> Table:
+    """Rows: sets; columns: methods (PSNR / SSIM, time per image); the protocol as caption."""
+    table = Table(
+        title="Restoration quality: PSNR (dB) / SSIM",
+        caption=f"{report.protocol.caption()}; seed {report.seed}",
+    )
+    table.add_column("set")
+    table.add_column("images", justify="right")
+    for method in report.methods:
+        table.add_column(method, justify="right")
+    for summary in report.sets:
+        cells = [_quality_cell(report, summary.name, method) for method in report.methods]
+        table.add_row(summary.name, str(summary.count), *cells)
+    return table
+
+
+def _skipped_notes(report: QualityReport) -> list[str]:
+    """One line per method that did not run somewhere, saying why (unavailable once)."""
+    notes = []
+    for score in report.scores:
+        if score.status is Status.UNAVAILABLE:
+            line = f"{score.method}: {score.note}"
+        elif score.status is Status.NOT_APPLICABLE:
+            line = f"{score.method} on {score.set_name}: {score.note}"
+        else:
+            continue
+        if line not in notes:
+            notes.append(line)
+    return notes
+
+
+@benchmark_app.command()
+def quality(
+    sets: Annotated[list[str], typer.Option("--set", help=SET_HELP)],
+    methods: Annotated[
+        str, typer.Option(help=f"Methods to compare, comma-separated: {', '.join(METHOD_NAMES)}.")
+    ] = ",".join(METHOD_NAMES),
+    weights: Annotated[
+        str, typer.Option(help="MEASNet weights: a name from weights.txt or a .safetensors file.")
+    ] = "default",
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic degradations.")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N images per set.")] = None,
+    tile: Annotated[
+        int | None, typer.Option(min=1, help="Tile size for MEASNet (default: the engine's).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda (default: the engine's choice).")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Write one row per set and method here.")
+    ] = None,
+) -> None:
+    """Score methods on sets of images against their clean versions (PSNR/SSIM)."""
+    eval_sets = [parse_set(text) for text in sets]
+    chosen = build_methods(_split(methods), weights=weights, tile=tile, device=device)
+    with Progress(console=status_console, transient=True) as progress:
+        task = progress.add_task("benchmark", total=None)
+
+        def show(event: QualityProgress) -> None:
+            progress.update(
+                task, completed=event.done, total=event.total, description=event.set_name
+            )
+
+        report = run_quality(eval_sets, chosen, seed=seed, limit=limit, on_image=show)
+    if json_path is not None:
+        write_json(json_path, report.to_dict())
+    if csv_path is not None:
+        write_csv(csv_path, report.rows())
+    console.print(quality_table(report))
+    for note in _skipped_notes(report):
+        console.print(f"[dim]{note}[/]")
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def speed_table(report: SpeedReport) -> Table:
+    """One row per point; the machine and its matmul peaks as caption."""
+    peaks = "; ".join(f"{p.device} matmul {p.gflops:.1f} GFLOP/s" for p in report.peaks)
+    table = Table(
+        title="MEASNet speed",
+        caption=f"{report.machine.describe()}\nfloat32 peak: {peaks}; median of "
+        f"{report.repeats} runs after {report.warmup} warm-up",
+    )
+    for name in ("config", "size", "tile", "device", "mode"):
+        table.add_column(name)
+    for name in ("MPix/s", "ms", "peak MiB", "GFLOP/s", "% peak", "x ref"):
+        table.add_column(name, justify="right")
+    for p in report.points:
+        if p.status != "ok":
+            cells = [f"[red]{p.status}[/]", "", "", "", "", ""]
+        else:
+            percent = None if p.fraction_of_peak is None else 100 * p.fraction_of_peak
+            cells = [
+                _number(p.megapixels_per_second, 3),
+                _number(None if p.seconds is None else 1000 * p.seconds, 1),
+                _number(p.peak_memory_mib, 1),
+                _number(p.achieved_gflops, 1),
+                _number(percent, 1),
+                _number(p.speed_vs_reference, 2),
+            ]
+        table.add_row(p.config, str(p.size), str(p.tile or "none"), p.device, p.mode.value, *cells)
+    return table
+
+
+@benchmark_app.command()
+def speed(
+    configs: Annotated[str, typer.Option(help="Model configurations, comma-separated.")] = "small",
+    sizes: Annotated[
+        str, typer.Option(help="Square image sides in pixels, comma-separated.")
+    ] = "256,512",
+    tiles: Annotated[
+        str, typer.Option(help="Tile sizes for the engine, comma-separated; none: its default.")
+    ] = "none",
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda (default: both where CUDA is present).")
+    ] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed runs per point (median).")] = 3,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch CPU threads (default: torch's).")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Write one row per point here.")
+    ] = None,
+    markdown_path: Annotated[
+        Path | None, typer.Option("--markdown", help="Write a markdown table here.")
+    ] = None,
+) -> None:
+    """Time MEASNet per configuration, size, tile and device, against a plain forward pass and
+    the machine's float32 matmul peak."""
+    with Progress(console=status_console, transient=True) as progress:
+        task = progress.add_task("speed", total=None)
+
+        def show(event: SpeedProgress) -> None:
+            point = event.point
+            progress.update(
+                task,
+                completed=event.done,
+                total=event.total,
+                description=f"{point.config} {point.size}px {point.device} {point.mode.value}",
+            )
+
+        report = run_speed(
+            _split(configs),
+            _integers(sizes, "sizes"),
+            _tiles(tiles),
+            [device] if device else None,
+            repeats=repeats,
+            warmup=warmup,
+            threads=threads,
+            on_point=show,
+        )
+    if json_path is not None:
+        write_json(json_path, report.to_dict())
+    if csv_path is not None:
+        write_csv(csv_path, report.rows())
+    if markdown_path is not None:
+        write_text(markdown_path, to_markdown(report))
+    console.print(speed_table(report))
