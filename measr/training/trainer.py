@@ -299,6 +299,10 @@ class Trainer:
         by_time = (time.monotonic() - self._started) / budget if budget > 0 else 0.0
         return min(max(by_steps, by_time), 1.0)
 
+    def finished(self) -> bool:
+        """True once the run has done its steps or spent its time budget."""
+        return self.progress() >= 1.0
+
     def learning_rate(self) -> float:
         """Warm-up then cosine decay, at the current progress."""
         c = self.config
@@ -332,11 +336,11 @@ class Trainer:
         wall_start, cpu_start = time.monotonic(), time.process_time()
         window: list[tuple[float, float, float]] = []
         for degraded, clean, _task in self.batches():
-            if self.step >= c.steps or self.progress() >= 1.0:
+            if self.finished():
                 break
             window.append(self.train_step(degraded, clean))
             self.step += 1
-            if self.step % c.log_every == 0 or self.step == c.steps or self.progress() >= 1.0:
+            if self.step % c.log_every == 0 or self.finished():
                 self._log(window, progress)
                 window = []
             self.wall_seconds = wall_base + time.monotonic() - wall_start
@@ -350,14 +354,14 @@ class Trainer:
         c = self.config
         by_steps = c.checkpoint_steps > 0 and self.step % c.checkpoint_steps == 0
         by_time = time.monotonic() - last >= c.checkpoint_minutes * 60
-        return by_steps or by_time or self.step == c.steps
+        return by_steps or by_time or self.finished()
 
     def _log(self, window: list[tuple[float, float, float]], progress: Progress | None) -> None:
         c = self.config
         now = time.monotonic()
         throughput = len(window) * c.batch * self.dist.world / max(now - self._last_log_time, 1e-9)
         validation = None
-        if c.val and (self.step % c.val_every == 0 or self.step == c.steps):
+        if c.val and (self.step % c.val_every == 0 or self.finished()):
             validation = self.validate()
         loss, l1, balance = (sum(v[i] for v in window) / len(window) for i in range(3))
         record = StepRecord(
