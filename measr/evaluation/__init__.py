@@ -10,7 +10,13 @@ Public API:
 """
 
 from measr.evaluation.baselines import BASELINES, INSTALL_HINT, Baseline
-from measr.evaluation.methods import METHOD_NAMES, Method, build_methods, parse_method_names
+from measr.evaluation.methods import (
+    DEFAULT_METHODS,
+    METHOD_NAMES,
+    Method,
+    build_methods,
+    parse_method_names,
+)
 from measr.evaluation.metrics import PROTOCOL, MetricProtocol, psnr, quantise, ssim
 from measr.evaluation.quality import (
     ImageScore,
@@ -39,6 +45,7 @@ from measr.evaluation.speed import (
 __all__ = [
     "BASELINES",
     "DEFAULT_CONFIGS",
+    "DEFAULT_METHODS",
     "DEFAULT_SIZES",
     "INSTALL_HINT",
     "METHOD_NAMES",
