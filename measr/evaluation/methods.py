@@ -52,35 +52,33 @@ class Restores(Protocol):
     def restore(self, pixels: np.ndarray, *, tile: int | None = None) -> Restoration: ...
 
 
-@dataclass(frozen=True)
-class InputMethod:
-    """The degraded image itself: the score any restoration has to beat."""
-
-    name: str = INPUT
+class RunsOnEverySet:
+    """A method with nothing to check: always available, blind to the degradation."""
 
     def unavailable(self) -> str | None:
         return None
 
     def not_applicable(self, spec: Spec | None) -> str | None:
         return None
+
+
+@dataclass(frozen=True)
+class InputMethod(RunsOnEverySet):
+    """The degraded image itself: the score any restoration has to beat."""
+
+    name: str = INPUT
 
     def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray:
         return degraded
 
 
 @dataclass(frozen=True)
-class MeasrMethod:
+class MeasrMethod(RunsOnEverySet):
     """MEASNet through the engine, blind to the degradation as users run it."""
 
     restorer: Restores
     tile: int | None = None
     name: str = MEASR
-
-    def unavailable(self) -> str | None:
-        return None
-
-    def not_applicable(self, spec: Spec | None) -> str | None:
-        return None
 
     def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray:
         restoration = self.restorer.restore(degraded, tile=self.tile)
