@@ -1,8 +1,9 @@
 """measr: all-in-one photo restoration with MEASNet."""
 
+from measr.engine import Restorer
 from measr.errors import MeasrError
 from measr.model import build_model
 
 __version__ = "0.1.0"
 
-__all__ = ["MeasrError", "__version__", "build_model"]
+__all__ = ["MeasrError", "Restorer", "__version__", "build_model"]

@@ -1,0 +1,20 @@
+"""Running MEASNet on real images: devices, padding, tiling with a shared global context,
+routing capture, batches of files. Everything the CLI does is callable from here."""
+
+from measr.engine.padding import PadInfo, pad_to_requirements, unpad
+from measr.engine.restorer import Restoration, Restorer
+from measr.engine.routing import RoutingSummary, merge_summaries
+from measr.engine.tiling import Tile, blend_window, tile_grid
+
+__all__ = [
+    "PadInfo",
+    "Restoration",
+    "Restorer",
+    "RoutingSummary",
+    "Tile",
+    "blend_window",
+    "merge_summaries",
+    "pad_to_requirements",
+    "tile_grid",
+    "unpad",
+]

@@ -1,0 +1,116 @@
+"""Running the network on an image of any size: tiles cut from the image (padded where they
+reach past it), run in batches with the global context of the whole image, blended back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from measr.engine.padding import pad_to_requirements, pad_to_size, padded_length
+from measr.engine.tiling import BlendAccumulator, Tile, tile_grid
+from measr.model import ForwardContext, MEASNet, RoutingRecord
+from measr.model.context import SharedStats
+
+# Called with each batch of tiles and the routing the network recorded for it.
+RoutingSink = Callable[[list[Tile], RoutingRecord], None]
+
+
+def tile_alignment(model: MEASNet) -> int:
+    """Tile starts are multiples of this: the network's coarsest pooled grid (the FD-MEE context
+    calibration at level 3) has cells of `min_size` input pixels, the same quantity that sets the
+    minimum input size. Aligned tiles pool the same cells as the whole image does."""
+    return model.requirements.min_size
+
+
+def plan_tiles(model: MEASNet, height: int, width: int, tile: int, overlap: int) -> list[Tile]:
+    """The tile grid for an image: tiles of `tile` pixels rounded down to the alignment (at least
+    two alignment cells, so neighbours can overlap), overlapping by at least `overlap`; the
+    overlap is at most half a tile. An image that fits in one tile is one tile: the whole image
+    padded to the network's size multiple."""
+    align = tile_alignment(model)
+    side = max(tile // align * align, 2 * align)
+    overlap = min(max(overlap, 0), side // 2)
+    canvas_h = padded_length(height, model.requirements)
+    canvas_w = padded_length(width, model.requirements)
+    if canvas_h > side:
+        canvas_h = -(-canvas_h // align) * align
+    if canvas_w > side:
+        canvas_w = -(-canvas_w // align) * align
+    return tile_grid(canvas_h, canvas_w, side, overlap, align)
+
+
+def context_image(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    """The (H, W, C) image shrunk by area averaging so its longest side is at most `max_side`
+    (the image itself when it already fits)."""
+    height, width = pixels.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return pixels
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    return small.reshape(size[1], size[0], pixels.shape[2])
+
+
+def as_model_input(pixels: Tensor, channels: int) -> Tensor:
+    """(h, w, C) channels-last pixels as (channels, h, w), gray replicated to every channel."""
+    planar = pixels.permute(2, 0, 1)
+    return planar.expand(channels, -1, -1) if planar.shape[0] == 1 else planar
+
+
+def capture_global_context(
+    model: MEASNet, pixels: np.ndarray, max_side: int, device: torch.device, dtype: torch.dtype
+) -> SharedStats:
+    """Every global statistic of the network (prompt, pooled statistics, routers, attention
+    maps, FFT cut-offs), computed once on the whole image, downscaled to fit `max_side`."""
+    small = torch.from_numpy(np.ascontiguousarray(context_image(pixels, max_side)))
+    x = as_model_input(small, model.requirements.channels)[None].to(device, dtype)
+    padded, _ = pad_to_requirements(x, model.requirements)
+    ctx = ForwardContext(capture_global=True)
+    model(padded, ctx)
+    return ctx.captured
+
+
+def tile_input(image: Tensor, tile: Tile, channels: int) -> Tensor:
+    """The (channels, h, w) input of one tile: its part of the (H, W, C) image, padded where the
+    tile reaches past the image (only tiles at the bottom and right border do)."""
+    crop = image[tile.rows.start : tile.rows.stop, tile.cols.start : tile.cols.stop]
+    planar = as_model_input(crop, channels)[None]
+    size = (tile.rows.stop - tile.rows.start, tile.cols.stop - tile.cols.start)
+    return pad_to_size(planar, *size)[0]
+
+
+def batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
+    """Consecutive groups of at most `size` tiles."""
+    for begin in range(0, len(tiles), size):
+        yield tiles[begin : begin + size]
+
+
+def run_tiles(
+    model: MEASNet,
+    image: Tensor,
+    tiles: list[Tile],
+    *,
+    tile_batch: int,
+    shared: SharedStats | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    routing_sink: RoutingSink | None = None,
+) -> Tensor:
+    """Restore the (H, W, C) image tile by tile, `tile_batch` tiles per forward pass, every
+    pass reusing the shared global context; returns the blended (H, W, 3) result on the CPU."""
+    height, width = image.shape[:2]
+    channels = model.requirements.channels
+    blend = BlendAccumulator(height, width, channels)
+    for group in batches(tiles, tile_batch):
+        x = torch.stack([tile_input(image, t, channels) for t in group]).to(device, dtype)
+        ctx = ForwardContext(record_routing=routing_sink is not None, shared=shared)
+        restored = model(x, ctx).image
+        for tile, result in zip(group, restored, strict=True):
+            blend.add(tile, result)
+        if routing_sink is not None:
+            routing_sink(group, ctx.routing)
+    return blend.result()

@@ -1,0 +1,71 @@
+"""How big a tile, a tile batch and the global-context image may be, from a memory budget."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from measr.model import ModelConfig
+
+# Peak activation memory of one inference pass, in bytes per input pixel per channel of the
+# configuration's base width (`dim`), float32. Measured on CPU with ru_maxrss (tiny, small and
+# full at 256-1024 px): 145-280; the upper end keeps the estimate safe.
+ACTIVATION_BYTES_PER_PIXEL_PER_DIM = 280
+# Share of the free memory one restoration may take; the rest is left to the rest of the
+# machine (and, on CPU, to the decoded images and the blending buffers).
+MEMORY_SHARE = 0.25
+# Tiles beyond this side do not run faster per pixel, they only hold more memory.
+MAX_AUTO_TILE = 1024
+# The global context is computed on the image downscaled to at most this side: large enough
+# for the statistics to be those of the photo, small enough to run whole.
+MAX_CONTEXT_SIDE = 1024
+# On a GPU several tiles per pass keep the device busy; on a CPU the threads already are.
+MAX_GPU_TILE_BATCH = 8
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Sizes chosen for one device: tile side, tiles per pass, longest side of the context."""
+
+    tile: int
+    tile_batch: int
+    context_side: int
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes currently available on the device (GPU: free device memory; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    # Without /proc (macOS, Windows): the physical memory size, a weaker bound.
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def bytes_per_pixel(config: ModelConfig, half: bool = False) -> int:
+    """Estimated peak activation bytes per input pixel for a configuration."""
+    per_pixel = ACTIVATION_BYTES_PER_PIXEL_PER_DIM * config.dim
+    return per_pixel // 2 if half else per_pixel
+
+
+def plan_memory(
+    config: ModelConfig, device: torch.device, *, half: bool = False, budget: int | None = None
+) -> MemoryPlan:
+    """Tile side, tile batch and context side that fit `budget` bytes (default: a share of the
+    device's free memory)."""
+    budget = budget if budget is not None else int(free_memory(device) * MEMORY_SHARE)
+    pixels = budget // bytes_per_pixel(config, half)
+    side = math.isqrt(max(pixels, 1))
+    tile = min(side, MAX_AUTO_TILE)
+    batch = 1
+    if device.type == "cuda":
+        batch = max(1, min(MAX_GPU_TILE_BATCH, pixels // tile**2))
+    return MemoryPlan(tile=tile, tile_batch=batch, context_side=min(side, MAX_CONTEXT_SIDE))

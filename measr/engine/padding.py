@@ -1,0 +1,61 @@
+"""Padding to what the network needs, and back: the output always has the input's size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from measr.model import InputRequirements
+
+
+@dataclass(frozen=True)
+class PadInfo:
+    """How much was added below and to the right of an image, so `unpad` can remove it."""
+
+    height: int
+    width: int
+    bottom: int
+    right: int
+
+
+def padded_length(length: int, requirements: InputRequirements) -> int:
+    """The smallest side >= `length` that is a size multiple and at least the minimum size."""
+    multiple = requirements.size_multiple
+    rounded = -(-length // multiple) * multiple
+    return max(rounded, -(-requirements.min_size // multiple) * multiple)
+
+
+def pad_to_size(x: Tensor, height: int, width: int) -> Tensor:
+    """Extend (B, C, h, w) to (B, C, height, width) at the bottom and right: reflect where the
+    image is large enough, replicate where it is not (reflect needs pad < side)."""
+    bottom, right = height - x.shape[-2], width - x.shape[-1]
+    if bottom == 0 and right == 0:
+        return x
+    # Reflect beyond a small side in steps, each reflecting at most side - 1 pixels, until the
+    # image is too small to reflect at all (a side of 1 px); replicate covers the rest.
+    while bottom or right:
+        step_bottom = min(bottom, x.shape[-2] - 1)
+        step_right = min(right, x.shape[-1] - 1)
+        if step_bottom == 0 and step_right == 0:
+            return F.pad(x, (0, right, 0, bottom), mode="replicate")
+        x = F.pad(x, (0, step_right, 0, step_bottom), mode="reflect")
+        bottom, right = bottom - step_bottom, right - step_right
+    return x
+
+
+def pad_to_requirements(x: Tensor, requirements: InputRequirements) -> tuple[Tensor, PadInfo]:
+    """Pad (B, C, H, W) at the bottom and right to the network's size multiple and minimum.
+
+    Padding only at the far sides keeps pixel (0, 0) at the origin, so the network's
+    down-sampling grid is the same for a whole image and for tiles cut from it."""
+    height, width = x.shape[-2:]
+    padded = pad_to_size(x, padded_length(height, requirements), padded_length(width, requirements))
+    info = PadInfo(height, width, padded.shape[-2] - height, padded.shape[-1] - width)
+    return padded, info
+
+
+def unpad(x: Tensor, info: PadInfo) -> Tensor:
+    """Crop a padded (B, C, H', W') result back to the original (B, C, H, W)."""
+    return x[..., : info.height, : info.width]

@@ -1,0 +1,232 @@
+"""`Restorer`: weights on a device, and `restore(pixels)` for an image of any size."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from measr import manifest
+from measr.engine.device import check_half, resolve_device
+from measr.engine.inference import capture_global_context, plan_tiles, run_tiles
+from measr.engine.memory import plan_memory
+from measr.engine.routing import RoutingCollector, RoutingSummary
+from measr.errors import ExitCode, MeasrError, WeightsError
+from measr.model import MEASNet, ModelConfig
+from measr.model.weights import load_model
+
+DEFAULT_TILE_OVERLAP = 32
+# ITU-R BT.601 luma: how a restored RGB image becomes gray again for a gray input.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """A restored image and how it was made."""
+
+    pixels: np.ndarray  # (H, W, C) float32 in [0, 1], the input's size and channel count
+    seconds: float
+    tiles: int  # 1 when the image ran whole
+    tile: int | None  # longest tile side in pixels, None when the image ran whole
+    shared_context: bool  # whether the tiles shared the whole image's global context
+    routing: RoutingSummary | None = None
+    expert_maps: dict[str, np.ndarray] = field(default_factory=dict)  # level -> (H, W) top-1
+
+
+class Restorer:
+    """A MEASNet with its weights, ready on a device. Build it with `from_name`, `from_file` or
+    `from_spec`; the library never prints, so callers decide how to report."""
+
+    def __init__(
+        self,
+        model: MEASNet,
+        *,
+        name: str,
+        device: str = "auto",
+        threads: int | None = None,
+        half: bool = False,
+        trained: bool | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        if half:
+            check_half(self.device, model.requirements)
+        if threads is not None:
+            if threads < 1:
+                raise MeasrError(f"--threads must be at least 1, not {threads}")
+            torch.set_num_threads(threads)
+        self.half = half
+        self.dtype = torch.float16 if half else torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
+        self.name = name
+        # True/False from weights.txt; None for a file the manifest does not list.
+        self.is_trained = trained
+
+    @classmethod
+    def from_name(
+        cls,
+        name: str | None = None,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        half: bool = False,
+        manifest_path: Path | None = None,
+    ) -> Restorer:
+        """Weights listed in weights.txt (the default entry when `name` is None), checked
+        against their sha256."""
+        entry = manifest.find_entry(name, manifest_path)
+        manifest.verify(entry)
+        model = load_model(entry.file)
+        listed = entry.fields.get("config")
+        if listed is not None and listed != model.config.name:
+            raise WeightsError(
+                f"weights '{entry.name}' hold configuration '{model.config.name}', "
+                f"but weights.txt says '{listed}'",
+                "fix the config field of this entry in weights.txt",
+            )
+        return cls(
+            model,
+            name=entry.name,
+            device=device,
+            threads=threads,
+            half=half,
+            trained=entry.is_trained,
+        )
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        half: bool = False,
+        manifest_path: Path | None = None,
+    ) -> Restorer:
+        """Weights from a safetensors file (its configuration is in its metadata); whether they
+        are trained is known when weights.txt lists the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"weights file '{path}' does not exist", "check the path")
+        model = load_model(path)
+        listed = [e for e in manifest.read_manifest(manifest_path) if same_file(e.file, path)]
+        return cls(
+            model,
+            name=path.stem,
+            device=device,
+            threads=threads,
+            half=half,
+            trained=listed[0].is_trained if listed else None,
+        )
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: str | None = None,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        half: bool = False,
+        manifest_path: Path | None = None,
+    ) -> Restorer:
+        """A weights name from weights.txt or a path to a .safetensors file (None: the default
+        entry), as the CLI's --weights takes it."""
+        if spec is not None and looks_like_path(spec):
+            return cls.from_file(
+                spec, device=device, threads=threads, half=half, manifest_path=manifest_path
+            )
+        return cls.from_name(
+            spec, device=device, threads=threads, half=half, manifest_path=manifest_path
+        )
+
+    @property
+    def config(self) -> ModelConfig:
+        """The network's configuration."""
+        return self.model.config
+
+    def restore(
+        self,
+        pixels: np.ndarray,
+        *,
+        tile: int | None = None,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        shared_context: bool = True,
+        record_routing: bool = False,
+        tile_batch: int | None = None,
+    ) -> Restoration:
+        """Restore (H, W, 3) RGB or (H, W, 1) gray float pixels in [0, 1]; the result has the
+        same size and channels. Without `tile`, the tile size follows free memory and images that
+        fit run whole. `shared_context=False` lets each tile see only itself (for comparison)."""
+        started = time.perf_counter()
+        image = torch.from_numpy(checked_pixels(pixels))
+        height, width = image.shape[:2]
+        plan = plan_memory(self.config, self.device, half=self.half)
+        tiles = plan_tiles(self.model, height, width, tile or plan.tile, tile_overlap)
+        collector = None
+        if record_routing:
+            collector = RoutingCollector(
+                height, width, self.config.pixel_experts, self.config.mee_experts
+            )
+        sharing = (
+            len(tiles) > 1 and shared_context and self.model.requirements.tiles_need_shared_context
+        )
+        with torch.inference_mode():
+            shared = None
+            if sharing:
+                shared = capture_global_context(
+                    self.model, image.numpy(), plan.context_side, self.device, self.dtype
+                )
+            restored = run_tiles(
+                self.model,
+                image,
+                tiles,
+                tile_batch=tile_batch or plan.tile_batch,
+                shared=shared,
+                device=self.device,
+                dtype=self.dtype,
+                routing_sink=collector,
+            ).numpy()
+        np.clip(restored, 0.0, 1.0, out=restored)
+        if image.shape[2] == 1:
+            restored = (restored @ LUMA_WEIGHTS)[:, :, None]
+        whole = len(tiles) == 1
+        return Restoration(
+            pixels=restored,
+            seconds=time.perf_counter() - started,
+            tiles=len(tiles),
+            tile=None if whole else max(tiles[0].rows.length, tiles[0].cols.length),
+            shared_context=sharing,
+            routing=collector.summary() if collector else None,
+            expert_maps=collector.maps if collector else {},
+        )
+
+
+def checked_pixels(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 1|3) float32 pixels, contiguous, or a MeasrError saying what is wrong."""
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
+        shape = getattr(pixels, "shape", type(pixels).__name__)
+        raise MeasrError(
+            f"expected pixels of shape (H, W, 3) or (H, W, 1), got {shape}",
+            "pass RGB or gray pixels as read by measr.io.read_image",
+            ExitCode.INPUT,
+        )
+    if min(pixels.shape[:2]) < 1:
+        raise MeasrError(
+            "the image is empty", "pass an image of at least 1x1 pixels", ExitCode.INPUT
+        )
+    return np.ascontiguousarray(pixels, dtype=np.float32)
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether a --weights value names a file rather than a weights.txt entry."""
+    return spec.endswith(".safetensors") or "/" in spec or "\\" in spec or Path(spec).is_file()
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same existing file."""
+    try:
+        return a.resolve() == b.resolve() or a.samefile(b)
+    except OSError:
+        return False
