@@ -16,7 +16,7 @@ from measr.engine.memory import plan_memory
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.errors import ExitCode, MeasrError, WeightsError
 from measr.model import MEASNet, ModelConfig
-from measr.model.weights import load_model
+from measr.model.weights import load_model, read_metadata
 
 DEFAULT_TILE_OVERLAP = 32
 # ITU-R BT.601 luma: how a restored RGB image becomes gray again for a gray input.
@@ -44,13 +44,13 @@ class Restorer:
         self,
         model: MEASNet,
         *,
-        name: str,
-        device: str = "auto",
+        name: str | None = None,
+        device: str | None = "auto",
         threads: int | None = None,
         half: bool = False,
         trained: bool | None = None,
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = resolve_device(device or "auto")
         if half:
             check_half(self.device, model.requirements)
         if threads is not None:
@@ -60,7 +60,7 @@ class Restorer:
         self.half = half
         self.dtype = torch.float16 if half else torch.float32
         self.model = model.to(self.device, self.dtype).eval()
-        self.name = name
+        self.name = name or model.config.name
         # True/False from weights.txt; None for a file the manifest does not list.
         self.is_trained = trained
 
@@ -69,7 +69,7 @@ class Restorer:
         cls,
         name: str | None = None,
         *,
-        device: str = "auto",
+        device: str | None = "auto",
         threads: int | None = None,
         half: bool = False,
         manifest_path: Path | None = None,
@@ -100,25 +100,26 @@ class Restorer:
         cls,
         path: str | Path,
         *,
-        device: str = "auto",
+        device: str | None = "auto",
         threads: int | None = None,
         half: bool = False,
         manifest_path: Path | None = None,
     ) -> Restorer:
         """Weights from a safetensors file (its configuration is in its metadata); whether they
-        are trained is known when weights.txt lists the file."""
+        are trained comes from weights.txt when it lists the file, else from the file's metadata
+        (`measr export` writes trained=yes)."""
         path = Path(path)
         if not path.is_file():
             raise WeightsError(f"weights file '{path}' does not exist", "check the path")
         model = load_model(path)
         listed = [e for e in manifest.read_manifest(manifest_path) if same_file(e.file, path)]
+        if listed:
+            trained: bool | None = listed[0].is_trained
+        else:
+            stated = read_metadata(path).get("trained")
+            trained = None if stated is None else stated == "yes"
         return cls(
-            model,
-            name=path.stem,
-            device=device,
-            threads=threads,
-            half=half,
-            trained=listed[0].is_trained if listed else None,
+            model, name=path.stem, device=device, threads=threads, half=half, trained=trained
         )
 
     @classmethod
@@ -126,7 +127,7 @@ class Restorer:
         cls,
         spec: str | None = None,
         *,
-        device: str = "auto",
+        device: str | None = "auto",
         threads: int | None = None,
         half: bool = False,
         manifest_path: Path | None = None,

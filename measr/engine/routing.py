@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 
 from measr.engine.tiling import Tile
-from measr.model import RoutingRecord
+from measr.model import MEASNet, RoutingRecord
+from measr.model.stp_g_mese import STPGMESE
+
+
+def pixel_routing_levels(model: MEASNet) -> list[str]:
+    """The names of the network's STP-G-MESE levels in the routing record ('encoder1', ...)."""
+    return [m.context_key for m in model.modules() if isinstance(m, STPGMESE)]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,419 @@
+"""Restoring a folder of images: which files, where their results go, and a pipeline in which
+decoding the next file and encoding the previous one overlap with the network's work.
+
+Safe to interrupt and to run twice at once: outputs are written atomically (measr.io), existing
+outputs are skipped (a rerun resumes), and each output being made is claimed with a lock file
+created with O_EXCL, so two runs never work on the same file."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from measr.engine.restorer import DEFAULT_TILE_OVERLAP, Restorer
+from measr.engine.routing import RoutingSummary
+from measr.errors import ExitCode, MeasrError
+from measr.io import Image, is_supported_path, read_image, write_image
+
+LOG_NAME = "measr-batch.jsonl"
+LOCK_SUFFIX = ".measr-lock"
+# Files decoded ahead of the network and results waiting to be encoded: enough to hide the
+# I/O behind the compute, few enough to bound the memory held by decoded images.
+PIPELINE_DEPTH = 2
+
+Status = Literal["done", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One input file and the output it becomes."""
+
+    source: Path
+    target: Path
+    relative: str  # the source's path below the input folder, as posix text
+
+
+@dataclass(frozen=True)
+class RestoreSettings:
+    """The `Restorer.restore` options a batch uses for every file."""
+
+    tile: int | None = None
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
+    shared_context: bool = True
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file."""
+
+    job: BatchJob
+    status: Status
+    seconds: float = 0.0  # restoration time (decoding and encoding overlap with other files)
+    error: str | None = None
+    routing: RoutingSummary | None = None
+
+    def to_log(self) -> dict[str, Any]:
+        """One JSON-lines record."""
+        return {
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "path": self.job.relative,
+            "output": str(self.job.target),
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "routing": self.routing.to_dict() if self.routing else None,
+        }
+
+
+@dataclass
+class BatchReport:
+    """Every file's result, and the run's wall time."""
+
+    results: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: Status) -> int:
+        """How many files ended with this status."""
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """1 when any file failed, else 0."""
+        return ExitCode.SOME_FILES_FAILED if self.count("failed") else ExitCode.OK
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a batch: nothing partial was left, the log is flushed; carries
+    the report of what was finished."""
+
+    def __init__(self, report: BatchReport) -> None:
+        super().__init__()
+        self.report = report
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' as (I, N): this run takes the files whose index in the sorted list is I mod N."""
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise MeasrError(f"--shard must be I/N with 0 <= I < N, got '{text}'", "e.g. --shard 0/4")
+    return i, n
+
+
+def output_extension(ext: str | None, source: Path) -> str:
+    """'.png' from 'png' or '.png'; the source's extension when None."""
+    if ext is None:
+        return source.suffix
+    ext = ext if ext.startswith(".") else f".{ext}"
+    if not is_supported_path(f"x{ext}"):
+        raise MeasrError(f"cannot write '{ext}' files", "use --ext png, jpg, tif, webp or bmp")
+    return ext
+
+
+def matches(relative: str, patterns: Sequence[str]) -> bool:
+    """Whether the relative path or the file name matches any glob."""
+    name = relative.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(relative, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def find_images(
+    root: Path, include: Sequence[str] = (), exclude: Sequence[str] = (), skip: Path | None = None
+) -> list[Path]:
+    """Image files below `root` (recursive, sorted), filtered by globs; hidden files and
+    folders (temporary files, locks) and anything below `skip` (the output folder) are left
+    out."""
+    skip = skip.resolve() if skip is not None else None
+    found = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and (here / d).resolve() != skip]
+        for name in files:
+            relative = (here / name).relative_to(root).as_posix()
+            if name.startswith(".") or not is_supported_path(name):
+                continue
+            if include and not matches(relative, include):
+                continue
+            if not matches(relative, exclude):
+                found.append(here / name)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def plan_jobs(
+    in_dir: Path,
+    out_dir: Path,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    suffix: str = "",
+    ext: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> list[BatchJob]:
+    """The files of this run (shard I of N) and their outputs: the same relative path below
+    `out_dir`, the stem with `suffix`, the extension `ext` (default: the input's)."""
+    if not in_dir.is_dir():
+        raise MeasrError(
+            f"input folder '{in_dir}' does not exist or is not a folder",
+            "check the path",
+            ExitCode.INPUT,
+        )
+    index, count = shard
+    sources = find_images(in_dir, include, exclude, skip=out_dir)[index::count]
+    jobs = []
+    for source in sources:
+        relative = source.relative_to(in_dir)
+        name = f"{relative.stem}{suffix}{output_extension(ext, source)}"
+        jobs.append(BatchJob(source, out_dir / relative.parent / name, relative.as_posix()))
+    check_distinct_targets(jobs)
+    return jobs
+
+
+def check_distinct_targets(jobs: Iterable[BatchJob]) -> None:
+    """Refuse a plan in which two inputs would write the same output."""
+    seen: dict[Path, str] = {}
+    for job in jobs:
+        if job.target in seen:
+            raise MeasrError(
+                f"'{seen[job.target]}' and '{job.relative}' would both be written to "
+                f"'{job.target}'",
+                "drop --ext, or exclude one of them",
+            )
+        seen[job.target] = job.relative
+
+
+def lock_path(target: Path) -> Path:
+    """The hidden lock file that claims `target` while it is being made."""
+    return target.with_name(f".{target.name}{LOCK_SUFFIX}")
+
+
+def lock_owner_is_gone(lock: Path) -> bool:
+    """Whether a lock was left by a process of this machine that no longer runs (killed)."""
+    try:
+        pid_text, _, host = lock.read_text().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False
+    if host.strip() != socket.gethostname():
+        return False  # another machine's process: it cannot be checked, so it is respected
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def claim(target: Path) -> bool:
+    """Create the target's lock (O_EXCL: exactly one run succeeds); a lock whose process died
+    is taken over. False when another live run holds it."""
+    lock = lock_path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if not lock_owner_is_gone(lock):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"{os.getpid()} {socket.gethostname()}")
+        return True
+    return False
+
+
+def release(target: Path) -> None:
+    """Remove the target's lock."""
+    with contextlib.suppress(FileNotFoundError):
+        lock_path(target).unlink()
+
+
+class BatchLog:
+    """JSON lines appended with one write() each (O_APPEND), so that two runs logging to the
+    same file never interleave within a line."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.descriptor = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record."""
+        if self.descriptor is not None:
+            os.write(self.descriptor, (json.dumps(record) + "\n").encode())
+
+    def close(self) -> None:
+        """Flush to disk and close."""
+        if self.descriptor is not None:
+            os.fsync(self.descriptor)
+            os.close(self.descriptor)
+            self.descriptor = None
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a per-file failure."""
+    if isinstance(error, MeasrError):
+        return error.one_line()
+    return f"{type(error).__name__}: {error}"
+
+
+class BatchRun:
+    """The state of one batch in flight: files decoded ahead, results waiting to be encoded,
+    outputs claimed. Every result is recorded (log, callback) from the calling thread."""
+
+    def __init__(
+        self,
+        restorer: Restorer,
+        settings: RestoreSettings,
+        *,
+        overwrite: bool,
+        quality: int,
+        log: BatchLog,
+        on_result: Callable[[FileResult], None] | None,
+    ) -> None:
+        self.restorer, self.settings = restorer, settings
+        self.overwrite, self.quality = overwrite, quality
+        self.log, self.on_result = log, on_result
+        self.report = BatchReport()
+        self.reads: deque[tuple[BatchJob, Future[Image]]] = deque()
+        self.writes: deque[tuple[BatchJob, Future[None], float, RoutingSummary | None]] = deque()
+        self.claimed: set[Path] = set()
+
+    def record(self, result: FileResult) -> None:
+        """Keep, log and announce one file's result."""
+        self.report.results.append(result)
+        self.log.write(result.to_log())
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def output_exists(self, job: BatchJob) -> bool:
+        """Whether the output is there already and must be kept (no --overwrite)."""
+        return not self.overwrite and os.path.lexists(job.target)
+
+    def schedule(self, job: BatchJob, readers: ThreadPoolExecutor) -> None:
+        """Skip the job if its output exists or another run holds it, else claim it and start
+        decoding its input."""
+        if self.output_exists(job):
+            self.record(FileResult(job, "skipped", error="output exists"))
+            return
+        if not claim(job.target):
+            self.record(FileResult(job, "skipped", error="another run is writing this output"))
+            return
+        self.claimed.add(job.target)
+        if self.output_exists(job):  # another run finished it between the check and the claim
+            self.finish(FileResult(job, "skipped", error="output exists"))
+            return
+        self.reads.append((job, readers.submit(read_image, job.source)))
+
+    def restore_next(self, writer: ThreadPoolExecutor) -> None:
+        """Restore the oldest decoded file and hand the result to the writer."""
+        job, decoding = self.reads.popleft()
+        try:
+            image = decoding.result()
+            restoration = self.restorer.restore(
+                image.pixels,
+                tile=self.settings.tile,
+                tile_overlap=self.settings.tile_overlap,
+                shared_context=self.settings.shared_context,
+                record_routing=True,
+            )
+            restored = image.with_pixels(restoration.pixels)
+        except Exception as error:  # one bad file must not stop the batch
+            self.finish(FileResult(job, "failed", error=describe_error(error)))
+            return
+        writing = writer.submit(
+            write_image, job.target, restored, quality=self.quality, overwrite=self.overwrite
+        )
+        self.writes.append((job, writing, restoration.seconds, restoration.routing))
+
+    def collect_writes(self, keep: int) -> None:
+        """Record finished writes, waiting for the oldest while more than `keep` are pending."""
+        while self.writes and (len(self.writes) > keep or self.writes[0][1].done()):
+            job, writing, seconds, routing = self.writes.popleft()
+            try:
+                writing.result()
+            except Exception as error:
+                self.finish(FileResult(job, "failed", seconds, describe_error(error)))
+            else:
+                self.finish(FileResult(job, "done", seconds, routing=routing))
+
+    def finish(self, result: FileResult) -> None:
+        """Release the output's claim and record the result."""
+        release(result.job.target)
+        self.claimed.discard(result.job.target)
+        self.record(result)
+
+    def abandon(self) -> None:
+        """Stop after an interruption: drop files not yet restored, let results already handed
+        to the writer land (each write is atomic), release every claim."""
+        for _, decoding in self.reads:
+            decoding.cancel()
+        self.reads.clear()
+        self.collect_writes(keep=0)
+        for target in self.claimed:
+            release(target)
+        self.claimed.clear()
+
+
+def run_batch(
+    restorer: Restorer,
+    jobs: Sequence[BatchJob],
+    *,
+    settings: RestoreSettings | None = None,
+    overwrite: bool = False,
+    quality: int = 95,
+    log_path: Path | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> BatchReport:
+    """Restore every job in order, decoding ahead and encoding behind in worker threads.
+
+    A file that fails is recorded and the batch goes on. On KeyboardInterrupt (Ctrl-C, or
+    SIGTERM turned into one by the caller) it stops cleanly and raises BatchInterrupted."""
+    started = time.perf_counter()
+    log = BatchLog(log_path)
+    run = BatchRun(
+        restorer,
+        settings or RestoreSettings(),
+        overwrite=overwrite,
+        quality=quality,
+        log=log,
+        on_result=on_result,
+    )
+    waiting = deque(jobs)
+    try:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="measr-read") as readers,
+            ThreadPoolExecutor(1, thread_name_prefix="measr-write") as writer,
+        ):
+            try:
+                while waiting or run.reads:
+                    while waiting and len(run.reads) < PIPELINE_DEPTH:
+                        run.schedule(waiting.popleft(), readers)
+                    if run.reads:
+                        run.restore_next(writer)
+                    run.collect_writes(keep=PIPELINE_DEPTH)
+                run.collect_writes(keep=0)
+            except KeyboardInterrupt:
+                run.abandon()
+                run.report.seconds = time.perf_counter() - started
+                raise BatchInterrupted(run.report) from None
+    finally:
+        log.close()
+    run.report.seconds = time.perf_counter() - started
+    return run.report

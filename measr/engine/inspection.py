@@ -1,0 +1,113 @@
+"""Which experts MEASNet picks for which degradation: routing of many images, grouped by task
+(the folder they are in), aggregated per group, optionally drawn as routing maps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from measr.engine.batch import RestoreSettings, describe_error, find_images
+from measr.engine.restorer import Restorer
+from measr.engine.routing import RoutingSummary, merge_summaries, pixel_routing_levels
+from measr.engine.routing_map import render_routing_map
+from measr.errors import ExitCode, MeasrError
+from measr.io import image_from_array, read_image, write_image
+
+DEFAULT_MAP_LEVEL = "encoder1"
+
+
+@dataclass
+class GroupRouting:
+    """The routing of one group of images: each image's summary, and the group's."""
+
+    images: dict[str, RoutingSummary] = field(default_factory=dict)  # path -> summary
+    failed: dict[str, str] = field(default_factory=dict)  # path -> error
+
+    @property
+    def summary(self) -> RoutingSummary | None:
+        """All images of the group merged (None when none could be restored)."""
+        return merge_summaries(self.images.values()) if self.images else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        summary = self.summary
+        return {
+            "images": len(self.images),
+            "routing": summary.to_dict() if summary else None,
+            "per_image": {path: s.to_dict() for path, s in self.images.items()},
+            "failed": self.failed,
+        }
+
+
+def group_inputs(paths: Sequence[Path]) -> dict[str, list[Path]]:
+    """Images grouped by task: a folder's subfolders are tasks (`<task>/<images>`), images
+    loose in a folder form a group named after that folder, and image paths given one by one
+    are grouped by their folder's name."""
+    groups: dict[str, list[Path]] = {}
+    for path in paths:
+        if path.is_dir():
+            for image in find_images(path):
+                parts = image.relative_to(path).parts
+                task = parts[0] if len(parts) > 1 else path.resolve().name
+                groups.setdefault(task, []).append(image)
+        elif path.exists():
+            groups.setdefault(path.resolve().parent.name, []).append(path)
+        else:
+            raise MeasrError(f"'{path}' does not exist", "check the path", ExitCode.INPUT)
+    if not groups:
+        raise MeasrError("no images found", "pass image files or folders of images", ExitCode.INPUT)
+    return groups
+
+
+def map_path(maps_dir: Path, group: str, image: Path, level: str) -> Path:
+    """Where an image's routing map goes: <maps>/<group>/<stem>_<level>.png."""
+    return maps_dir / group / f"{image.stem}_{level}.png"
+
+
+def inspect_experts(
+    restorer: Restorer,
+    groups: dict[str, list[Path]],
+    *,
+    settings: RestoreSettings | None = None,
+    maps_dir: Path | None = None,
+    map_level: str = DEFAULT_MAP_LEVEL,
+    on_image: Callable[[str, Path], None] | None = None,
+) -> dict[str, GroupRouting]:
+    """Restore every image with routing capture and gather the routing per group; with
+    `maps_dir`, write each image's routing map at `map_level`. A bad image is recorded in its
+    group's `failed` and the rest go on."""
+    settings = settings or RestoreSettings()
+    levels = pixel_routing_levels(restorer.model)
+    if map_level not in levels:
+        raise MeasrError(f"unknown routing level '{map_level}'", f"use one of {', '.join(levels)}")
+    report: dict[str, GroupRouting] = {}
+    for group, paths in groups.items():
+        routing = report.setdefault(group, GroupRouting())
+        for path in paths:
+            if on_image is not None:
+                on_image(group, path)
+            try:
+                image = read_image(path)
+                restoration = restorer.restore(
+                    image.pixels,
+                    tile=settings.tile,
+                    tile_overlap=settings.tile_overlap,
+                    shared_context=settings.shared_context,
+                    record_routing=True,
+                )
+                if maps_dir is not None:
+                    picture = render_routing_map(
+                        image.pixels,
+                        restoration.expert_maps[map_level],
+                        restorer.config.pixel_experts,
+                    )
+                    target = map_path(maps_dir, group, path, map_level)
+                    write_image(target, image_from_array(picture), overwrite=True)
+            except MeasrError as error:
+                routing.failed[str(path)] = describe_error(error)
+                continue
+            if restoration.routing is not None:
+                routing.images[str(path)] = restoration.routing
+    return report
