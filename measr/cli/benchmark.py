@@ -115,16 +115,17 @@ def quality(
         ),
     ] = ",".join(DEFAULT_METHODS),
     weights: Annotated[
-        str, typer.Option(help="MEASNet weights: a name from weights.txt or a .safetensors file.")
-    ] = "default",
+        str | None,
+        typer.Option(help="MEASNet weights: a name from weights.txt or a .safetensors file."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic degradations.")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images per set.")] = None,
     tile: Annotated[
         int | None, typer.Option(min=1, help="Tile size for MEASNet (default: the engine's).")
     ] = None,
     device: Annotated[
-        str | None, typer.Option(help="cpu or cuda (default: the engine's choice).")
-    ] = None,
+        str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: CUDA when present).")
+    ] = "auto",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     csv_path: Annotated[
         Path | None, typer.Option("--csv", help="Write one row per set and method here.")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from measr.degrade import Spec
+from measr.engine import Restorer
+from measr.engine.device import resolve_device
 from measr.errors import ExitCode, MeasrError
 from measr.evaluation.baselines import BASELINES, Baseline
 
@@ -19,7 +20,6 @@ MEASR = "measr"
 METHOD_NAMES: tuple[str, ...] = (INPUT, MEASR, *BASELINES)
 # CBM3D is left out by default: about 45 s per 500x500 image on two CPU cores.
 DEFAULT_METHODS: tuple[str, ...] = tuple(name for name in METHOD_NAMES if name != "cbm3d")
-DEFAULT_WEIGHTS = "default"
 
 
 class Method(Protocol):
@@ -37,19 +37,6 @@ class Method(Protocol):
         ...
 
     def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray: ...
-
-
-class Restoration(Protocol):
-    """What the benchmark reads of the engine's result."""
-
-    @property
-    def pixels(self) -> np.ndarray: ...
-
-
-class Restores(Protocol):
-    """What the benchmark needs of `measr.engine.Restorer`."""
-
-    def restore(self, pixels: np.ndarray, *, tile: int | None = None) -> Restoration: ...
 
 
 class RunsOnEverySet:
@@ -76,7 +63,7 @@ class InputMethod(RunsOnEverySet):
 class MeasrMethod(RunsOnEverySet):
     """MEASNet through the engine, blind to the degradation as users run it."""
 
-    restorer: Restores
+    restorer: Restorer
     tile: int | None = None
     name: str = MEASR
 
@@ -107,13 +94,10 @@ class BaselineMethod:
         return self.baseline.run(degraded, spec.steps[0], self.device)
 
 
-def load_restorer(weights: str, device: str | None) -> Restores:
-    """The engine's Restorer for a weights name from the manifest or a weights file."""
-    from measr.engine import Restorer
-
-    if Path(weights).suffix == ".safetensors" or Path(weights).is_file():
-        return Restorer.from_file(weights, device=device)
-    return Restorer.from_name(weights, device=device)
+def load_restorer(weights: str | None, device: str | None) -> Restorer:
+    """The engine's Restorer for a weights name from weights.txt or a .safetensors file (None:
+    the default entry)."""
+    return Restorer.from_spec(weights, device=device)
 
 
 def parse_method_names(text: str | Sequence[str]) -> list[str]:
@@ -135,19 +119,22 @@ def parse_method_names(text: str | Sequence[str]) -> list[str]:
 def build_methods(
     names: Sequence[str],
     *,
-    weights: str = DEFAULT_WEIGHTS,
+    weights: str | None = None,
     tile: int | None = None,
     device: str | None = None,
-    restorer: Restores | None = None,
+    restorer: Restorer | None = None,
 ) -> list[Method]:
     """The methods named, ready to run; the Restorer is loaded only when `measr` is asked for
     (pass `restorer` to reuse one already loaded)."""
+    names = parse_method_names(list(names))
+    # Network baselines run where MEASNet does; "auto" picks CUDA when there is one.
+    resolved = str(resolve_device(device or "auto"))
     methods: list[Method] = []
-    for name in parse_method_names(list(names)):
+    for name in names:
         if name == INPUT:
             methods.append(InputMethod())
         elif name == MEASR:
             methods.append(MeasrMethod(restorer or load_restorer(weights, device), tile))
         else:
-            methods.append(BaselineMethod(BASELINES[name], device or "cpu"))
+            methods.append(BaselineMethod(BASELINES[name], resolved))
     return methods

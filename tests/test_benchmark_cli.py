@@ -1,0 +1,168 @@
+"""`measr benchmark quality` and `measr benchmark speed` end to end on a tiny model."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from measr import build_model
+from measr.cli.benchmark import benchmark_app
+from measr.errors import MeasrError
+from measr.evaluation.speed import Mode, plan_jobs
+from measr.io import image_from_array, write_image
+from measr.model.weights import save_weights
+
+SIDE = 64
+
+
+def write_images(folder: Path, count: int, seed: int = 0) -> None:
+    """`count` smooth generated RGB PNGs of SIDE x SIDE pixels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:SIDE, 0:SIDE].astype(np.float32) / SIDE
+    for index in range(count):
+        shift = (seed + index) / 10
+        image = np.stack([x * 0.8 + 0.1, y * 0.6 + shift / 4, (x + y) / 3 + 0.2], axis=2)
+        write_image(folder / f"photo{index}.png", image_from_array(image.astype(np.float32)))
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    path = tmp_path / "t.safetensors"
+    save_weights(build_model("tiny"), path)
+    return path
+
+
+def test_quality_writes_json_and_csv_with_a_row_per_set_and_method(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    write_images(tmp_path / "photos", 2)
+    write_images(tmp_path / "pairs" / "clean", 1)
+    write_images(tmp_path / "pairs" / "degraded", 1, seed=3)
+    result = CliRunner().invoke(
+        benchmark_app,
+        [
+            "quality",
+            "--set",
+            f"noisy={tmp_path / 'photos'}:noise:25",
+            "--set",
+            f"{tmp_path / 'pairs'}:haze",
+            "--methods",
+            "input,measr,dcp,autogamma",
+            "--weights",
+            str(tiny_weights),
+            "--json",
+            str(tmp_path / "q.json"),
+            "--csv",
+            str(tmp_path / "q.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "noisy" in result.output and "8-bit" in result.output
+
+    report = json.loads((tmp_path / "q.json").read_text())
+    status = {(s["set_name"], s["method"]): s["status"] for s in report["scores"]}
+    assert status == {
+        ("noisy", "input"): "ok",
+        ("noisy", "measr"): "ok",
+        ("noisy", "dcp"): "not applicable",
+        ("noisy", "autogamma"): "not applicable",
+        ("pairs:haze", "input"): "ok",
+        ("pairs:haze", "measr"): "ok",
+        ("pairs:haze", "dcp"): "ok",
+        ("pairs:haze", "autogamma"): "not applicable",
+    }
+    assert [s["count"] for s in report["sets"]] == [2, 1]
+    assert report["seed"] == 0 and report["protocol"]["bit_depth"] == 8
+
+    with (tmp_path / "q.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["set_name"], r["method"]) for r in rows] == list(status)
+    measr_row = rows[1]
+    assert float(measr_row["psnr"]) > 0 and 0 < float(measr_row["ssim"]) <= 1
+    assert measr_row["count"] == "2" and float(measr_row["seconds_per_image"]) > 0
+
+
+def test_quality_limit_and_seed_fix_the_images(tmp_path: Path) -> None:
+    write_images(tmp_path / "photos", 3)
+
+    def input_psnr(seed: int) -> list[float]:
+        out = tmp_path / f"seed{seed}.json"
+        arguments = ["quality", "--set", f"{tmp_path / 'photos'}:noise:25", "--methods", "input"]
+        result = CliRunner().invoke(
+            benchmark_app, [*arguments, "--limit", "2", "--seed", str(seed), "--json", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        return [image["psnr"] for image in json.loads(out.read_text())["images"]]
+
+    first = input_psnr(1)
+    assert len(first) == 2
+    assert input_psnr(1) == first
+    assert input_psnr(2) != first
+
+
+def test_quality_refuses_a_clean_folder_without_a_degradation(tmp_path: Path) -> None:
+    write_images(tmp_path / "photos", 1)
+    result = CliRunner().invoke(
+        benchmark_app, ["quality", "--set", str(tmp_path / "photos"), "--methods", "input"]
+    )
+    assert isinstance(result.exception, MeasrError)
+    assert "need a degradation" in result.exception.one_line()
+
+
+def test_speed_reports_throughput_and_a_matmul_peak(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        benchmark_app,
+        [
+            "speed",
+            "--configs",
+            "tiny",
+            "--sizes",
+            "64",
+            "--device",
+            "cpu",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            str(tmp_path / "s.json"),
+            "--csv",
+            str(tmp_path / "s.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "s.json").read_text())
+    assert report["matmul_peaks"][0]["gflops"] > 0
+    assert report["machine"]["torch_threads"] >= 1 and report["machine"]["cpu"]
+    points = report["points"]
+    assert [p["mode"] for p in points] == ["reference", "measr"]
+    for point in points:
+        assert point["status"] == "ok", point
+        assert point["megapixels_per_second"] > 0 and point["model_gflop"] > 0
+        assert point["peak_memory_mib"] >= 0 and point["fraction_of_peak"] > 0
+    assert points[0]["speed_vs_reference"] == 1.0
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 3
+    assert "MEASNet speed" in result.output
+
+
+def test_speed_plans_one_reference_and_one_engine_point_per_tile() -> None:
+    jobs = plan_jobs(["tiny"], [64, 128], [None, 64], ["cpu"], list(Mode), 2, 1, None)
+    assert [(j.size, j.mode, j.tile) for j in jobs] == [
+        (64, Mode.REFERENCE, None),
+        (64, Mode.MEASR, None),
+        (64, Mode.MEASR, 64),
+        (128, Mode.REFERENCE, None),
+        (128, Mode.MEASR, None),
+        (128, Mode.MEASR, 64),
+    ]
+
+
+def test_speed_refuses_sizes_the_network_cannot_take() -> None:
+    result = CliRunner().invoke(benchmark_app, ["speed", "--configs", "tiny", "--sizes", "60"])
+    assert isinstance(result.exception, MeasrError)
+    assert "multiples of 8" in result.exception.one_line()
