@@ -10,7 +10,7 @@ from typing import Any
 
 from measr.engine.batch import RestoreSettings, describe_error, find_images
 from measr.engine.restorer import Restorer
-from measr.engine.routing import RoutingSummary, merge_summaries, pixel_routing_levels
+from measr.engine.routing import RoutingSummary, check_routing_level, merge_summaries
 from measr.engine.routing_map import render_routing_map
 from measr.errors import ExitCode, MeasrError
 from measr.io import image_from_array, read_image, write_image
@@ -79,9 +79,7 @@ def inspect_experts(
     `maps_dir`, write each image's routing map at `map_level`. A bad image is recorded in its
     group's `failed` and the rest go on."""
     settings = settings or RestoreSettings()
-    levels = pixel_routing_levels(restorer.model)
-    if map_level not in levels:
-        raise MeasrError(f"unknown routing level '{map_level}'", f"use one of {', '.join(levels)}")
+    check_routing_level(restorer.model, map_level)
     report: dict[str, GroupRouting] = {}
     for group, paths in groups.items():
         routing = report.setdefault(group, GroupRouting())

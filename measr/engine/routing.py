@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from measr.engine.tiling import Tile
+from measr.errors import MeasrError
 from measr.model import MEASNet, RoutingRecord
 from measr.model.stp_g_mese import STPGMESE
 
@@ -18,6 +19,13 @@ from measr.model.stp_g_mese import STPGMESE
 def pixel_routing_levels(model: MEASNet) -> list[str]:
     """The names of the network's STP-G-MESE levels in the routing record ('encoder1', ...)."""
     return [m.context_key for m in model.modules() if isinstance(m, STPGMESE)]
+
+
+def check_routing_level(model: MEASNet, level: str) -> None:
+    """Refuse a routing-map level the network does not have."""
+    levels = pixel_routing_levels(model)
+    if level not in levels:
+        raise MeasrError(f"unknown routing level '{level}'", f"use one of {', '.join(levels)}")
 
 
 @dataclass(frozen=True)

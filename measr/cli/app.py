@@ -1,0 +1,78 @@
+"""The `measr` application: global options, error handling, and every command registered."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from measr import __version__
+from measr.cli import INTERRUPTED, batch, inspect, models, restore, train
+from measr.cli.benchmark import benchmark_app
+from measr.cli.render import print_error, stderr
+from measr.errors import MeasrError
+
+
+class MeasrGroup(TyperGroup):
+    """Turns the errors users can meet into one red line and an exit code, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MeasrError as error:
+            print_error(error)
+            raise typer.Exit(int(error.exit_code)) from None
+        except KeyboardInterrupt:
+            stderr().print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(INTERRUPTED) from None
+
+
+app = typer.Typer(
+    cls=MeasrGroup,
+    help="Restore damaged photos (noise, rain, haze, blur, low light) with one network, MEASNet.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def show_version(value: bool) -> None:
+    """--version: print and stop."""
+    if value:
+        typer.echo(f"measr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Restore damaged photos (noise, rain, haze, blur, low light) with one network, MEASNet."""
+
+
+app.command("restore")(restore.restore)
+app.command("batch")(batch.batch)
+app.command("inspect-experts")(inspect.inspect_experts)
+app.command("models")(models.models)
+app.add_typer(benchmark_app, name="benchmark")
+train.register(app)
+
+
+def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM stops a run the way Ctrl-C does: cleanly, with exit code 130."""
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Console-script entry point."""
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    app()
+
+
+if __name__ == "__main__":
+    main()

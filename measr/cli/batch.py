@@ -1,0 +1,134 @@
+"""`measr batch IN_DIR OUT_DIR`: restore a folder, resumable and safe to interrupt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from measr.cli import INTERRUPTED
+from measr.cli.options import (
+    DeviceOption,
+    HalfOption,
+    NoSharedContextOption,
+    ThreadsOption,
+    TileOption,
+    TileOverlapOption,
+    WeightsOption,
+    open_restorer,
+    restore_settings,
+)
+from measr.cli.render import batch_table, stderr, stdout, warn_if_untrained
+from measr.engine.batch import (
+    LOG_NAME,
+    BatchInterrupted,
+    BatchReport,
+    FileResult,
+    parse_shard,
+    plan_jobs,
+    run_batch,
+)
+
+
+def batch(
+    in_dir: Annotated[Path, typer.Argument(metavar="IN_DIR", help="Folder of images (recursive).")],
+    out_dir: Annotated[
+        Path, typer.Argument(metavar="OUT_DIR", help="Results go here, under the same paths.")
+    ],
+    include: Annotated[
+        list[str] | None,
+        typer.Option(metavar="GLOB", help="Only paths or names matching (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(metavar="GLOB", help="Leave out paths or names matching (repeatable)."),
+    ] = None,
+    suffix: Annotated[str, typer.Option(help="Added to each output's stem.")] = "",
+    ext: Annotated[
+        str | None, typer.Option(help="Output format, e.g. png (default: the input's).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that exist.")] = False,
+    quality: Annotated[
+        int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the outputs.")
+    ] = 95,
+    log: Annotated[
+        Path | None, typer.Option(help=f"JSON-lines log, appended (default: OUT_DIR/{LOG_NAME}).")
+    ] = None,
+    shard: Annotated[
+        str, typer.Option(metavar="I/N", help="Take files I, I+N, I+2N... of the sorted list.")
+    ] = "0/1",
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
+    half: HalfOption = False,
+    tile: TileOption = None,
+    tile_overlap: TileOverlapOption = 32,
+    no_shared_context: NoSharedContextOption = False,
+) -> None:
+    """Restore every image below IN_DIR into OUT_DIR. Existing outputs are skipped, so an
+    interrupted run resumes; a bad file is reported and the rest go on (exit code 1)."""
+    jobs = plan_jobs(
+        in_dir,
+        out_dir,
+        include=include or (),
+        exclude=exclude or (),
+        suffix=suffix,
+        ext=ext,
+        shard=parse_shard(shard),
+    )
+    restorer = open_restorer(weights, device, threads, half)
+    warn_if_untrained(restorer)
+    console = stderr()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("restoring", total=len(jobs))
+
+        def show(result: FileResult) -> None:
+            if result.status == "failed":
+                line = Text(f"failed: {result.job.relative}: {result.error}", style="red")
+                progress.console.print(line, soft_wrap=True)
+            progress.advance(task)
+
+        try:
+            report = run_batch(
+                restorer,
+                jobs,
+                settings=restore_settings(tile, tile_overlap, no_shared_context),
+                overwrite=overwrite,
+                quality=quality,
+                log_path=log or out_dir / LOG_NAME,
+                on_result=show,
+            )
+        except BatchInterrupted as interruption:
+            progress.stop()
+            finish(interruption.report, interrupted=True)
+            raise typer.Exit(INTERRUPTED) from None
+    finish(report, interrupted=False)
+    raise typer.Exit(int(report.exit_code))
+
+
+def finish(report: BatchReport, *, interrupted: bool) -> None:
+    """Print the summary table (and say when the run was stopped)."""
+    stdout().print(batch_table(report))
+    if interrupted:
+        stderr().print(
+            "[yellow]interrupted: finished files are complete, the rest were not started; "
+            "run the same command again to resume[/yellow]"
+        )

@@ -1,0 +1,104 @@
+"""`measr inspect-experts`: which experts MEASNet picks, per task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from measr.cli.options import (
+    DeviceOption,
+    HalfOption,
+    NoSharedContextOption,
+    ThreadsOption,
+    TileOption,
+    TileOverlapOption,
+    WeightsOption,
+    open_restorer,
+    restore_settings,
+)
+from measr.cli.render import atom_table, stderr, stdout, usage_table, warn_if_untrained
+from measr.engine.inspection import (
+    DEFAULT_MAP_LEVEL,
+    GroupRouting,
+    group_inputs,
+)
+from measr.engine.inspection import inspect_experts as inspect_routing
+from measr.errors import ExitCode
+
+
+def inspect_experts(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="IMAGES... | FOLDER",
+            help="Images, or a folder laid out <task>/<images> (loose images form one group "
+            "named after their folder).",
+        ),
+    ],
+    maps: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Write a routing map per image here.")
+    ] = None,
+    map_level: Annotated[
+        str, typer.Option(help="STP-G-MESE level of the routing maps.")
+    ] = DEFAULT_MAP_LEVEL,
+    json_out: Annotated[
+        str | None,
+        typer.Option("--json", metavar="PATH|-", help="Write the routing as JSON ('-': stdout)."),
+    ] = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
+    half: HalfOption = False,
+    tile: TileOption = None,
+    tile_overlap: TileOverlapOption = 32,
+    no_shared_context: NoSharedContextOption = False,
+) -> None:
+    """Run images with routing capture; print, per task, expert-usage histograms of every
+    STP-G-MESE level and FD-MEE band, and the task prompt's atom weights."""
+    groups = group_inputs(inputs)
+    restorer = open_restorer(weights, device, threads, half)
+    warn_if_untrained(restorer)
+    report = inspect_routing(
+        restorer,
+        groups,
+        settings=restore_settings(tile, tile_overlap, no_shared_context),
+        maps_dir=maps,
+        map_level=map_level,
+        on_image=lambda group, path: stderr().print(f"[dim]{group}: {path.name}[/dim]"),
+    )
+    if json_out is not None:
+        write_json(report, json_out)
+    if json_out != "-":
+        show(report)
+    failed = [(path, error) for g in report.values() for path, error in g.failed.items()]
+    for path, error in failed:
+        stderr().print(f"[red]failed: {path}: {error}[/red]", soft_wrap=True)
+    raise typer.Exit(int(ExitCode.SOME_FILES_FAILED if failed else ExitCode.OK))
+
+
+def as_json(report: dict[str, GroupRouting]) -> dict[str, Any]:
+    """The whole report as plain data."""
+    return {"groups": {group: routing.to_dict() for group, routing in report.items()}}
+
+
+def write_json(report: dict[str, GroupRouting], destination: str) -> None:
+    """Write the JSON to a file, or to stdout for '-'."""
+    text = json.dumps(as_json(report), indent=2)
+    if destination == "-":
+        typer.echo(text)
+    else:
+        Path(destination).write_text(text + "\n")
+
+
+def show(report: dict[str, GroupRouting]) -> None:
+    """Per group: the usage table and the prompt's atom weights."""
+    console = stdout()
+    for group, routing in report.items():
+        summary = routing.summary
+        if summary is None:
+            continue
+        console.print(usage_table(f"{group}: {len(routing.images)} image(s)", summary))
+        console.print(atom_table(summary))

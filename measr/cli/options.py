@@ -1,0 +1,61 @@
+"""Options every model-running command takes, in one place: weights, device, precision, tiling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from measr.engine import Restorer
+from measr.engine.batch import RestoreSettings
+from measr.engine.restorer import DEFAULT_TILE_OVERLAP
+
+WeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        metavar="NAME|PATH",
+        help="A name from weights.txt (see `measr models`) or a .safetensors file; "
+        "default: the default entry.",
+    ),
+]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")
+]
+ThreadsOption = Annotated[
+    int | None, typer.Option("--threads", min=1, help="CPU threads for PyTorch.")
+]
+HalfOption = Annotated[bool, typer.Option("--half", help="Run in float16 (CUDA only).")]
+TileOption = Annotated[
+    int | None,
+    typer.Option(
+        "--tile",
+        min=1,
+        help="Tile side in pixels (rounded down to a multiple of 64, at least 128); "
+        "default: chosen from free memory, and images that fit run whole.",
+    ),
+]
+TileOverlapOption = Annotated[
+    int, typer.Option("--tile-overlap", min=0, help="Minimum overlap of neighbouring tiles.")
+]
+NoSharedContextOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-shared-context",
+        help="Let each tile compute its own global statistics instead of sharing those of the "
+        "whole image (for comparison: tiles then disagree).",
+    ),
+]
+
+
+def open_restorer(weights: str | None, device: str, threads: int | None, half: bool) -> Restorer:
+    """The Restorer the --weights, --device, --threads and --half options ask for."""
+    return Restorer.from_spec(weights, device=device, threads=threads, half=half)
+
+
+def restore_settings(
+    tile: int | None, tile_overlap: int = DEFAULT_TILE_OVERLAP, no_shared_context: bool = False
+) -> RestoreSettings:
+    """The tiling options as engine settings."""
+    return RestoreSettings(tile, tile_overlap, shared_context=not no_shared_context)

@@ -1,0 +1,150 @@
+"""Rich rendering shared by the commands: the error line, the untrained-weights warning, the
+restore summary, usage bars and tables."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from measr.engine import Restoration, Restorer, RoutingSummary
+from measr.engine.batch import BatchReport
+from measr.errors import MeasrError
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def stdout() -> Console:
+    """Results go to stdout (created per call so test runners' captured streams are used)."""
+    return Console(highlight=False)
+
+
+def stderr() -> Console:
+    """Errors, warnings and progress go to stderr."""
+    return Console(stderr=True, highlight=False)
+
+
+def print_error(error: MeasrError) -> None:
+    """`error: <message> (<hint>)` in red, on one line, on stderr."""
+    stderr().print(Text(f"error: {error.one_line()}", style="red"), soft_wrap=True)
+
+
+def untrained_warning(restorer: Restorer) -> Text | None:
+    """The notice every run with untrained weights must show, or None for trained weights."""
+    if restorer.is_trained is not False:
+        return None
+    return Text(
+        f"using UNTRAINED weights '{restorer.name}': the output shows what the pipeline does, "
+        "not restoration quality",
+        style="yellow",
+    )
+
+
+def warn_if_untrained(restorer: Restorer) -> None:
+    """Print the untrained-weights notice on stderr when it applies."""
+    warning = untrained_warning(restorer)
+    if warning is not None:
+        stderr().print(warning, soft_wrap=True)
+
+
+def percent(share: float) -> str:
+    """0.413 -> '41%'."""
+    return f"{share * 100:.0f}%"
+
+
+def degradation_mix(summary: RoutingSummary, count: int = 2) -> str:
+    """The prompt's dominant atoms: 'atoms 3 (41%), 7 (22%)' (atoms carry no labels)."""
+    atoms = ", ".join(f"{atom} ({percent(w)})" for atom, w in summary.dominant_atoms(count))
+    return f"atoms {atoms}"
+
+
+def most_used_experts(summary: RoutingSummary) -> str:
+    """Each STP-G-MESE level's two most-selected experts: 'experts L1 2+5, L2 0+1, L3 4+3'."""
+    levels = [
+        f"L{level.removeprefix('encoder')} {'+'.join(map(str, summary.top_experts(level)))}"
+        for level in summary.pixel_usage
+    ]
+    return "experts " + ", ".join(levels)
+
+
+def tiling(restoration: Restoration) -> str:
+    """'whole' or '9 tiles of 256 px' (with '(no shared context)' when switched off)."""
+    if restoration.tile is None:
+        return "whole"
+    shared = "" if restoration.shared_context else " (no shared context)"
+    return f"{restoration.tiles} tiles of {restoration.tile} px{shared}"
+
+
+def restore_line(
+    name: str, output: str, size: tuple[int, int], restoration: Restoration, restorer: Restorer
+) -> Text:
+    """The one summary line of `measr restore`."""
+    height, width = size
+    precision = " fp16" if restorer.half else ""
+    parts = [
+        f"{name} -> {output}",
+        f"{width}x{height}",
+        f"{restoration.seconds:.2f} s",
+        f"{restorer.device}{precision}",
+        tiling(restoration),
+        f"{restorer.config.name}/{restorer.name}",
+    ]
+    if restoration.routing is not None:
+        parts += [degradation_mix(restoration.routing), most_used_experts(restoration.routing)]
+    line = Text("  ".join(parts))
+    warning = untrained_warning(restorer)
+    if warning is not None:
+        line.append("  UNTRAINED weights", style="yellow")
+    return line
+
+
+def usage_bar(share: float, width: int) -> str:
+    """A horizontal bar `width` characters long at 100%, in eighths of a character."""
+    eighths = round(max(0.0, min(share, 1.0)) * width * 8)
+    full, rest = divmod(eighths, 8)
+    return ("█" * full + (_EIGHTHS[rest] if rest else "")).ljust(width)
+
+
+def histogram_cell(share: float, width: int = 6) -> Text:
+    """A bar and its percentage for one table cell."""
+    return Text.assemble((usage_bar(share, width), "cyan"), f" {share * 100:4.1f}%")
+
+
+def usage_table(title: str, summary: RoutingSummary) -> Table:
+    """Expert usage of every router: STP-G-MESE levels (pixels, both top-k slots counted) and
+    FD-MEE bands (tiles, both top-k slots), one column per expert."""
+    histograms = {**summary.pixel_usage, **summary.band_usage}
+    experts = max(len(h) for h in histograms.values())
+    table = Table(title=title, title_justify="left")
+    table.add_column("router")
+    for expert in range(experts):
+        table.add_column(f"e{expert}", no_wrap=True)
+    for router, counts in histograms.items():
+        cells = [histogram_cell(share) for share in summary.usage_shares(counts)]
+        table.add_row(router, *cells)
+    return table
+
+
+def atom_table(summary: RoutingSummary, limit: int = 10) -> Table:
+    """The prompt's atom weights as bars, heaviest first (at most `limit` atoms)."""
+    table = Table(title="task prompt: weight of each atom", title_justify="left")
+    table.add_column("atom", justify="right")
+    table.add_column("weight")
+    for atom, weight in summary.dominant_atoms(limit):
+        table.add_row(str(atom), histogram_cell(weight, width=30))
+    return table
+
+
+def batch_table(report: BatchReport) -> Table:
+    """The end-of-batch summary: how many done, skipped and failed, and the time taken."""
+    table = Table(title="measr batch", title_justify="left")
+    for column in ("done", "skipped", "failed", "time"):
+        table.add_column(column, justify="right")
+    failed = report.count("failed")
+    table.add_row(
+        str(report.count("done")),
+        str(report.count("skipped")),
+        Text(str(failed), style="red" if failed else ""),
+        f"{report.seconds:.1f} s",
+    )
+    return table

@@ -1,0 +1,98 @@
+"""`measr restore IN`: restore one image."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from measr.cli.options import (
+    DeviceOption,
+    HalfOption,
+    NoSharedContextOption,
+    ThreadsOption,
+    TileOption,
+    TileOverlapOption,
+    WeightsOption,
+    open_restorer,
+    restore_settings,
+)
+from measr.cli.render import restore_line, stdout
+from measr.engine.inspection import DEFAULT_MAP_LEVEL
+from measr.engine.routing import check_routing_level
+from measr.engine.routing_map import render_routing_map
+from measr.errors import ExitCode, MeasrError
+from measr.io import image_from_array, read_image, write_image
+
+RESTORED_SUFFIX = "_restored"
+
+
+def default_output(source: Path) -> Path:
+    """`<stem>_restored.<ext>` beside the input."""
+    return source.with_name(f"{source.stem}{RESTORED_SUFFIX}{source.suffix}")
+
+
+def refuse_existing(target: Path, overwrite: bool) -> None:
+    """Stop before the (possibly long) restoration when its output would be refused anyway."""
+    if os.path.lexists(target) and not overwrite:
+        raise MeasrError(
+            f"'{target}' already exists",
+            "use --overwrite to replace it, or -o to choose another name",
+            ExitCode.INPUT,
+        )
+
+
+def restore(
+    source: Annotated[Path, typer.Argument(metavar="IN", help="The image to restore.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="OUT", help="Default: <stem>_restored.<ext>."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    quality: Annotated[
+        int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the output.")
+    ] = 95,
+    routing_map: Annotated[
+        Path | None,
+        typer.Option(help="Also write a picture of each pixel's top expert (PNG)."),
+    ] = None,
+    map_level: Annotated[
+        str, typer.Option(help="STP-G-MESE level of the routing map.")
+    ] = DEFAULT_MAP_LEVEL,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
+    half: HalfOption = False,
+    tile: TileOption = None,
+    tile_overlap: TileOverlapOption = 32,
+    no_shared_context: NoSharedContextOption = False,
+) -> None:
+    """Restore one image; prints one line: size, time, device, weights, the prompt's dominant
+    atoms and the most-used experts."""
+    target = output or default_output(source)
+    refuse_existing(target, overwrite)
+    if routing_map is not None:
+        refuse_existing(routing_map, overwrite)
+    image = read_image(source)
+    restorer = open_restorer(weights, device, threads, half)
+    check_routing_level(restorer.model, map_level)
+    settings = restore_settings(tile, tile_overlap, no_shared_context)
+    restoration = restorer.restore(
+        image.pixels,
+        tile=settings.tile,
+        tile_overlap=settings.tile_overlap,
+        shared_context=settings.shared_context,
+        record_routing=True,
+    )
+    write_image(target, image.with_pixels(restoration.pixels), quality=quality, overwrite=overwrite)
+    if routing_map is not None:
+        picture = render_routing_map(
+            image.pixels, restoration.expert_maps[map_level], restorer.config.pixel_experts
+        )
+        write_image(routing_map, image_from_array(picture), overwrite=overwrite)
+    line = restore_line(
+        source.name, target.name, (image.height, image.width), restoration, restorer
+    )
+    stdout().print(line, soft_wrap=True)
