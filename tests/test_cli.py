@@ -1,0 +1,135 @@
+"""`measr restore`, `measr models` and the error contract, through Typer's CliRunner on
+generated images and a tiny checkpoint listed in a temporary weights.txt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_weights import write_picture, write_weights
+from typer.testing import CliRunner, Result
+
+from measr import __version__
+from measr.cli.app import app
+from measr.io import read_image
+from measr.manifest import MANIFEST_ENV
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path)))
+    return tmp_path
+
+
+def measr(*args: str | Path) -> Result:
+    """Run the CLI in-process on one thread (the test machine's cores are shared)."""
+    return runner.invoke(app, [*map(str, args), "--threads", "1"])
+
+
+def assert_one_error_line(result: Result, exit_code: int) -> None:
+    assert result.exit_code == exit_code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "bit_depth", "alpha"),
+    [
+        ("rgb8.png", 3, 8, False),
+        ("rgb16.png", 3, 16, False),
+        ("gray8.png", 1, 8, False),
+        ("gray16.png", 1, 16, False),
+        ("rgba8.png", 3, 8, True),
+        ("graya16.png", 1, 16, True),
+        ("photo.jpg", 3, 8, False),
+    ],
+)
+def test_restore_keeps_size_depth_channels_and_alpha(
+    folder: Path, name: str, channels: int, bit_depth: int, alpha: bool
+) -> None:
+    source = write_picture(
+        folder / name, 45, 70, channels=channels, bit_depth=bit_depth, alpha=alpha
+    )
+    result = measr("restore", source)
+    assert result.exit_code == 0, result.output
+    original = read_image(source)
+    restored = read_image(folder / f"{source.stem}_restored{source.suffix}")
+    assert (restored.height, restored.width) == (45, 70)
+    assert restored.bit_depth == bit_depth and restored.is_gray == (channels == 1)
+    if alpha:
+        assert restored.alpha is not None and original.alpha is not None
+        np.testing.assert_array_equal(restored.alpha, original.alpha)
+    else:
+        assert restored.alpha is None
+    assert "70x45" in result.stdout and "tiny/tiny-test" in result.stdout
+
+
+def test_restore_line_announces_untrained_weights(folder: Path) -> None:
+    result = measr("restore", write_picture(folder / "a.png"))
+    assert "UNTRAINED" in result.stdout
+    assert "atoms " in result.stdout and "experts L1 " in result.stdout
+
+
+def test_trained_weights_are_not_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path, trained=True)))
+    result = measr("restore", write_picture(tmp_path / "a.png"))
+    assert result.exit_code == 0 and "UNTRAINED" not in result.output
+
+
+def test_restore_refuses_to_overwrite_unless_asked(folder: Path) -> None:
+    source = write_picture(folder / "a.png")
+    target = folder / "out.png"
+    assert measr("restore", source, "-o", target).exit_code == 0
+    first = target.stat().st_mtime_ns
+    assert_one_error_line(measr("restore", source, "-o", target), 4)
+    assert target.stat().st_mtime_ns == first
+    assert measr("restore", source, "-o", target, "--overwrite").exit_code == 0
+
+
+def test_restore_tiles_and_writes_a_routing_map(folder: Path) -> None:
+    source = write_picture(folder / "a.png", 150, 200)
+    result = measr(
+        "restore", source, "--tile", "128", "--no-shared-context", "--routing-map", folder / "m.png"
+    )
+    assert result.exit_code == 0, result.output
+    assert "tiles of 128 px (no shared context)" in result.stdout
+    picture = read_image(folder / "m.png")
+    assert picture.width == 200 and picture.height > 150  # the legend sits below the image
+
+
+def test_not_an_image_is_exit_code_4_on_one_line(folder: Path) -> None:
+    fake = folder / "notes.png"
+    fake.write_text("this is not a picture")
+    assert_one_error_line(measr("restore", fake), 4)
+    assert_one_error_line(measr("restore", folder / "missing.png"), 4)
+
+
+def test_unknown_or_bad_weights_are_exit_code_3(folder: Path) -> None:
+    source = write_picture(folder / "a.png")
+    assert_one_error_line(measr("restore", source, "--weights", "nope"), 3)
+    assert_one_error_line(measr("restore", source, "--weights", folder / "none.safetensors"), 3)
+
+
+def test_usage_errors_are_exit_code_2(folder: Path) -> None:
+    assert measr("restore").exit_code == 2
+    assert measr("restore", write_picture(folder / "a.png"), "--quality", "0").exit_code == 2
+
+
+def test_models_lists_entries_and_flags_a_checksum_mismatch(folder: Path) -> None:
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "tiny-test" in result.stdout and "ok" in result.stdout
+    assert "24.10/0.6100" in result.stdout and "NO" in result.stdout
+    weights = folder / "tiny-test.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"\0")
+    flagged = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert "CHECKSUM MISMATCH" in flagged.stdout
