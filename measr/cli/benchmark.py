@@ -12,6 +12,7 @@ from rich.table import Table
 
 from measr.errors import MeasrError
 from measr.evaluation import (
+    BASELINES,
     DEFAULT_METHODS,
     METHOD_NAMES,
     QualityProgress,
@@ -68,19 +69,20 @@ def _quality_cell(report: QualityReport, set_name: str, method: str) -> str:
     score = report.score(set_name, method)
     if score.status is Status.UNAVAILABLE:
         return "[dim]unavailable[/]"
-    if score.status is Status.NOT_APPLICABLE or score.psnr is None or score.ssim is None:
+    if score.psnr is None or score.ssim is None or score.seconds_per_image is None:
         return "[dim]n/a[/]"
-    return f"{score.psnr:.2f} / {score.ssim:.4f}\n[dim]{score.seconds_per_image:.2f} s/img[/]"
+    return f"{score.psnr:.2f}\n{score.ssim:.4f}\n[dim]{score.seconds_per_image:.2f} s[/]"
 
 
 def quality_table(report: QualityReport) -> Table:
-    """Rows: sets; columns: methods (PSNR / SSIM, time per image); the protocol as caption."""
+    """Rows: sets; columns: methods (PSNR, SSIM and seconds per image stacked in each cell);
+    the protocol as caption."""
     table = Table(
-        title="Restoration quality: PSNR (dB) / SSIM",
+        title="Restoration quality: PSNR (dB), SSIM, seconds per image",
         caption=f"{report.protocol.caption()}; seed {report.seed}",
     )
-    table.add_column("set")
-    table.add_column("images", justify="right")
+    table.add_column("set", overflow="fold", min_width=12)
+    table.add_column("n", justify="right")
     for method in report.methods:
         table.add_column(method, justify="right")
     for summary in report.sets:
@@ -89,14 +91,15 @@ def quality_table(report: QualityReport) -> Table:
     return table
 
 
-def _skipped_notes(report: QualityReport) -> list[str]:
-    """One line per method that did not run somewhere, saying why (unavailable once)."""
+def _footnotes(report: QualityReport) -> list[str]:
+    """Why some cells are empty: missing packages (with the install hint), and what each
+    baseline that did not apply somewhere is for."""
     notes = []
     for score in report.scores:
         if score.status is Status.UNAVAILABLE:
-            line = f"{score.method}: {score.note}"
-        elif score.status is Status.NOT_APPLICABLE:
-            line = f"{score.method} on {score.set_name}: {score.note}"
+            line = f"{score.method} unavailable: {score.note}"
+        elif score.status is Status.NOT_APPLICABLE and score.method in BASELINES:
+            line = f"n/a: {score.method} is only for {BASELINES[score.method].task}"
         else:
             continue
         if line not in notes:
@@ -148,7 +151,7 @@ def quality(
     if csv_path is not None:
         write_csv(csv_path, report.rows())
     console.print(quality_table(report))
-    for note in _skipped_notes(report):
+    for note in _footnotes(report):
         console.print(f"[dim]{note}[/]")
 
 
