@@ -115,7 +115,11 @@ def usage_table(title: str, summary: RoutingSummary) -> Table:
     FD-MEE bands (tiles, both top-k slots), one column per expert."""
     histograms = {**summary.pixel_usage, **summary.band_usage}
     experts = max(len(h) for h in histograms.values())
-    table = Table(title=title, title_justify="left")
+    caption = (
+        "encoder levels: share of per-pixel top-k selections; decoder bands: share of per-tile "
+        "top-k choices (not gate-weighted)"
+    )
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("router")
     for expert in range(experts):
         table.add_column(f"e{expert}", no_wrap=True)

@@ -2,16 +2,17 @@
 decoding the next file and encoding the previous one overlap with the network's work.
 
 Safe to interrupt and to run twice at once: outputs are written atomically (measr.io), existing
-outputs are skipped (a rerun resumes), and each output being made is claimed with a lock file
-created with O_EXCL, so two runs never work on the same file."""
+outputs are skipped (a rerun resumes), and each output being made is claimed with an exclusive
+flock on a hidden lock file, so two runs never work on the same file, and a killed run's claims
+vanish with it."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import fnmatch
 import json
 import os
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -199,48 +200,43 @@ def lock_path(target: Path) -> Path:
     return target.with_name(f".{target.name}{LOCK_SUFFIX}")
 
 
-def lock_owner_is_gone(lock: Path) -> bool:
-    """Whether a lock was left by a process of this machine that no longer runs (killed)."""
-    try:
-        pid_text, _, host = lock.read_text().partition(" ")
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return False
-    if host.strip() != socket.gethostname():
-        return False  # another machine's process: it cannot be checked, so it is respected
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def claim(target: Path) -> bool:
-    """Create the target's lock (O_EXCL: exactly one run succeeds); a lock whose process died
-    is taken over. False when another live run holds it."""
-    lock = lock_path(target)
+def claim(target: Path) -> int | None:
+    """Claim `target` for this run: an exclusive flock on its lock file. The kernel drops the
+    flock when its process dies, so the lock file of a killed run is simply taken over. Returns
+    the lock's descriptor, or None when another live run holds it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
+    lock = lock_path(target)
+    while True:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if not lock_owner_is_gone(lock):
-                return False
-            with contextlib.suppress(FileNotFoundError):
-                lock.unlink()
-            continue
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(f"{os.getpid()} {socket.gethostname()}")
-        return True
-    return False
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return None
+        # The previous holder may have removed the file between our open and our flock: then
+        # we hold a lock on a file nobody else can see, and must try again on the new one.
+        try:
+            if os.stat(lock).st_ino == os.fstat(descriptor).st_ino:
+                return descriptor
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)
 
 
-def release(target: Path) -> None:
-    """Remove the target's lock."""
+def release(target: Path, descriptor: int) -> None:
+    """Remove the lock file, then drop the flock (in that order, so no one locks a file that is
+    about to vanish without noticing)."""
     with contextlib.suppress(FileNotFoundError):
         lock_path(target).unlink()
+    os.close(descriptor)
+
+
+def remove_stale_lock(target: Path) -> None:
+    """Delete a lock file left by a killed run (nobody holds its flock)."""
+    if lock_path(target).exists():
+        descriptor = claim(target)
+        if descriptor is not None:
+            release(target, descriptor)
 
 
 class BatchLog:
@@ -293,7 +289,7 @@ class BatchRun:
         self.report = BatchReport()
         self.reads: deque[tuple[BatchJob, Future[Image]]] = deque()
         self.writes: deque[tuple[BatchJob, Future[None], float, RoutingSummary | None]] = deque()
-        self.claimed: set[Path] = set()
+        self.claimed: dict[Path, int] = {}  # target -> descriptor of its lock
 
     def record(self, result: FileResult) -> None:
         """Keep, log and announce one file's result."""
@@ -310,12 +306,14 @@ class BatchRun:
         """Skip the job if its output exists or another run holds it, else claim it and start
         decoding its input."""
         if self.output_exists(job):
+            remove_stale_lock(job.target)  # a run killed between its write and its release
             self.record(FileResult(job, "skipped", error="output exists"))
             return
-        if not claim(job.target):
+        descriptor = claim(job.target)
+        if descriptor is None:
             self.record(FileResult(job, "skipped", error="another run is writing this output"))
             return
-        self.claimed.add(job.target)
+        self.claimed[job.target] = descriptor
         if self.output_exists(job):  # another run finished it between the check and the claim
             self.finish(FileResult(job, "skipped", error="output exists"))
             return
@@ -355,8 +353,7 @@ class BatchRun:
 
     def finish(self, result: FileResult) -> None:
         """Release the output's claim and record the result."""
-        release(result.job.target)
-        self.claimed.discard(result.job.target)
+        release(result.job.target, self.claimed.pop(result.job.target))
         self.record(result)
 
     def abandon(self) -> None:
@@ -366,8 +363,8 @@ class BatchRun:
             decoding.cancel()
         self.reads.clear()
         self.collect_writes(keep=0)
-        for target in self.claimed:
-            release(target)
+        for target, descriptor in self.claimed.items():
+            release(target, descriptor)
         self.claimed.clear()
 
 

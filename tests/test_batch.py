@@ -1,0 +1,189 @@
+"""`measr batch`: mirrored paths, filters, names, resuming, bad files, the log, shards, locks,
+and a run killed mid-way that leaves nothing partial and resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tiny_weights import write_picture, write_weights
+from typer.testing import CliRunner, Result
+
+from measr.cli.app import app
+from measr.engine.batch import LOG_NAME, claim, lock_path, release
+from measr.io import read_image
+from measr.manifest import MANIFEST_ENV
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """IN/a.png, IN/sub/b.jpg, IN/sub/deeper/c.png and a text file, with weights listed."""
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path)))
+    root = tmp_path / "in"
+    write_picture(root / "a.png", 40, 50, seed=1)
+    write_picture(root / "sub" / "b.jpg", 30, 20, seed=2)
+    write_picture(root / "sub" / "deeper" / "c.png", 64, 64, channels=1, seed=3)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def batch(*args: str | Path) -> Result:
+    return runner.invoke(app, ["batch", *map(str, args), "--threads", "1"])
+
+
+def outputs(folder: Path) -> set[str]:
+    """Relative paths of the images below a folder."""
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.name != LOG_NAME
+    }
+
+
+def log_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_results_mirror_the_input_tree_and_are_logged(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = batch(photos, out)
+    assert result.exit_code == 0, result.output
+    assert outputs(out) == {"a.png", "sub/b.jpg", "sub/deeper/c.png"}
+    assert read_image(out / "sub/deeper/c.png").is_gray
+    assert (read_image(out / "a.png").height, read_image(out / "a.png").width) == (40, 50)
+    records = log_records(out / LOG_NAME)
+    assert [r["status"] for r in records] == ["done"] * 3
+    assert {r["path"] for r in records} == {"a.png", "sub/b.jpg", "sub/deeper/c.png"}
+    assert all(r["seconds"] > 0 and r["error"] is None for r in records)
+    assert set(records[0]["routing"]["pixel_usage"]) == {"encoder1", "encoder2", "encoder3"}
+    assert "done" in result.stdout and "skipped" in result.stdout  # the summary table
+
+
+def test_include_exclude_suffix_and_ext(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert batch(photos, out, "--include", "*.png", "--exclude", "sub/deeper/*").exit_code == 0
+    assert outputs(out) == {"a.png"}
+    renamed = tmp_path / "renamed"
+    assert batch(photos, renamed, "--suffix", "_r", "--ext", "png").exit_code == 0
+    assert outputs(renamed) == {"a_r.png", "sub/b_r.png", "sub/deeper/c_r.png"}
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    batch(photos, out)
+    before = {p: (out / p).stat().st_mtime_ns for p in outputs(out)}
+    again = batch(photos, out)
+    assert again.exit_code == 0
+    assert {p: (out / p).stat().st_mtime_ns for p in outputs(out)} == before
+    assert [r["status"] for r in log_records(out / LOG_NAME)[3:]] == ["skipped"] * 3
+    batch(photos, out, "--overwrite", "--include", "a.png")
+    assert (out / "a.png").stat().st_mtime_ns != before["a.png"]
+
+
+def test_a_bad_file_is_reported_and_the_others_are_written(photos: Path, tmp_path: Path) -> None:
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    result = batch(photos, out)
+    assert result.exit_code == 1
+    assert "broken.png" in result.stderr and "Traceback" not in result.output
+    assert outputs(out) == {"a.png", "sub/b.jpg", "sub/deeper/c.png"}
+    failed = [r for r in log_records(out / LOG_NAME) if r["status"] == "failed"]
+    assert [r["path"] for r in failed] == ["broken.png"] and failed[0]["error"]
+
+
+def test_shards_split_the_sorted_files(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert batch(photos, out, "--shard", "0/2").exit_code == 0
+    first = outputs(out)
+    assert batch(photos, out, "--shard", "1/2").exit_code == 0
+    assert first == {"a.png", "sub/deeper/c.png"}  # indices 0 and 2 of the sorted list
+    assert outputs(out) == {"a.png", "sub/b.jpg", "sub/deeper/c.png"}
+    assert batch(photos, out, "--shard", "2/2").exit_code == 2
+
+
+def test_an_output_claimed_by_a_live_run_is_left_alone(tmp_path: Path) -> None:
+    target = tmp_path / "x.png"
+    held = claim(target)
+    assert held is not None
+    assert claim(target) is None  # held: another run must leave this output alone
+    release(target, held)
+    assert not lock_path(target).exists()
+    again = claim(target)
+    assert again is not None
+    release(target, again)
+
+
+def test_a_lock_file_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
+    target = tmp_path / "x.png"
+    lock_path(target).write_text("")  # what SIGKILL leaves: the file, without its flock
+    held = claim(target)
+    assert held is not None
+    release(target, held)
+    assert not lock_path(target).exists()
+
+
+def run_batch_process(source: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "measr.cli.app", "batch", str(source), str(out)]
+    return subprocess.Popen(
+        [*command, "--threads", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def wait_for_first_output(out: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not outputs(out) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_a_killed_batch_leaves_nothing_partial_and_a_rerun_resumes(tmp_path: Path) -> None:
+    manifest = write_weights(tmp_path)
+    source, out = tmp_path / "in", tmp_path / "out"
+    names = {f"img{i:02d}.png" for i in range(12)}
+    for i, name in enumerate(sorted(names)):
+        write_picture(source / name, 160, 160, seed=i)
+    env = {**os.environ, MANIFEST_ENV: str(manifest)}
+    process = run_batch_process(source, out, env)
+    wait_for_first_output(out, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = outputs(out)
+    assert 0 < len(finished) < len(names), "the run was not interrupted mid-way"
+    for name in finished:
+        read_image(out / name)  # complete, decodable
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert all(n.endswith(".measr-lock") for n in leftovers), leftovers  # no temporary images
+    mtimes = {n: (out / n).stat().st_mtime_ns for n in finished}
+
+    rerun = runner.invoke(
+        app, ["batch", str(source), str(out), "--threads", "1"], env={MANIFEST_ENV: str(manifest)}
+    )
+    assert rerun.exit_code == 0, rerun.output
+    assert outputs(out) == names
+    assert {n: (out / n).stat().st_mtime_ns for n in finished} == mtimes  # not redone
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # stale locks cleared
+    statuses = [r["status"] for r in log_records(out / LOG_NAME)]
+    assert statuses.count("skipped") == len(finished)
+
+
+def test_sigterm_stops_a_batch_cleanly_with_exit_code_130(tmp_path: Path) -> None:
+    manifest = write_weights(tmp_path)
+    source, out = tmp_path / "in", tmp_path / "out"
+    for i in range(12):
+        write_picture(source / f"img{i:02d}.png", 160, 160, seed=i)
+    process = run_batch_process(source, out, {**os.environ, MANIFEST_ENV: str(manifest)})
+    wait_for_first_output(out, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert b"interrupted" in stderr and b"Traceback" not in stderr
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # locks released
+    for record in log_records(out / LOG_NAME):
+        assert record["status"] == "done"
