@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from measr.cli.options import DeviceOption, TileOption, WeightsOption, open_restorer
+from measr.cli.render import stderr, stdout, warn_if_untrained
 from measr.errors import MeasrError
 from measr.evaluation import (
     BASELINES,
@@ -21,6 +22,7 @@ from measr.evaluation import (
     SpeedReport,
     Status,
     build_methods,
+    parse_method_names,
     parse_set,
     run_quality,
     run_speed,
@@ -29,14 +31,13 @@ from measr.evaluation import (
     write_json,
     write_text,
 )
+from measr.evaluation.methods import MEASR
 from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX
 
 benchmark_app = typer.Typer(
     help="Measure restoration quality (PSNR/SSIM against clean images) and speed.",
     no_args_is_help=True,
 )
-console = Console()
-status_console = Console(stderr=True)
 
 SET_HELP = (
     f"A set as {SET_SYNTAX} (repeatable). A folder with degraded/ and clean/ is paired (SPEC "
@@ -117,18 +118,11 @@ def quality(
             "(cbm3d is slow: about 45 s per 500x500 image on two CPU cores)."
         ),
     ] = ",".join(DEFAULT_METHODS),
-    weights: Annotated[
-        str | None,
-        typer.Option(help="MEASNet weights: a name from weights.txt or a .safetensors file."),
-    ] = None,
+    weights: WeightsOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic degradations.")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images per set.")] = None,
-    tile: Annotated[
-        int | None, typer.Option(min=1, help="Tile size for MEASNet (default: the engine's).")
-    ] = None,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: CUDA when present).")
-    ] = "auto",
+    tile: TileOption = None,
+    device: DeviceOption = "auto",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     csv_path: Annotated[
         Path | None, typer.Option("--csv", help="Write one row per set and method here.")
@@ -136,8 +130,12 @@ def quality(
 ) -> None:
     """Score methods on sets of images against their clean versions (PSNR/SSIM)."""
     eval_sets = [parse_set(text) for text in sets]
-    chosen = build_methods(_split(methods), weights=weights, tile=tile, device=device)
-    with Progress(console=status_console, transient=True) as progress:
+    names = parse_method_names(methods)
+    restorer = open_restorer(weights, device, None, False) if MEASR in names else None
+    if restorer is not None:
+        warn_if_untrained(restorer)
+    chosen = build_methods(names, tile=tile, device=device, restorer=restorer)
+    with Progress(console=stderr(), transient=True) as progress:
         task = progress.add_task("benchmark", total=None)
 
         def show(event: QualityProgress) -> None:
@@ -150,9 +148,10 @@ def quality(
         write_json(json_path, report.to_dict())
     if csv_path is not None:
         write_csv(csv_path, report.rows())
-    console.print(quality_table(report))
+    out = stdout()
+    out.print(quality_table(report))
     for note in _footnotes(report):
-        console.print(f"[dim]{note}[/]")
+        out.print(f"[dim]{note}[/]")
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -215,7 +214,7 @@ def speed(
 ) -> None:
     """Time MEASNet per configuration, size, tile and device, against a plain forward pass and
     the machine's float32 matmul peak."""
-    with Progress(console=status_console, transient=True) as progress:
+    with Progress(console=stderr(), transient=True) as progress:
         task = progress.add_task("speed", total=None)
 
         def show(event: SpeedProgress) -> None:
@@ -243,4 +242,4 @@ def speed(
         write_csv(csv_path, report.rows())
     if markdown_path is not None:
         write_text(markdown_path, to_markdown(report))
-    console.print(speed_table(report))
+    stdout().print(speed_table(report))

@@ -28,6 +28,10 @@ class Method(Protocol):
     @property
     def name(self) -> str: ...
 
+    def describe(self) -> str:
+        """What exactly ran (weights, device, settings), for reports."""
+        ...
+
     def unavailable(self) -> str | None:
         """Why it cannot run on this machine at all, or None."""
         ...
@@ -55,6 +59,9 @@ class InputMethod(RunsOnEverySet):
 
     name: str = INPUT
 
+    def describe(self) -> str:
+        return "the degraded image itself"
+
     def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray:
         return degraded
 
@@ -66,6 +73,14 @@ class MeasrMethod(RunsOnEverySet):
     restorer: Restorer
     tile: int | None = None
     name: str = MEASR
+
+    def describe(self) -> str:
+        restorer = self.restorer
+        trained = {True: "trained", False: "UNTRAINED", None: "training unknown"}
+        return (
+            f"MEASNet weights '{restorer.name}' ({restorer.config.name}, "
+            f"{trained[restorer.is_trained]}) on {restorer.device}, tile {self.tile or 'auto'}"
+        )
 
     def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray:
         restoration = self.restorer.restore(degraded, tile=self.tile)
@@ -82,6 +97,9 @@ class BaselineMethod:
     @property
     def name(self) -> str:
         return self.baseline.name
+
+    def describe(self) -> str:
+        return f"{self.baseline.title} on {self.device}"
 
     def unavailable(self) -> str | None:
         return self.baseline.unavailable()

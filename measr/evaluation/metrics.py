@@ -11,7 +11,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from measr.io import to_uint
 
@@ -77,12 +76,18 @@ def psnr(restored: np.ndarray, reference: np.ndarray) -> float:
     # skimage divides by zero (with a warning) for equal images; the answer is inf either way.
     if np.array_equal(a, b):
         return math.inf
+    # Imported here: skimage.metrics pulls in scipy.stats (over a second), which every speed
+    # worker process would otherwise pay for without scoring anything.
+    from skimage.metrics import peak_signal_noise_ratio
+
     return float(peak_signal_noise_ratio(b, a, data_range=PROTOCOL.data_range))
 
 
 def ssim(restored: np.ndarray, reference: np.ndarray) -> float:
     """Mean SSIM (Wang et al. 2004) of two float RGB images in [0, 1] after 8-bit quantisation:
     Gaussian window sigma 1.5, population covariance, each channel then averaged."""
+    from skimage.metrics import structural_similarity
+
     a = quantise(as_rgb(restored))
     b = quantise(as_rgb(reference))
     _check_same_shape(a, b)

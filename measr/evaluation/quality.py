@@ -81,6 +81,7 @@ class QualityReport:
     protocol: MetricProtocol
     seed: int
     methods: tuple[str, ...]
+    descriptions: tuple[str, ...]  # what each method was, in the order of `methods`
     sets: tuple[SetSummary, ...]
     scores: tuple[MethodScore, ...]
     images: tuple[ImageScore, ...]
@@ -101,7 +102,7 @@ class QualityReport:
         return {
             "protocol": self.protocol.to_dict(),
             "seed": self.seed,
-            "methods": list(self.methods),
+            "methods": dict(zip(self.methods, self.descriptions, strict=True)),
             "sets": [asdict(s) for s in self.sets],
             "scores": self.rows(),
             "images": [asdict(i) for i in self.images],
@@ -201,6 +202,7 @@ def run_quality(
         PROTOCOL,
         seed,
         tuple(m.name for m in methods),
+        tuple(m.describe() for m in methods),
         tuple(summaries),
         tuple(scores),
         tuple(images),
