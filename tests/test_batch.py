@@ -8,15 +8,26 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import torch
 from tiny_weights import write_picture, write_weights
 from typer.testing import CliRunner, Result
 
+from measr import Restorer, build_model
 from measr.cli.app import app
-from measr.engine.batch import LOG_NAME, claim, lock_path, release
+from measr.engine.batch import (
+    LOG_NAME,
+    BatchReport,
+    claim,
+    lock_path,
+    plan_jobs,
+    release,
+    run_batch,
+)
 from measr.io import read_image
 from measr.manifest import MANIFEST_ENV
 
@@ -128,6 +139,29 @@ def test_a_lock_file_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
     assert held is not None
     release(target, held)
     assert not lock_path(target).exists()
+
+
+def test_two_runs_into_one_folder_share_the_work(tmp_path: Path) -> None:
+    """Each output is made by exactly one run; the other skips it; nothing is left behind."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    for i in range(6):
+        write_picture(source / f"img{i}.png", 40, 40, seed=i)
+    torch.manual_seed(0)
+    restorer = Restorer(build_model("tiny"), device="cpu", threads=1)
+    jobs = plan_jobs(source, out)
+    reports: list[BatchReport] = []
+    runs = [
+        threading.Thread(target=lambda: reports.append(run_batch(restorer, jobs))) for _ in range(2)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    done = [r.job.relative for report in reports for r in report.results if r.status == "done"]
+    assert sorted(done) == sorted(job.relative for job in jobs)  # each file once
+    assert sum(report.count("failed") for report in reports) == 0
+    assert all(read_image(job.target).width == 40 for job in jobs)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def run_batch_process(source: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:

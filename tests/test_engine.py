@@ -34,7 +34,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize(
-    "shape", [(1, 1, 3), (1, 9, 3), (9, 1, 3), (37, 51, 3), (63, 65, 1), (130, 70, 3)]
+    "shape", [(1, 1, 3), (1, 9, 3), (9, 1, 3), (37, 51, 3), (63, 65, 1), (130, 70, 3), (150, 40, 1)]
 )
 def test_output_has_the_input_size_and_channels(restorer: Restorer, shape: tuple) -> None:
     pixels = random_pixels(*shape)

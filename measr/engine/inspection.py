@@ -103,7 +103,7 @@ def inspect_experts(
                     )
                     target = map_path(maps_dir, group, path, map_level)
                     write_image(target, image_from_array(picture), overwrite=True)
-            except MeasrError as error:
+            except Exception as error:  # one bad image must not stop the inspection
                 routing.failed[str(path)] = describe_error(error)
                 continue
             if restoration.routing is not None:

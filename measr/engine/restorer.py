@@ -217,7 +217,9 @@ def checked_pixels(pixels: np.ndarray) -> np.ndarray:
         raise MeasrError(
             "the image is empty", "pass an image of at least 1x1 pixels", ExitCode.INPUT
         )
-    return np.ascontiguousarray(pixels, dtype=np.float32)
+    array = np.ascontiguousarray(pixels, dtype=np.float32)
+    # torch shares memory with the array and warns about read-only ones (e.g. memory maps).
+    return array if array.flags.writeable else array.copy()
 
 
 def looks_like_path(spec: str) -> bool:
