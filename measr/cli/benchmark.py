@@ -110,7 +110,7 @@ def _footnotes(report: QualityReport) -> list[str]:
 
 @benchmark_app.command()
 def quality(
-    sets: Annotated[list[str], typer.Option("--set", help=SET_HELP)],
+    sets: Annotated[list[str], typer.Option("--set", metavar=SET_SYNTAX, help=SET_HELP)],
     methods: Annotated[
         str,
         typer.Option(
@@ -202,7 +202,8 @@ def speed(
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per point (median).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing.")] = 1,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="torch CPU threads (default: torch's).")
+        int | None,
+        typer.Option(min=1, help="torch CPU threads (default: torch's; 1 on a busy shared CPU)."),
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     csv_path: Annotated[
