@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from measr.training.export import export_run
+from measr.training.export import Scoring, export_run, export_weights_file
 from measr.training.trainer import TRAIN_CONFIG_NAME, StepRecord, TrainConfig, Trainer
 
 console = Console(stderr=True)
@@ -96,15 +96,28 @@ def train(
 
 
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `measr train`.")],
+    source: Annotated[
+        Path, typer.Argument(help="A run folder of `measr train`, or a .safetensors file.")
+    ],
     name: Annotated[str, typer.Option(help="Entry name in weights.txt.")],
     out_dir: Annotated[Path, typer.Option(help="Where the .safetensors goes.")] = Path("weights"),
     half: Annotated[str, typer.Option(help="auto (fp16 if lossless), yes or no.")] = "auto",
     default: Annotated[bool, typer.Option(help="Make this the default weights.")] = False,
     val: Annotated[Path | None, typer.Option(help="Validation root (default: the run's).")] = None,
+    tasks: Annotated[str, typer.Option(help="Task mix scored for a .safetensors source.")] = "five",
+    note: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE provenance for a .safetensors source.")
+    ] = None,
 ) -> None:
-    """Export a run's EMA weights as safetensors and add them to weights.txt with their scores."""
-    result = export_run(run_dir, name, out_dir, half=half, default=default, val_root=val)
+    """Export weights with their validation scores to safetensors and list them in weights.txt."""
+    if source.suffix == ".safetensors":
+        provenance = dict(n.split("=", 1) for n in note or [])
+        scoring = Scoring(tasks, val)
+        result = export_weights_file(
+            source, name, out_dir, scoring, provenance, half=half, default=default
+        )
+    else:
+        result = export_run(source, name, out_dir, half=half, default=default, val_root=val)
     for task, (p, s) in result.scores.items():
         fp16 = f"  fp16 {result.half_scores[task][0]:.3f}" if result.half_scores else ""
         console.print(f"{task:12s} PSNR {p:.3f}  SSIM {s:.4f}{fp16}")

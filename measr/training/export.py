@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -11,7 +12,7 @@ import torch
 from measr.degrade import mix_weights
 from measr.manifest import WeightsEntry, sha256_of, upsert_entry
 from measr.model import MEASNet, ModelConfig
-from measr.model.weights import save_weights
+from measr.model.weights import CONFIG_KEY, load_model, read_metadata, save_weights
 from measr.training.checkpoint import load_checkpoint
 from measr.training.trainer import TRAIN_CONFIG_NAME, TrainConfig
 from measr.training.validation import default_validation_set, evaluate
@@ -48,34 +49,44 @@ def half_rounded(model: MEASNet) -> MEASNet:
 
 
 def score(
-    model: MEASNet, config: TrainConfig, val_root: Path | None
+    model: MEASNet, tasks: str, val_root: Path | None, crop: int, per_task: int
 ) -> dict[str, tuple[float, float]]:
-    """Validation (PSNR, SSIM) per task on the run's validation set."""
-    root = val_root or (Path(config.val) if config.val else None)
-    if root is None:
+    """Validation (PSNR, SSIM) per task of a mix on the validation set under `val_root`."""
+    if val_root is None:
         return {}
-    tasks = list(mix_weights(config.tasks))
-    items = default_validation_set(root, tasks, config.val_crop, config.val_per_task)
+    items = default_validation_set(val_root, list(mix_weights(tasks)), crop, per_task)
     with torch.no_grad():
         return evaluate(items, lambda x: model(x).image)
 
 
-def export_run(
-    run_dir: Path,
+@dataclass(frozen=True)
+class Scoring:
+    """Which validation set export scores the weights on."""
+
+    tasks: str
+    val_root: Path | None
+    crop: int = 192
+    per_task: int = 4
+
+
+def publish(
+    model: MEASNet,
     name: str,
     out_dir: Path,
+    provenance: dict[str, str],
+    scoring: Scoring,
     *,
     half: str = "auto",
     default: bool = False,
     manifest: Path | None = None,
-    val_root: Path | None = None,
-    data_label: str = "",
 ) -> ExportResult:
-    """Write RUN_DIR's EMA weights to OUT_DIR/NAME.safetensors and list them in weights.txt."""
-    config = TrainConfig(**json.loads((run_dir / TRAIN_CONFIG_NAME).read_text()))
-    model, state = ema_model(run_dir)
-    scores = score(model, config, val_root)
-    half_scores = score(half_rounded(model), config, val_root) if half == "auto" else {}
+    """Score `model`, store it (fp16 when that moves no validation PSNR by HALF_TOLERANCE_DB),
+    and add it to weights.txt with its provenance and scores."""
+    model = model.eval()
+    measure = partial(score, tasks=scoring.tasks, val_root=scoring.val_root,
+                      crop=scoring.crop, per_task=scoring.per_task)  # fmt: skip
+    scores = measure(model)
+    half_scores = measure(half_rounded(model)) if half == "auto" else {}
     use_half = half == "yes" or (
         half == "auto"
         and all(abs(half_scores[t][0] - scores[t][0]) < HALF_TOLERANCE_DB for t in scores)
@@ -83,14 +94,8 @@ def export_run(
     final = half_scores if use_half and half_scores else scores
     fields = {
         "config": model.config.name,
-        "tasks": config.tasks,
-        "steps": str(state["step"]),
-        "patch": str(config.patch),
-        "batch": str(config.batch),
-        "cpu_hours": f"{state['cpu_seconds'] / 3600:.2f}",
-        "wall_hours": f"{state['wall_seconds'] / 3600:.2f}",
-        "device": config.device,
-        "data": data_label or ",".join(Path(d).name for d in config.data),
+        "tasks": scoring.tasks,
+        **provenance,
         "trained": "yes",
         "dtype": "float16" if use_half else "float32",
         **{f"val.{t}": f"{p:.2f}/{s:.4f}" for t, (p, s) in final.items()},
@@ -103,3 +108,58 @@ def export_run(
     entry = WeightsEntry(name, path, sha256_of(path), fields)
     upsert_entry(entry, manifest)
     return ExportResult(entry, use_half, scores, half_scores)
+
+
+def run_provenance(config: TrainConfig, state: dict) -> dict[str, str]:
+    """Manifest fields describing how a run was trained."""
+    fields = {
+        "steps": str(state["step"]),
+        "patch": str(config.patch),
+        "batch": str(config.batch),
+        "cpu_hours": f"{state['cpu_seconds'] / 3600:.2f}",
+        "wall_hours": f"{state['wall_seconds'] / 3600:.2f}",
+        "device": config.device,
+        "data": ",".join(Path(d).name for d in config.data) or "paired",
+    }
+    if config.init:
+        init = read_metadata(config.init)
+        fields["init"] = f"{Path(config.init).stem}({init.get('steps', '?')}steps)"
+    return fields
+
+
+def export_run(
+    run_dir: Path,
+    name: str,
+    out_dir: Path,
+    *,
+    half: str = "auto",
+    default: bool = False,
+    manifest: Path | None = None,
+    val_root: Path | None = None,
+) -> ExportResult:
+    """Write RUN_DIR's EMA weights to OUT_DIR/NAME.safetensors and list them in weights.txt."""
+    config = TrainConfig(**json.loads((run_dir / TRAIN_CONFIG_NAME).read_text()))
+    model, state = ema_model(run_dir)
+    root = val_root or (Path(config.val) if config.val else None)
+    scoring = Scoring(config.tasks, root, config.val_crop, config.val_per_task)
+    provenance = run_provenance(config, state)
+    return publish(model, name, out_dir, provenance, scoring,
+                   half=half, default=default, manifest=manifest)  # fmt: skip
+
+
+def export_weights_file(
+    weights: Path,
+    name: str,
+    out_dir: Path,
+    scoring: Scoring,
+    provenance: dict[str, str],
+    *,
+    half: str = "auto",
+    default: bool = False,
+    manifest: Path | None = None,
+) -> ExportResult:
+    """List an existing weights file (e.g. trained on a lent GPU) in weights.txt, re-scored here.
+    Its own metadata (steps, GPU minutes) is kept in the provenance."""
+    metadata = {k: v for k, v in read_metadata(weights).items() if k != CONFIG_KEY}
+    return publish(load_model(weights), name, out_dir, {**metadata, **provenance}, scoring,
+                   half=half, default=default, manifest=manifest)  # fmt: skip

@@ -27,7 +27,7 @@ def main() -> None:
         warmup=200, workers=6, log_every=50, val_every=10**9, checkpoint_minutes=2.0,
         time_budget_minutes=float(minutes), device=os.environ.get("MEASR_DEVICE", "cuda"),
     )  # fmt: skip
-    trainer = Trainer(settings, run_dir)
+    trainer = Trainer(settings, run_dir, resume=os.environ.get("RESUME") == "1")
     saved_at = time.monotonic()
 
     def save() -> None:
