@@ -57,7 +57,9 @@ def batch(
     ext: Annotated[
         str | None, typer.Option(help="Output format, e.g. png (default: the input's).")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Redo outputs that exist.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo outputs that exist.")
+    ] = False,
     quality: Annotated[
         int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the outputs.")
     ] = 95,

@@ -50,7 +50,9 @@ def restore(
         Path | None,
         typer.Option("--output", "-o", metavar="OUT", help="Default: <stem>_restored.<ext>."),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT if it exists.")
+    ] = False,
     quality: Annotated[
         int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the output.")
     ] = 95,
