@@ -9,6 +9,7 @@ from rich.text import Text
 
 from measr.engine import Restoration, Restorer, RoutingSummary
 from measr.engine.batch import BatchReport
+from measr.engine.routing import shares
 from measr.errors import MeasrError
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -124,7 +125,7 @@ def usage_table(title: str, summary: RoutingSummary) -> Table:
     for expert in range(experts):
         table.add_column(f"e{expert}", no_wrap=True)
     for router, counts in histograms.items():
-        cells = [histogram_cell(share) for share in summary.usage_shares(counts)]
+        cells = [histogram_cell(share) for share in shares(counts)]
         table.add_row(router, *cells)
     return table
 

@@ -28,6 +28,12 @@ def check_routing_level(model: MEASNet, level: str) -> None:
         raise MeasrError(f"unknown routing level '{level}'", f"use one of {', '.join(levels)}")
 
 
+def shares(counts: tuple[int, ...]) -> list[float]:
+    """A histogram as fractions of its total."""
+    total = sum(counts)
+    return [c / total if total else 0.0 for c in counts]
+
+
 @dataclass(frozen=True)
 class RoutingSummary:
     """Which experts an image (or a group of images) used; compact and JSON-serialisable.
@@ -47,11 +53,6 @@ class RoutingSummary:
         """The `count` heaviest prompt atoms as (atom, weight), heaviest first."""
         order = np.argsort(self.prompt_weights)[::-1][:count]
         return [(int(i), float(self.prompt_weights[i])) for i in order]
-
-    def usage_shares(self, counts: tuple[int, ...]) -> list[float]:
-        """A histogram as fractions of its total."""
-        total = sum(counts)
-        return [c / total if total else 0.0 for c in counts]
 
     def top_experts(self, level: str, count: int = 2) -> list[int]:
         """The `count` most-selected experts of an STP-G-MESE level, most used first."""

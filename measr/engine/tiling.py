@@ -41,12 +41,6 @@ class Tile:
     rows: Span
     cols: Span
 
-    @property
-    def core_area(self) -> int:
-        """Pixels this tile alone accounts for."""
-        rows, cols = self.rows, self.cols
-        return (rows.core_stop - rows.core_start) * (cols.core_stop - cols.core_start)
-
 
 def tile_starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
     """As few starts as give overlaps of at least `overlap`, spread evenly from 0 to
