@@ -9,7 +9,6 @@ shared state.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,8 @@ from torch.utils.data import Dataset
 
 from measr.degrade import apply_degradation, mix_weights, pick_task, seeded_rng, task_spec
 from measr.errors import MeasrError
+from measr.evaluation.metrics import as_rgb
+from measr.evaluation.sets import list_items, paired_set
 from measr.io import SUPPORTED_EXTENSIONS, read_image
 
 # Degrade a crop larger than the patch, then cut the patch from its centre, so that blur kernels
@@ -35,25 +36,12 @@ def list_images(folder: Path) -> list[Path]:
 
 def load_rgb(path: Path) -> np.ndarray:
     """An image as float32 (H, W, 3) RGB in [0, 1] (grayscale is replicated)."""
-    pixels = read_image(path).pixels
-    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+    return as_rgb(read_image(path).pixels)
 
 
-@dataclass(frozen=True)
-class PairedSet:
-    """A folder with `degraded/` and `clean/` holding images of matching names, for one task."""
-
-    task: str
-    root: Path
-
-    def pairs(self) -> list[tuple[Path, Path]]:
-        """(degraded, clean) paths with matching names."""
-        degraded = {p.name: p for p in list_images(self.root / "degraded")}
-        clean = {p.name: p for p in list_images(self.root / "clean")}
-        common = sorted(set(degraded) & set(clean))
-        if not common:
-            raise MeasrError(f"no matching degraded/clean names under '{self.root}'")
-        return [(degraded[n], clean[n]) for n in common]
+def paired_files(folder: Path) -> list[tuple[Path, Path]]:
+    """(degraded, clean) files of a paired folder, matched as the benchmark matches them."""
+    return [(item.degraded, item.clean) for item in list_items(paired_set(folder)) if item.degraded]
 
 
 class ImageCache:
@@ -101,13 +89,13 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         mix: str,
         patch: int,
         seed: int,
-        paired: list[PairedSet] | None = None,
+        paired: dict[str, Path] | None = None,
     ) -> None:
         self.weights = mix_weights(mix)
         self.tasks = list(self.weights)
         self.mix, self.patch, self.seed = mix, patch, seed
         self.clean = [p for folder in clean_folders for p in list_images(folder)]
-        self.paired = {s.task: s.pairs() for s in paired or []}
+        self.paired = {task: paired_files(folder) for task, folder in (paired or {}).items()}
         self.cache = ImageCache()
 
     def __len__(self) -> int:

@@ -24,7 +24,7 @@ from measr.errors import MeasrError
 from measr.model import MEASNet, build_model
 from measr.model.weights import load_model
 from measr.training.checkpoint import load_checkpoint, save_checkpoint
-from measr.training.data import PairedSet, SampleIndices, TrainingSamples
+from measr.training.data import SampleIndices, TrainingSamples
 from measr.training.schedule import warmup_cosine
 from measr.training.validation import ValidationItem, default_validation_set, evaluate
 
@@ -244,7 +244,7 @@ class Trainer:
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         c = self.config
-        paired = [PairedSet(task, Path(root)) for task, root in (p.split("=", 1) for p in c.paired)]
+        paired = {task: Path(root) for task, root in (p.split("=", 1) for p in c.paired)}
         samples = TrainingSamples([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired)
         loader = DataLoader(
             samples,

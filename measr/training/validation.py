@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from measr.degrade import apply_degradation, seeded_rng, task_spec
-from measr.evaluation.metrics import psnr, ssim
-from measr.training.data import PairedSet, list_images, load_rgb
+from measr.degrade import parse_spec, task_spec
+from measr.evaluation.metrics import as_rgb, psnr, ssim
+from measr.evaluation.sets import list_items, load_item, paired_set, synthesise, synthetic_set
+from measr.io import read_image
 
 VALIDATION_SEED = 2024
 
@@ -41,25 +42,27 @@ def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
 def synthetic_items(
     folder: Path, tasks: list[str], crop: int, per_task: int, seed: int = VALIDATION_SEED
 ) -> list[ValidationItem]:
-    """Each task's degradation of the first `per_task` photos of a clean folder (centre crops)."""
+    """Each task's degradation of centre crops of the first `per_task` photos of a clean folder,
+    made exactly as `measr benchmark quality` makes a synthetic set (seeded, stored in 8 bits)."""
     items = []
-    for path in list_images(folder)[:per_task]:
-        clean = centre_crop(load_rgb(path), crop)
+    for item in list_items(synthetic_set(folder, "noise"), per_task):
+        clean = centre_crop(as_rgb(read_image(item.clean).pixels), crop)
         for task in tasks:
-            spec = task_spec(task)
-            degraded = apply_degradation(clean, spec, seeded_rng(seed, path.name, spec))
-            items.append(ValidationItem(task, path.name, degraded, clean))
+            degraded = synthesise(clean, parse_spec(task_spec(task)), seed, item.name)
+            items.append(ValidationItem(task, item.name, degraded, clean))
     return items
 
 
-def paired_items(paired: PairedSet, crop: int, limit: int) -> list[ValidationItem]:
-    """Up to `limit` pairs of a paired set (centre crops)."""
-    return [
-        ValidationItem(
-            paired.task, d.name, centre_crop(load_rgb(d), crop), centre_crop(load_rgb(c), crop)
+def paired_items(task: str, folder: Path, crop: int, limit: int) -> list[ValidationItem]:
+    """Centre crops of up to `limit` pairs of a paired folder (`degraded/`, `clean/`)."""
+    pairs = paired_set(folder)
+    items = []
+    for item in list_items(pairs, limit):
+        degraded, clean = load_item(pairs, item, seed=0)
+        items.append(
+            ValidationItem(task, item.name, centre_crop(degraded, crop), centre_crop(clean, crop))
         )
-        for d, c in paired.pairs()[:limit]
-    ]
+    return items
 
 
 def default_validation_set(
@@ -79,7 +82,7 @@ def default_validation_set(
         for folder in folders:
             if (root / folder / "degraded").is_dir():
                 label = "haze-its" if task == "haze" else task
-                items += paired_items(PairedSet(label, root / folder), crop, per_task)
+                items += paired_items(label, root / folder, crop, per_task)
     return items
 
 
