@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from measr.engine.memory import return_freed_memory
 from measr.engine.padding import pad_to_requirements, pad_to_size, padded_length
 from measr.engine.tiling import BlendAccumulator, Tile, tile_grid
 from measr.model import ForwardContext, MEASNet, RoutingRecord
@@ -71,6 +72,7 @@ def capture_global_context(
     padded, _ = pad_to_requirements(x, model.requirements)
     ctx = ForwardContext(capture_global=True)
     model(padded, ctx)
+    return_freed_memory()
     return ctx.captured
 
 
@@ -113,4 +115,5 @@ def run_tiles(
             blend.add(tile, result)
         if routing_sink is not None:
             routing_sink(group, ctx.routing)
+        return_freed_memory()
     return blend.result()

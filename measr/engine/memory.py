@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 
@@ -69,3 +73,24 @@ def plan_memory(
     if device.type == "cuda":
         batch = max(1, min(MAX_GPU_TILE_BATCH, pixels // tile**2))
     return MemoryPlan(tile=tile, tile_batch=batch, context_side=min(side, MAX_CONTEXT_SIDE))
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (macOS, musl)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    return getattr(ctypes.CDLL(name), "malloc_trim", None)
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by the last forward pass back to the operating system.
+
+    glibc keeps freed activation buffers in its heaps and, as tile after tile allocates them
+    at slightly different places, the process grows by megabytes per tile (measured: +560 MiB
+    over 56 tiles of 512 px with the tiny config) although nothing leaks; trimming after each
+    pass keeps the resident size flat."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
