@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The README's quality table: measr (default weights, or $WEIGHTS) against the degraded input
+# and the classical baselines on the validation data (../shared/data/val layout, or $VAL).
+# Synthetic sets use measr's seeded degradations (seed 0); paired sets are used as they are.
+# Usage: bash benchmarks/quality_val.sh [OUT_PREFIX]   (writes OUT_PREFIX.json/.csv/.txt)
+set -euo pipefail
+val=${VAL:-../shared/data/val}
+out=${1:-docs/results/quality}
+weights=${WEIGHTS:+--weights $WEIGHTS}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=PASSIVE
+sets=()
+for photos in mcmaster kodak24; do
+  for spec in noise:15 noise:25 noise:50 rain haze lowlight; do
+    sets+=(--set "$photos-${spec/:/}=$val/$photos/clean:$spec")
+  done
+done
+sets+=(--set "gopro-like-blur=$val/deblur-gopro-like:blur")
+sets+=(--set "camshake-blur=$val/deblur-camshake:blur")
+sets+=(--set "its-haze=$val/dehaze-its-sample:haze")
+measr benchmark quality "${sets[@]}" $weights --methods input,measr,ffdnet,dcp,autogamma \
+  --json "$out.json" --csv "$out.csv" | tee "$out.txt"
+# CBM3D takes about 45 s per image: only the set the issue compares against.
+measr benchmark quality --set "mcmaster-noise25=$val/mcmaster/clean:noise:25" $weights \
+  --methods input,measr,cbm3d,ffdnet --json "$out-cbm3d.json" --csv "$out-cbm3d.csv" \
+  | tee "$out-cbm3d.txt"
