@@ -6,7 +6,6 @@ import builtins
 import errno
 import io
 import os
-import struct
 import tempfile
 import time
 import tracemalloc
@@ -17,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hostile_inputs import permissions_enforced, pil_bytes, png_chunk, png_claiming
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
@@ -31,42 +31,13 @@ RNG = np.random.default_rng(7)
 
 def _skip_unless_permissions_enforced(folder: Path) -> None:
     """Skip when this user ignores file permissions (root, as os.geteuid() == 0 usually is)."""
-    probe = folder / "permission-probe"
-    probe.write_bytes(b"x")
-    probe.chmod(0)
-    try:
-        with open(probe, "rb"):
-            pytest.skip("file permissions are not enforced for this user (root?)")
-    except PermissionError:
-        pass
-    finally:
-        probe.chmod(0o644)
-        probe.unlink()
+    if not permissions_enforced(folder):
+        pytest.skip("file permissions are not enforced for this user (root?)")
 
 
 def _rgb(height: int = 16, width: int = 24) -> np.ndarray:
     """Random 8-bit RGB samples."""
     return RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def _pil_bytes(image: PILImage.Image, pil_format: str, **options: object) -> bytes:
-    """What Pillow writes for image in pil_format."""
-    buffer = io.BytesIO()
-    image.save(buffer, pil_format, **options)
-    return buffer.getvalue()
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    """A PNG chunk with a correct CRC, built by hand."""
-    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-
-def _png_claiming(width: int, height: int, bit_depth: int = 8, color_type: int = 2) -> bytes:
-    """A PNG whose IHDR claims width x height but whose pixel data is only a few bytes."""
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
 
 
 def _expect_read_error(path: Path, *fragments: str, **options: int) -> ImageReadError:
@@ -126,7 +97,7 @@ def test_random_bytes(tmp_path: Path) -> None:
 def test_format_measr_does_not_read(tmp_path: Path) -> None:
     """A real image in a format OpenCV does not decode (ICO) is named as unsupported."""
     path = tmp_path / "favicon.png"
-    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb(16, 16)), "ICO"))
+    path.write_bytes(pil_bytes(PILImage.fromarray(_rgb(16, 16)), "ICO"))
     _expect_read_error(path, "ICO files are not supported")
 
 
@@ -134,7 +105,7 @@ def test_format_measr_does_not_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
 def test_truncated_images(tmp_path: Path, pil_format: str, keep: float) -> None:
     """A cut-off download of each format is refused as truncated or corrupt."""
-    data = _pil_bytes(PILImage.fromarray(_rgb(64, 64)), pil_format)
+    data = pil_bytes(PILImage.fromarray(_rgb(64, 64)), pil_format)
     path = tmp_path / f"cut.{pil_format.lower()}"
     path.write_bytes(data[: max(1, int(len(data) * keep))])
     _expect_read_error(path)
@@ -143,7 +114,7 @@ def test_truncated_images(tmp_path: Path, pil_format: str, keep: float) -> None:
 def test_truncated_png_and_jpeg_say_so(tmp_path: Path) -> None:
     """When the header is intact, the message names the format and the damage."""
     for pil_format in ("PNG", "JPEG"):
-        data = _pil_bytes(PILImage.fromarray(_rgb(64, 64)), pil_format)
+        data = pil_bytes(PILImage.fromarray(_rgb(64, 64)), pil_format)
         path = tmp_path / f"half.{pil_format.lower()}"
         path.write_bytes(data[: len(data) // 2])
         _expect_read_error(path, pil_format, "truncated or corrupt")
@@ -157,7 +128,7 @@ def test_huge_png_header_is_refused_fast_without_decoding(
 ) -> None:
     """A PNG claiming 100000 x 100000 is refused from its header: fast, small memory."""
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_claiming(100_000, 100_000))
+    path.write_bytes(png_claiming(100_000, 100_000))
 
     def must_not_decode(*args: object) -> None:
         raise AssertionError("the pixels of a refused image were decoded")
@@ -178,7 +149,7 @@ def test_huge_png_header_is_refused_fast_without_decoding(
 def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
     """max_pixels lowers the limit; the same image reads under the default one."""
     path = tmp_path / "photo.png"
-    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb(40, 50)), "PNG"))
+    path.write_bytes(pil_bytes(PILImage.fromarray(_rgb(40, 50)), "PNG"))
     _expect_read_error(path, "2000 pixels", "limit of 1999 pixels", max_pixels=1999)
     assert read_image(path, max_pixels=2000).width == 50
 
@@ -186,7 +157,7 @@ def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
 def test_zero_sized_png_header(tmp_path: Path) -> None:
     """A header claiming 0 x 10 pixels is refused."""
     path = tmp_path / "zero.png"
-    path.write_bytes(_png_claiming(0, 10) + _png_chunk(b"IEND", b""))
+    path.write_bytes(png_claiming(0, 10) + png_chunk(b"IEND", b""))
     _expect_read_error(path)
 
 
@@ -235,7 +206,7 @@ def test_palette_png(tmp_path: Path, transparent: bool) -> None:
     palette_image = PILImage.fromarray(rgb).quantize(16)
     options = {"transparency": 0} if transparent else {}
     path = tmp_path / "palette.png"
-    path.write_bytes(_pil_bytes(palette_image, "PNG", **options))
+    path.write_bytes(pil_bytes(palette_image, "PNG", **options))
     image = read_image(path)
     _check_valid(image)
     expected = np.asarray(palette_image.convert("RGB"))
@@ -250,7 +221,7 @@ def test_cmyk_files_read_as_rgb(tmp_path: Path, pil_format: str) -> None:
     """CMYK JPEG/TIFF become RGB, close to Pillow's own conversion, with no bogus alpha."""
     cmyk = PILImage.fromarray(_rgb(16, 16)).convert("CMYK")
     path = tmp_path / f"print.{pil_format.lower()}"
-    path.write_bytes(_pil_bytes(cmyk, pil_format, quality=95))
+    path.write_bytes(pil_bytes(cmyk, pil_format, quality=95))
     image = read_image(path)
     _check_valid(image)
     assert image.pixels.shape[2] == 3 and image.alpha is None
@@ -263,7 +234,7 @@ def test_gray_alpha_png_8_bit(tmp_path: Path) -> None:
     """An LA PNG stays one gray channel plus its alpha."""
     pairs = RNG.integers(0, 256, (6, 9, 2), dtype=np.uint8)
     path = tmp_path / "la.png"
-    path.write_bytes(_pil_bytes(PILImage.fromarray(pairs, "LA"), "PNG"))
+    path.write_bytes(pil_bytes(PILImage.fromarray(pairs, "LA"), "PNG"))
     image = read_image(path)
     assert image.is_gray and image.alpha is not None
     np.testing.assert_array_equal(to_uint(image.pixels, 8)[:, :, 0], pairs[:, :, 0])
@@ -274,9 +245,9 @@ def test_gray_alpha_png_16_bit(tmp_path: Path) -> None:
     """A 16-bit gray+alpha PNG (built by hand; Pillow widens it to RGBA) stays gray, 16-bit."""
     pairs = RNG.integers(0, 65536, (5, 8, 2), dtype=np.uint16)
     rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pairs)
-    header = _png_claiming(8, 5, bit_depth=16, color_type=4)
+    header = png_claiming(8, 5, bit_depth=16, color_type=4)
     ihdr_end = 8 + 25  # signature + IHDR chunk
-    data = header[:ihdr_end] + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b"")
+    data = header[:ihdr_end] + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b"")
     path = tmp_path / "la16.png"
     path.write_bytes(data)
     image = read_image(path)
@@ -289,7 +260,7 @@ def test_gray_alpha_tiff(tmp_path: Path) -> None:
     """An LA TIFF (OpenCV drops its alpha) keeps gray and alpha via Pillow."""
     pairs = RNG.integers(0, 256, (6, 9, 2), dtype=np.uint8)
     path = tmp_path / "la.tif"
-    path.write_bytes(_pil_bytes(PILImage.fromarray(pairs, "LA"), "TIFF"))
+    path.write_bytes(pil_bytes(PILImage.fromarray(pairs, "LA"), "TIFF"))
     image = read_image(path)
     assert image.is_gray and image.alpha is not None
     np.testing.assert_array_equal(image.alpha, pairs[:, :, 1])
@@ -336,7 +307,7 @@ def test_float_and_32_bit_tiffs_are_refused(tmp_path: Path, dtype: type) -> None
 def test_non_ascii_path(tmp_path: Path) -> None:
     """Non-ASCII names read, and errors about them name them."""
     path = tmp_path / "фото ünïcödé 照片.png"
-    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
+    path.write_bytes(pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
     _check_valid(read_image(path))
     broken = tmp_path / "повреждённый.jpg"
     broken.write_bytes(b"\xff\xd8\xff")
@@ -346,7 +317,7 @@ def test_non_ascii_path(tmp_path: Path) -> None:
 def test_symlink_is_followed(tmp_path: Path) -> None:
     """A link to an image reads the image."""
     target = tmp_path / "real.png"
-    target.write_bytes(_pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
+    target.write_bytes(pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
     link = tmp_path / "link.png"
     link.symlink_to(target)
     assert read_image(link).width == 24
@@ -392,7 +363,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
     """chmod 000 gives 'permission denied'."""
     _skip_unless_permissions_enforced(tmp_path)
     path = tmp_path / "secret.png"
-    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
+    path.write_bytes(pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
     path.chmod(0)
     try:
         _expect_read_error(path, "permission denied")
@@ -403,7 +374,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 def test_unreadable_file_injected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same failure injected, so it is covered when the tests run as root."""
     path = tmp_path / "secret.png"
-    path.write_bytes(_pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
+    path.write_bytes(pil_bytes(PILImage.fromarray(_rgb()), "PNG"))
 
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
@@ -479,13 +450,13 @@ def _seed_files() -> list[bytes]:
     """Small valid files in every readable format, the starting points for mutations."""
     rgb = PILImage.fromarray(_rgb(12, 12))
     return [
-        _pil_bytes(rgb, "PNG"),
-        _pil_bytes(rgb, "JPEG", quality=90),
-        _pil_bytes(rgb, "JPEG", quality=90, progressive=True),
-        _pil_bytes(rgb.convert("RGBA"), "WEBP"),
-        _pil_bytes(rgb, "TIFF"),
-        _pil_bytes(rgb, "BMP"),
-        _pil_bytes(rgb.convert("LA"), "PNG"),
+        pil_bytes(rgb, "PNG"),
+        pil_bytes(rgb, "JPEG", quality=90),
+        pil_bytes(rgb, "JPEG", quality=90, progressive=True),
+        pil_bytes(rgb.convert("RGBA"), "WEBP"),
+        pil_bytes(rgb, "TIFF"),
+        pil_bytes(rgb, "BMP"),
+        pil_bytes(rgb.convert("LA"), "PNG"),
     ]
 
 

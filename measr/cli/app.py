@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from measr import __version__
-from measr.cli import INTERRUPTED, batch, inspect, models, restore, train
+from measr.cli import INTERRUPTED, batch, import_weights, inspect, models, restore, train
 from measr.cli.benchmark import benchmark_app
 from measr.cli.render import print_error, stderr
 from measr.errors import MeasrError
@@ -59,6 +59,7 @@ app.command("restore")(restore.restore)
 app.command("batch")(batch.batch)
 app.command("inspect-experts")(inspect.inspect_experts)
 app.command("models")(models.models)
+app.command("import-weights")(import_weights.import_weights)
 app.add_typer(benchmark_app, name="benchmark")
 train.register(app)
 

@@ -129,6 +129,8 @@ def batch(
 def finish(report: BatchReport, *, interrupted: bool) -> None:
     """Print the summary table (and say when the run was stopped)."""
     stdout().print(batch_table(report))
+    if report.log_error:
+        stderr().print(Text(f"warning: {report.log_error}", style="yellow"), soft_wrap=True)
     if interrupted:
         stderr().print(
             "[yellow]interrupted: finished files are complete, the rest were not started; "

@@ -23,8 +23,8 @@ from measr.cli.render import restore_line, stdout
 from measr.engine.inspection import DEFAULT_MAP_LEVEL
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map
-from measr.errors import ExitCode, MeasrError
-from measr.io import image_from_array, read_image, write_image
+from measr.errors import ExitCode, ImageWriteError, MeasrError
+from measr.io import image_from_array, is_supported_path, read_image, write_image
 
 RESTORED_SUFFIX = "_restored"
 
@@ -41,6 +41,16 @@ def refuse_existing(target: Path, overwrite: bool) -> None:
             f"'{target}' already exists",
             "use --overwrite to replace it, or -o to choose another name",
             ExitCode.INPUT,
+        )
+
+
+def refuse_unwritable(target: Path) -> None:
+    """Stop before the restoration when the output's format cannot be written (GIF, say)."""
+    if not is_supported_path(target):
+        kind = f"{target.suffix} files" if target.suffix else "files without an extension"
+        raise ImageWriteError(
+            f"cannot write '{target}': measr does not write {kind}",
+            "choose the output with -o NAME.png (or .jpg, .tif, .webp, .bmp)",
         )
 
 
@@ -77,7 +87,9 @@ def restore(
     refuse_existing(target, overwrite)
     if routing_map is not None:
         refuse_existing(routing_map, overwrite)
+        refuse_unwritable(routing_map)
     image = read_image(source)
+    refuse_unwritable(target)  # after reading, so that an animated GIF is named as such
     restorer = open_restorer(weights, device, threads, half)
     check_routing_level(restorer.model, map_level)
     settings = restore_settings(tile, tile_overlap, no_shared_context)

@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP, Restorer
 from measr.engine.routing import RoutingSummary
-from measr.errors import ExitCode, MeasrError
-from measr.io import Image, is_supported_path, read_image, write_image
+from measr.errors import ExitCode, ImageWriteError, MeasrError
+from measr.io import Image, is_input_path, is_supported_path, read_image, write_image
+from measr.io.oserrors import explain
 
 LOG_NAME = "measr-batch.jsonl"
 LOCK_SUFFIX = ".measr-lock"
@@ -83,6 +84,7 @@ class BatchReport:
 
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    log_error: str | None = None  # why the log is incomplete, when it is
 
     def count(self, status: Status) -> int:
         """How many files ended with this status."""
@@ -90,8 +92,9 @@ class BatchReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        """1 when any file failed, else 0."""
-        return ExitCode.SOME_FILES_FAILED if self.count("failed") else ExitCode.OK
+        """1 when any file failed (or the log could not be kept), else 0."""
+        failed = self.count("failed") or self.log_error
+        return ExitCode.SOME_FILES_FAILED if failed else ExitCode.OK
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -131,20 +134,31 @@ def matches(relative: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(relative, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def refuse_unlistable(error: OSError) -> None:
+    """os.walk's error handler: a folder that cannot be listed stops the plan, since skipping it
+    would silently leave its images out."""
+    cause, hint = explain(error)
+    raise MeasrError(
+        f"cannot list the folder '{error.filename}': {cause}",
+        f"{hint}, or move it out of the input folder",
+        ExitCode.INPUT,
+    )
+
+
 def find_images(
     root: Path, include: Sequence[str] = (), exclude: Sequence[str] = (), skip: Path | None = None
 ) -> list[Path]:
     """Image files below `root` (recursive, sorted), filtered by globs; hidden files and
     folders (temporary files, locks) and anything below `skip` (the output folder) are left
-    out."""
+    out. Links to folders are not followed (they can loop)."""
     skip = skip.resolve() if skip is not None else None
     found = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, onerror=refuse_unlistable):
         here = Path(folder)
         dirs[:] = [d for d in dirs if not d.startswith(".") and (here / d).resolve() != skip]
         for name in files:
             relative = (here / name).relative_to(root).as_posix()
-            if name.startswith(".") or not is_supported_path(name):
+            if name.startswith(".") or not is_input_path(name):
                 continue
             if include and not matches(relative, include):
                 continue
@@ -195,6 +209,25 @@ def check_distinct_targets(jobs: Iterable[BatchJob]) -> None:
         seen[job.target] = job.relative
 
 
+def unwritable_output(target: Path, error: OSError) -> ImageWriteError:
+    """The per-file error for an output whose folder refuses the lock file (read-only, full,
+    a file where a folder should be)."""
+    cause, hint = explain(error)
+    return ImageWriteError(f"cannot write '{target}': {cause}", hint)
+
+
+def read_source(job: BatchJob) -> Image:
+    """Decode the input, then make sure its output format can be written before the network
+    runs (GIFs are read but not written)."""
+    image = read_image(job.source)
+    if not is_supported_path(job.target):
+        raise ImageWriteError(
+            f"cannot write '{job.target}': measr does not write {job.target.suffix} files",
+            "choose the output format with --ext png (or jpg, tif, webp, bmp)",
+        )
+    return image
+
+
 def lock_path(target: Path) -> Path:
     """The hidden lock file that claims `target` while it is being made."""
     return target.with_name(f".{target.name}{LOCK_SUFFIX}")
@@ -241,23 +274,50 @@ def remove_stale_lock(target: Path) -> None:
 
 class BatchLog:
     """JSON lines appended with one write() each (O_APPEND), so that two runs logging to the
-    same file never interleave within a line."""
+    same file never interleave within a line.
+
+    A log that cannot be opened stops the batch before it starts; one that fails later (a full
+    disk) stops being written, and the failure is kept in `error`: the outputs matter more than
+    the log, so the batch goes on."""
 
     def __init__(self, path: Path | None) -> None:
-        self.descriptor = None
+        self.path = path
+        self.descriptor: int | None = None
+        self.error: str | None = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            except OSError as error:
+                cause, hint = explain(error)
+                raise MeasrError(
+                    f"cannot write the batch log '{path}': {cause}", hint, ExitCode.INPUT
+                ) from None
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record."""
         if self.descriptor is not None:
-            os.write(self.descriptor, (json.dumps(record) + "\n").encode())
+            try:
+                os.write(self.descriptor, (json.dumps(record) + "\n").encode())
+            except OSError as error:
+                self.give_up(error)
 
     def close(self) -> None:
         """Flush to disk and close."""
         if self.descriptor is not None:
-            os.fsync(self.descriptor)
+            try:
+                os.fsync(self.descriptor)
+            except OSError as error:
+                self.give_up(error)
+            else:
+                os.close(self.descriptor)
+                self.descriptor = None
+
+    def give_up(self, error: OSError) -> None:
+        """Stop logging after a failed write, keeping why."""
+        cause, _ = explain(error)
+        self.error = f"the batch log '{self.path}' is incomplete: {cause}"
+        if self.descriptor is not None:
             os.close(self.descriptor)
             self.descriptor = None
 
@@ -306,10 +366,16 @@ class BatchRun:
         """Skip the job if its output exists or another run holds it, else claim it and start
         decoding its input."""
         if self.output_exists(job):
-            remove_stale_lock(job.target)  # a run killed between its write and its release
+            with contextlib.suppress(OSError):  # tidying only: the output is there
+                remove_stale_lock(job.target)  # a run killed between its write and its release
             self.record(FileResult(job, "skipped", error="output exists"))
             return
-        descriptor = claim(job.target)
+        try:
+            descriptor = claim(job.target)
+        except OSError as error:
+            failure = unwritable_output(job.target, error)
+            self.record(FileResult(job, "failed", error=describe_error(failure)))
+            return
         if descriptor is None:
             self.record(FileResult(job, "skipped", error="another run is writing this output"))
             return
@@ -317,7 +383,7 @@ class BatchRun:
         if self.output_exists(job):  # another run finished it between the check and the claim
             self.finish(FileResult(job, "skipped", error="output exists"))
             return
-        self.reads.append((job, readers.submit(read_image, job.source)))
+        self.reads.append((job, readers.submit(read_source, job)))
 
     def restore_next(self, writer: ThreadPoolExecutor) -> None:
         """Restore the oldest decoded file and hand the result to the writer."""
@@ -412,5 +478,6 @@ def run_batch(
                 raise BatchInterrupted(run.report) from None
     finally:
         log.close()
+        run.report.log_error = log.error
     run.report.seconds = time.perf_counter() - started
     return run.report

@@ -16,7 +16,7 @@ from measr.engine.memory import plan_memory
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.errors import ExitCode, MeasrError, WeightsError
 from measr.model import MEASNet, ModelConfig
-from measr.model.weights import load_model, read_metadata
+from measr.model.weights import PICKLE_SUFFIXES, load_model, read_metadata
 
 DEFAULT_TILE_OVERLAP = 32
 # ITU-R BT.601 luma: how a restored RGB image becomes gray again for a gray input.
@@ -224,7 +224,9 @@ def checked_pixels(pixels: np.ndarray) -> np.ndarray:
 
 def looks_like_path(spec: str) -> bool:
     """Whether a --weights value names a file rather than a weights.txt entry."""
-    return spec.endswith(".safetensors") or "/" in spec or "\\" in spec or Path(spec).is_file()
+    suffix = Path(spec).suffix.lower()
+    named_like_a_file = suffix == ".safetensors" or suffix in PICKLE_SUFFIXES
+    return named_like_a_file or "/" in spec or "\\" in spec or Path(spec).is_file()
 
 
 def same_file(a: Path, b: Path) -> bool:

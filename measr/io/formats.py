@@ -34,9 +34,12 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
     ".bmp": _BMP,
 }
 
-# Lower-case extensions (with the dot) that measr reads and writes; the batch command uses
-# this to find images in a folder. Reading goes by content, not by extension.
+# Lower-case extensions (with the dot) that measr reads and writes. Reading goes by content,
+# not by extension.
 SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(sorted(OUTPUT_FORMATS))
+# What the batch command looks for in a folder: also GIF, which measr reads (still images) but
+# does not write, so that GIFs are reported (animated, or needing --ext) rather than ignored.
+INPUT_EXTENSIONS: tuple[str, ...] = (*SUPPORTED_EXTENSIONS, ".gif")
 
 
 def format_for_path(path: Path) -> OutputFormat | None:
@@ -47,3 +50,8 @@ def format_for_path(path: Path) -> OutputFormat | None:
 def is_supported_path(path: str | Path) -> bool:
     """Whether a file name has one of the SUPPORTED_EXTENSIONS (case-insensitive)."""
     return Path(path).suffix.lower() in OUTPUT_FORMATS
+
+
+def is_input_path(path: str | Path) -> bool:
+    """Whether a file name has one of the INPUT_EXTENSIONS (case-insensitive)."""
+    return Path(path).suffix.lower() in INPUT_EXTENSIONS

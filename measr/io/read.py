@@ -33,6 +33,15 @@ _OPENCV_FORMATS = frozenset({"png", "jpeg", "tiff", "webp", "bmp", "gif", "jpeg2
 _ORIENTED_BY_OPENCV = frozenset({"tiff"})
 _DISPLAY_NAMES = {"webp": "WebP", "jpeg2000": "JPEG 2000"}
 _GRAY_ALPHA_MODES = frozenset({"LA", "La"})
+# Magic bytes of the formats measr reads, to name the format of a file cut inside its header.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
 _GET_A_FRESH_COPY = "the file is damaged or incomplete; get a fresh copy"
 _READABLE_FORMATS = "pass a PNG, JPEG, TIFF, WebP or BMP image"
 
@@ -199,6 +208,14 @@ def _undecodable(file: Path, data: bytes, header: Header | None) -> ImageReadErr
         return _read_error(
             file, f"{name} files are not supported", f"convert it first; {_READABLE_FORMATS}"
         )
+    signature_format = _format_from_signature(data)
+    if signature_format is not None:
+        # Pillow could not even parse the header: the file was cut or damaged near its start.
+        return _read_error(
+            file,
+            f"it is a {_display_name(signature_format)} file but is truncated or corrupt",
+            _GET_A_FRESH_COPY,
+        )
     kind = _sniff_text(data)
     if kind == "html":
         return _read_error(
@@ -211,6 +228,17 @@ def _undecodable(file: Path, data: bytes, header: Header | None) -> ImageReadErr
     return _read_error(
         file, "it is not an image measr recognises (unknown format)", _READABLE_FORMATS
     )
+
+
+def _format_from_signature(data: bytes) -> str | None:
+    """The format whose magic bytes start the file (BMP is left out: 'BM' starts too many other
+    files)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for signature, format_name in _SIGNATURES:
+        if data.startswith(signature):
+            return format_name
+    return None
 
 
 def _sniff_text(data: bytes) -> str | None:

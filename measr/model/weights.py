@@ -1,11 +1,19 @@
 """Weights on disk: safetensors files whose metadata carries the model configuration, so a file
-always says which network it belongs to."""
+always says which network it belongs to.
+
+Only safetensors are loaded: they hold tensors and nothing else. PyTorch checkpoints (.pth,
+.pt, .ckpt) are pickles, and unpickling can run any code the file's author wrote; they are
+refused, and converted once, on request, by `import_checkpoint`, which unpickles with
+torch.load(weights_only=True) (tensors and plain containers only)."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -16,6 +24,12 @@ from measr.model.configs import ModelConfig
 from measr.model.measnet import MEASNet
 
 CONFIG_KEY = "measr.config"
+# Extensions of PyTorch pickle checkpoints, and how their contents start: a zip archive
+# (torch.save since 1.6) or a bare pickle (protocol 2 and later start with 0x80).
+PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl")
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+# Where checkpoints of other projects keep the state dict, when it is not the file itself.
+_STATE_DICT_KEYS = ("state_dict", "model", "params_ema", "params")
 
 
 def save_weights(
@@ -40,6 +54,33 @@ def save_weights(
             os.unlink(tmp)
 
 
+def is_pickle_checkpoint(path: str | Path) -> bool:
+    """Whether a file is (named like) a PyTorch pickle checkpoint rather than safetensors."""
+    if Path(path).suffix.lower() in PICKLE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(4).startswith(_PICKLE_MAGIC)
+    except OSError:
+        return False
+
+
+def unreadable_weights(path: str | Path, error: Exception) -> WeightsError:
+    """Why a weights file could not be read as safetensors: a pickle checkpoint (with the way
+    to convert it), or a missing, truncated or foreign file."""
+    if is_pickle_checkpoint(path):
+        return WeightsError(
+            f"'{path}' is a PyTorch pickle checkpoint; measr loads only .safetensors weights, "
+            "since unpickling a file can run code",
+            f"convert it once with `measr import-weights {path} --config NAME`, which reads "
+            "tensors only: torch.load with weights_only=True",
+        )
+    return WeightsError(
+        f"cannot read weights '{path}': {error}",
+        "the file is missing, truncated or not safetensors",
+    )
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The header metadata of a safetensors weights file."""
     from safetensors import safe_open
@@ -48,10 +89,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(
-            f"cannot read weights '{path}': {error}",
-            "the file is missing, truncated or not safetensors",
-        ) from None
+        raise unreadable_weights(path, error) from None
 
 
 def read_config(path: str | Path) -> ModelConfig:
@@ -70,10 +108,7 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(
-            f"cannot read weights '{path}': {error}",
-            "the file is missing, truncated or not safetensors",
-        ) from None
+        raise unreadable_weights(path, error) from None
     return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
@@ -89,6 +124,19 @@ def load_into(
             f"weights '{source}' are for configuration '{config.name}', not '{target.name}' "
             f"({'; '.join(differences[:4])})",
             f"build the model with config '{config.name}', or use weights made for '{target.name}'",
+        )
+    reshaped = [
+        name
+        for name, tensor in model.state_dict().items()
+        if name in state and state[name].shape != tensor.shape
+    ]
+    if reshaped:
+        name = reshaped[0]
+        raise WeightsError(
+            f"weights '{source}' do not fit configuration '{target.name}': {len(reshaped)} "
+            f"tensors have other shapes (e.g. {name} is {tuple(state[name].shape)}, "
+            f"'{target.name}' needs {tuple(model.state_dict()[name].shape)})",
+            "use the configuration the weights were trained with",
         )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -111,3 +159,63 @@ def load_model(path: str | Path) -> MEASNet:
 def load_weights(model: MEASNet, path: str | Path) -> None:
     """Load a weights file into an existing network; the configurations must match."""
     load_into(model, load_state(path), str(path), read_config(path))
+
+
+def import_checkpoint(path: str | Path, config: ModelConfig) -> MEASNet:
+    """A network of `config` holding the tensors of a PyTorch checkpoint (a state dict, or one
+    under a usual key such as 'state_dict'). The file is unpickled with
+    torch.load(weights_only=True): only tensors and plain containers are rebuilt, and a file
+    that asks for anything else (a function to call, a class to build) is refused unrun."""
+    model = MEASNet(config)
+    load_into(model, state_dict_of(unpickle_tensors(path), path), str(path), config)
+    return model
+
+
+def unpickle_tensors(path: str | Path) -> Any:
+    """torch.load(path, weights_only=True), with its failures as WeightsError."""
+    if not Path(path).is_file():
+        raise WeightsError(f"checkpoint '{path}' does not exist", "check the path")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # protocol notices; the refusal itself is an error
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise WeightsError(
+            f"refused '{path}': it holds more than tensors ({refusal_reason(error)}); "
+            "nothing in it was run",
+            "only a plain state dict can be imported; ask its author for safetensors weights",
+        ) from None
+    except Exception as error:  # a damaged archive or pickle can raise almost anything
+        first_sentence = str(error).split("\n", 1)[0].split(". ", 1)[0]
+        raise WeightsError(
+            f"cannot read checkpoint '{path}' ({type(error).__name__}: {first_sentence})",
+            "the file is truncated or not a PyTorch checkpoint; get a fresh copy",
+        ) from None
+
+
+def refusal_reason(error: pickle.UnpicklingError) -> str:
+    """The line of torch's (long) weights_only refusal that names what the file asked for."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return (named or lines or ["not a plain state dict"])[0].rstrip(".")
+
+
+def state_dict_of(loaded: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    """The {name: tensor} dict in an unpickled checkpoint, without a 'module.' prefix
+    (DataParallel's) when every name has one."""
+    if isinstance(loaded, dict):
+        for key in _STATE_DICT_KEYS:
+            if isinstance(loaded.get(key), dict):
+                loaded = loaded[key]
+                break
+    tensors = {}
+    if isinstance(loaded, dict):
+        tensors = {k: v for k, v in loaded.items() if isinstance(k, str) and torch.is_tensor(v)}
+    if not tensors:
+        raise WeightsError(
+            f"'{path}' holds no state dict (it holds a {type(loaded).__name__} without tensors)",
+            "import a file saved with torch.save(model.state_dict(), path)",
+        )
+    if all(name.startswith("module.") for name in tensors):
+        tensors = {name.removeprefix("module."): v for name, v in tensors.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}

@@ -1,0 +1,218 @@
+"""Bad, odd and hostile input files, built on the fly: shared by the decoder tests
+(tests/test_io_hostile.py) and the CLI tests (tests/test_robustness_cli.py).
+
+`build_corpus(root)` lays every input of docs/robustness.md into one folder tree and says, for
+each file, what measr must do with it: fail with a cause, or restore it at its size."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image as PILImage
+
+
+def rgb_samples(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Random 8-bit RGB samples, (H, W, 3)."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def pil_bytes(image: PILImage.Image, pil_format: str, **options: object) -> bytes:
+    """What Pillow writes for image in pil_format."""
+    buffer = io.BytesIO()
+    image.save(buffer, pil_format, **options)
+    return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """A PNG chunk with a correct CRC, built by hand."""
+    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def png_claiming(width: int, height: int, bit_depth: int = 8, color_type: int = 2) -> bytes:
+    """A PNG whose IHDR claims width x height but whose pixel data is only a few bytes."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
+
+
+def permissions_enforced(folder: Path) -> bool:
+    """Whether this user is refused a chmod-000 file (root, as in CI, is not)."""
+    probe = folder / ".permission-probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        with open(probe, "rb"):
+            return False
+    except PermissionError:
+        return True
+    finally:
+        probe.chmod(0o644)
+        probe.unlink()
+
+
+# --- the corpus ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """A file measr must refuse: its path below the corpus root and a fragment of the cause."""
+
+    relative: str
+    cause: str
+
+
+@dataclass(frozen=True)
+class OddInput:
+    """An unusual but valid image measr must restore: its path and (height, width)."""
+
+    relative: str
+    size: tuple[int, int]
+
+
+@dataclass
+class Corpus:
+    """Every input laid out below `root`, split by what measr must do with it."""
+
+    root: Path
+    bad: list[BadInput] = field(default_factory=list)
+    odd: list[OddInput] = field(default_factory=list)
+
+    def path(self, relative: str) -> Path:
+        """The file's path."""
+        return self.root / relative
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _photo_bytes(pil_format: str, height: int = 48, width: int = 64, seed: int = 0) -> bytes:
+    """A small smooth photo-like picture (compresses like a photo, unlike noise)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    ramps = [xx * 255 // max(width - 1, 1), yy * 255 // max(height - 1, 1), (xx + yy) % 256]
+    noise = np.random.default_rng(seed).integers(0, 16, (height, width, 3))
+    samples = np.clip(np.stack(ramps, axis=-1) + noise, 0, 255).astype(np.uint8)
+    return pil_bytes(PILImage.fromarray(samples), pil_format)
+
+
+def _animation(pil_format: str) -> bytes:
+    """Three frames saved as one animated file."""
+    frames = [PILImage.fromarray(rgb_samples(8, 8, seed)) for seed in range(3)]
+    return pil_bytes(frames[0], pil_format, save_all=True, append_images=frames[1:])
+
+
+def _float_tiff() -> bytes:
+    """A 32-bit floating-point TIFF (HDR or scientific data)."""
+    return pil_bytes(PILImage.fromarray(np.ones((4, 5), dtype=np.float32)), "TIFF")
+
+
+def _png_16_bit_rgba(height: int = 9, width: int = 11) -> bytes:
+    """A 16-bit RGBA PNG (OpenCV encodes BGRA)."""
+    samples = np.random.default_rng(3).integers(0, 65536, (height, width, 4), dtype=np.uint16)
+    ok, encoded = cv2.imencode(".png", samples)
+    assert ok
+    return encoded.tobytes()
+
+
+def _palette_png() -> bytes:
+    """A palette PNG with a transparent entry."""
+    image = PILImage.fromarray(rgb_samples(10, 12, seed=4)).quantize(16)
+    return pil_bytes(image, "PNG", transparency=0)
+
+
+# Files that are not (usable) images: name -> (contents, cause the error line must contain).
+BAD_FILES: dict[str, tuple[Callable[[], bytes], str]] = {
+    "bad/empty.png": (lambda: b"", "empty"),
+    "bad/truncated.png": (lambda: _photo_bytes("PNG")[:400], "truncated or corrupt"),
+    "bad/truncated.jpg": (lambda: _photo_bytes("JPEG", 96, 128)[:1500], "truncated or corrupt"),
+    "bad/header cut.jpg": (lambda: _photo_bytes("JPEG")[:300], "JPEG file but is truncated"),
+    "bad/notes.png": (lambda: b"shopping list: milk, eggs\n", "text file"),
+    "bad/error page.jpg": (
+        lambda: b"<!DOCTYPE html>\n<html><body><h1>404 Not Found</h1></body></html>\n",
+        "HTML page",
+    ),
+    "bad/random.webp": (lambda: rgb_samples(32, 32, seed=5).tobytes(), "unknown format"),
+    "bad/favicon.png": (
+        lambda: pil_bytes(PILImage.fromarray(rgb_samples(16, 16)), "ICO"),
+        "ICO files are not supported",
+    ),
+    "bad/bomb.png": (lambda: png_claiming(100_000, 100_000), "above the limit"),
+    "bad/zero width.png": (
+        lambda: png_claiming(0, 10) + png_chunk(b"IEND", b""),
+        "PNG file but is truncated or corrupt",
+    ),
+    "bad/animated.gif": (lambda: _animation("GIF"), "animated GIF (3 frames)"),
+    "bad/animated.webp": (lambda: _animation("WEBP"), "animated WebP (3 frames)"),
+    "bad/animated.png": (lambda: _animation("PNG"), "animated PNG (3 frames)"),
+    "bad/float32.tif": (_float_tiff, "32-bit floating-point"),
+    "bad/unreadable.png": (lambda: _photo_bytes("PNG"), "permission denied"),
+    # Valid, but measr reads GIFs without writing them: a batch needs --ext to restore it.
+    "web/still.gif": (lambda: _photo_bytes("GIF", 12, 16), "measr does not write .gif files"),
+}
+# Unusual but valid images: name -> (contents, (height, width)).
+ODD_FILES: dict[str, tuple[Callable[[], bytes], tuple[int, int]]] = {
+    "odd/one pixel.png": (lambda: _photo_bytes("PNG", 1, 1), (1, 1)),
+    "odd/row_1x9.png": (lambda: _photo_bytes("PNG", 1, 9), (1, 9)),
+    "odd/column_9x1.jpg": (lambda: _photo_bytes("JPEG", 9, 1), (9, 1)),
+    "odd/rgba16.png": (_png_16_bit_rgba, (9, 11)),
+    "odd/palette.png": (_palette_png, (10, 12)),
+    "odd/cmyk.jpg": (
+        lambda: pil_bytes(PILImage.fromarray(rgb_samples(16, 20)).convert("CMYK"), "JPEG"),
+        (16, 20),
+    ),
+    "odd/gray_alpha.png": (
+        lambda: pil_bytes(PILImage.fromarray(rgb_samples(6, 9)[:, :, :2], "LA"), "PNG"),
+        (6, 9),
+    ),
+    "фото ünïcödé/照片 1.png": (lambda: _photo_bytes("PNG", 20, 30), (20, 30)),
+    "with space/a photo.jpg": (lambda: _photo_bytes("JPEG", 24, 18), (24, 18)),
+    "camera/IMG_0001.JPG": (lambda: _photo_bytes("JPEG", 30, 40), (30, 40)),
+}
+
+
+def _add_links(corpus: Corpus) -> None:
+    """A link to a photo outside the tree (followed), a broken link and a link loop."""
+    outside = corpus.root.parent / f"{corpus.root.name}-linked" / "real.png"
+    _write(outside, _photo_bytes("PNG", 14, 22))
+    links = corpus.root / "links"
+    links.mkdir(parents=True, exist_ok=True)
+    (links / "link.png").symlink_to(outside)
+    corpus.odd.append(OddInput("links/link.png", (14, 22)))
+    (links / "broken.png").symlink_to(links / "gone.png")
+    corpus.bad.append(BadInput("links/broken.png", "broken symbolic link"))
+    (links / "loop.png").symlink_to(links / "loop.png")
+    corpus.bad.append(BadInput("links/loop.png", "too many levels of symbolic links"))
+
+
+def _add_fifo(corpus: Corpus) -> None:
+    """A named pipe named like an image (reading it would block forever)."""
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(corpus.root / "bad" / "pipe.png")
+        corpus.bad.append(BadInput("bad/pipe.png", "not a regular file"))
+
+
+def build_corpus(root: Path) -> Corpus:
+    """Every bad and odd input below `root`. `bad/unreadable.png` is chmod 000: a caller
+    running as root, who can read it anyway, must inject the failure (see
+    permissions_enforced)."""
+    corpus = Corpus(root)
+    for relative, (contents, cause) in BAD_FILES.items():
+        _write(root / relative, contents())
+        corpus.bad.append(BadInput(relative, cause))
+    for relative, (contents, size) in ODD_FILES.items():
+        _write(root / relative, contents())
+        corpus.odd.append(OddInput(relative, size))
+    (root / "bad" / "unreadable.png").chmod(0)
+    _add_links(corpus)
+    _add_fifo(corpus)
+    return corpus
