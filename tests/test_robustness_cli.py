@@ -1,0 +1,347 @@
+"""The hostile-input corpus through the CLI (`measr batch` and `measr restore`), and outputs that
+cannot be written: read-only folders, a full disk, a log that fails. Every failure is one line
+naming the file and the cause, the batch goes on, nothing partial is left (docs/robustness.md)."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile_inputs import BAD_FILES, Corpus, build_corpus, permissions_enforced, rgb_samples
+from tiny_weights import write_picture, write_weights
+from typer.testing import CliRunner, Result
+
+import measr.io.read as read_module
+from measr.cli.app import app
+from measr.engine.batch import LOG_NAME
+from measr.io import image_from_array, read_image, write_image
+from measr.manifest import MANIFEST_ENV
+
+runner = CliRunner()
+UNREADABLE = "bad/unreadable.png"
+# The links and the pipe are made by build_corpus itself, beside the files of BAD_FILES.
+BAD_RELATIVES = [*BAD_FILES, "links/broken.png", "links/loop.png", "bad/pipe.png"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    """The corpus, built once for the module (nothing in it is written to)."""
+    return build_corpus(tmp_path_factory.mktemp("corpus") / "in")
+
+
+@pytest.fixture(autouse=True)
+def tiny_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny checkpoint listed as the default weights."""
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path)))
+
+
+def measr(*args: str | Path) -> Result:
+    """The CLI in-process, on one thread (the machine's cores are shared)."""
+    return runner.invoke(app, [*map(str, args), "--threads", "1"])
+
+
+def deny_reading(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Opening `path` fails as a chmod-000 file does for a normal user. Root (as in CI) reads
+    such files anyway, so the refusal is injected there instead."""
+    if permissions_enforced(path.parent.parent):
+        return
+
+    def guarded_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if os.fspath(file) == os.fspath(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(file))
+        return builtins.open(file, *args, **kwargs)
+
+    monkeypatch.setattr(read_module, "open", guarded_open, raising=False)
+
+
+def deny_creating_in(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """`folder` is read-only: chmod 555 where permissions are enforced, else creating a file in
+    it (a lock, a temporary image, the log) fails with EACCES, as it would."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if permissions_enforced(folder):
+        folder.chmod(0o555)
+        return
+    real_open = os.open
+
+    def guarded_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_CREAT and Path(os.fspath(path)).parent == folder:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded_open)
+
+
+def error_lines(result: Result) -> list[str]:
+    """stderr without the untrained-weights notice every run with test weights prints."""
+    lines = result.stderr.splitlines()
+    return [line for line in lines if line.strip() and "UNTRAINED" not in line]
+
+
+def log_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def hidden_files(folder: Path) -> list[str]:
+    """Temporary images and lock files anywhere below `folder`."""
+    return [p.name for p in folder.rglob(".*")]
+
+
+def assert_one_line_per_failure(result: Result, failures: dict[str, str]) -> None:
+    """stderr is exactly one 'failed: PATH: ...CAUSE...' line per failed file, no traceback."""
+    assert "Traceback" not in result.output
+    lines = error_lines(result)
+    assert len(lines) == len(failures), "\n".join(lines)
+    for relative, cause in failures.items():
+        mine = [line for line in lines if line.startswith(f"failed: {relative}: ")]
+        assert len(mine) == 1, (relative, lines)
+        assert cause in mine[0], mine[0]
+
+
+# --- the corpus -------------------------------------------------------------------------------
+
+
+def test_batch_over_the_corpus_reports_each_bad_file_and_restores_the_rest(
+    corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deny_reading(monkeypatch, corpus.path(UNREADABLE))
+    out = tmp_path / "out"
+    result = measr("batch", corpus.root, out)
+    assert result.exit_code == 1, result.output
+    assert_one_line_per_failure(result, {bad.relative: bad.cause for bad in corpus.bad})
+    assert sorted(bad.relative for bad in corpus.bad) == sorted(BAD_RELATIVES)
+    for odd in corpus.odd:
+        source, restored = read_image(corpus.path(odd.relative)), read_image(out / odd.relative)
+        assert (restored.height, restored.width) == odd.size, odd.relative
+        assert restored.bit_depth == source.bit_depth, odd.relative
+        assert restored.is_gray == source.is_gray, odd.relative
+        assert (restored.alpha is None) == (source.alpha is None), odd.relative
+    for bad in corpus.bad:
+        assert not os.path.lexists(out / bad.relative), bad.relative
+    assert hidden_files(out) == []
+    records = log_records(out / LOG_NAME)
+    assert sorted(r["path"] for r in records if r["status"] == "failed") == sorted(BAD_RELATIVES)
+    assert sorted(r["path"] for r in records if r["status"] == "done") == sorted(
+        odd.relative for odd in corpus.odd
+    )
+
+
+@pytest.mark.parametrize("relative", BAD_RELATIVES)
+def test_restore_of_each_bad_file_is_exit_code_4_on_one_line(
+    corpus: Corpus, relative: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deny_reading(monkeypatch, corpus.path(UNREADABLE))
+    before = sorted(corpus.root.rglob("*"))
+    result = measr("restore", corpus.path(relative))
+    assert result.exit_code == 4, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    cause = next(bad.cause for bad in corpus.bad if bad.relative == relative)
+    assert Path(relative).stem in lines[0] and cause in lines[0], lines[0]  # file or output
+    assert "Traceback" not in result.output
+    assert sorted(corpus.root.rglob("*")) == before  # nothing written beside it
+
+
+def test_a_gif_is_restored_when_an_output_format_is_chosen(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    write_picture(source / "web.png", 12, 16)
+    shutil.move(source / "web.png", source / "web.gif")  # a PNG named .gif reads by content
+    result = measr("batch", source, tmp_path / "out", "--ext", "png")
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "out" / "web.png").width == 16
+
+
+# --- outputs that cannot be written ------------------------------------------------------------
+
+
+@pytest.fixture
+def four_photos(tmp_path: Path) -> Path:
+    """IN/a.png, IN/locked/b.png, IN/locked/c.png, IN/z.png."""
+    source = tmp_path / "in"
+    for i, relative in enumerate(["a.png", "locked/b.png", "locked/c.png", "z.png"]):
+        write_picture(source / relative, 24, 20, seed=i)
+    return source
+
+
+def test_a_read_only_output_folder_fails_its_files_and_the_others_go_on(
+    four_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    deny_creating_in(monkeypatch, out / "locked")
+    try:
+        result = measr("batch", four_photos, out)
+        locked = sorted(os.listdir(out / "locked"))
+    finally:
+        (out / "locked").chmod(0o755)
+    assert result.exit_code == 1, result.output
+    cause = "permission denied"
+    failures = {"locked/b.png": cause, "locked/c.png": cause}
+    assert_one_line_per_failure(result, failures)
+    assert f"{out / 'locked' / 'b.png'}" in result.stderr  # names the output, not the input
+    assert locked == []
+    assert read_image(out / "a.png").width == 20 and read_image(out / "z.png").width == 20
+
+
+def test_an_output_folder_that_is_a_file_fails_its_files(four_photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "locked").write_text("a file where the batch needs a folder")
+    result = measr("batch", four_photos, out)
+    assert result.exit_code == 1, result.output
+    cause = "already exists"
+    assert_one_line_per_failure(result, {"locked/b.png": cause, "locked/c.png": cause})
+    assert read_image(out / "z.png").height == 24
+
+
+def test_an_unwritable_log_stops_the_batch_before_it_starts(
+    four_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    deny_creating_in(monkeypatch, out)
+    try:
+        result = measr("batch", four_photos, out)
+    finally:
+        out.chmod(0o755)
+    assert result.exit_code == 4, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and "cannot write the batch log" in lines[0], lines
+    assert LOG_NAME in lines[0] and "permission denied" in lines[0]
+    assert list(out.iterdir()) == []
+
+
+def test_a_log_that_fails_mid_run_is_reported_and_the_outputs_are_written(
+    four_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(descriptor: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full_disk)  # only the log uses os.write
+    out = tmp_path / "out"
+    result = measr("batch", four_photos, out)
+    assert result.exit_code == 1, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and "batch log" in lines[0] and "no space left" in lines[0], lines
+    assert len(list(out.rglob("*.png"))) == 4
+
+
+class HalfWrittenThenFull:
+    """A file object that writes half of what it is given, then fails as a full disk does."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __enter__(self) -> HalfWrittenThenFull:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.close()
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(data[: len(data) // 2])
+        self.stream.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+
+def fill_disk_while_writing(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The disk fills up half-way through writing the temporary file of output `name`."""
+    real_open, real_fdopen = os.open, os.fdopen
+    victims: set[int] = set()
+
+    def tracking_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        descriptor = real_open(path, flags, *args, **kwargs)
+        file_name = Path(os.fspath(path)).name
+        if file_name.startswith(f".{name}.") and file_name.endswith(".tmp"):
+            victims.add(descriptor)
+        return descriptor
+
+    def failing_fdopen(descriptor: int, *args: Any, **kwargs: Any) -> Any:
+        stream = real_fdopen(descriptor, *args, **kwargs)
+        if descriptor in victims:
+            victims.discard(descriptor)
+            return HalfWrittenThenFull(stream)
+        return stream
+
+    monkeypatch.setattr(os, "open", tracking_open)
+    monkeypatch.setattr(os, "fdopen", failing_fdopen)
+
+
+def test_a_full_disk_fails_the_file_being_written_and_leaves_nothing_partial(
+    four_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill_disk_while_writing(monkeypatch, "b.png")
+    out = tmp_path / "out"
+    result = measr("batch", four_photos, out)
+    assert result.exit_code == 1, result.output
+    assert_one_line_per_failure(result, {"locked/b.png": "no space left on the disk"})
+    assert f"{out / 'locked' / 'b.png'}" in result.stderr
+    assert not (out / "locked" / "b.png").exists()
+    assert hidden_files(out) == []
+    assert len(list(out.rglob("*.png"))) == 3
+
+
+def test_a_folder_that_cannot_be_listed_stops_the_plan_on_one_line(
+    four_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = four_photos / "locked"
+    real_scandir: Callable[..., Any] = os.scandir
+
+    def guarded_scandir(path: Any = ".") -> Any:
+        if Path(os.fspath(path)) == private:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", guarded_scandir)  # os.walk lists folders with it
+    result = measr("batch", four_photos, tmp_path / "out")
+    assert result.exit_code == 4, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and "cannot list the folder" in lines[0], lines
+    assert "locked" in lines[0] and "permission denied" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+# --- a real small file system ----------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs (root with mount rights only, as on the CI machines; skipped elsewhere)."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small file system needs root")
+    command = ["mount", "-t", "tmpfs", "-o", "size=64k", "measr-test", str(mount_point)]
+    if subprocess.run(command, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], capture_output=True)
+
+
+def test_a_really_full_disk_fails_the_large_output_and_keeps_the_small_ones(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in"
+    write_picture(source / "a.png", 16, 16, seed=1)
+    noise = source / "b_large.png"
+    write_image(noise, image_from_array(rgb_samples(200, 200)))
+    write_picture(source / "c.png", 16, 16, seed=3)
+    assert noise.stat().st_size > 64 * 1024  # cannot fit: the noise survives restoration
+    result = measr("batch", source, small_disk)
+    assert result.exit_code == 1, result.output
+    assert_one_line_per_failure(result, {"b_large.png": "no space left on the disk"})
+    assert sorted(p.name for p in small_disk.iterdir()) == ["a.png", "c.png", LOG_NAME]
+    assert read_image(small_disk / "c.png").width == 16
