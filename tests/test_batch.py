@@ -1,5 +1,5 @@
 """`measr batch`: mirrored paths, filters, names, resuming, bad files, the log, shards, locks,
-and a run killed mid-way that leaves nothing partial and resumes."""
+runs killed or interrupted mid-way that leave nothing partial and resume, and two runs at once."""
 
 from __future__ import annotations
 
@@ -177,25 +177,28 @@ def wait_for_first_output(out: Path, process: subprocess.Popen, timeout: float =
         time.sleep(0.005)
 
 
-def test_a_killed_batch_leaves_nothing_partial_and_a_rerun_resumes(tmp_path: Path) -> None:
-    manifest = write_weights(tmp_path)
-    source, out = tmp_path / "in", tmp_path / "out"
+def write_twelve_pictures(source: Path) -> set[str]:
+    """IN/img00.png ... IN/img11.png, 160 x 160: enough work to stop a run half-way."""
     names = {f"img{i:02d}.png" for i in range(12)}
     for i, name in enumerate(sorted(names)):
         write_picture(source / name, 160, 160, seed=i)
-    env = {**os.environ, MANIFEST_ENV: str(manifest)}
-    process = run_batch_process(source, out, env)
-    wait_for_first_output(out, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    return names
+
+
+def assert_finished_outputs_are_complete(out: Path, names: set[str]) -> set[str]:
+    """The outputs of a stopped run: some but not all, each complete; returns them."""
     finished = outputs(out)
     assert 0 < len(finished) < len(names), "the run was not interrupted mid-way"
     for name in finished:
-        read_image(out / name)  # complete, decodable
-    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
-    assert all(n.endswith(".measr-lock") for n in leftovers), leftovers  # no temporary images
-    mtimes = {n: (out / n).stat().st_mtime_ns for n in finished}
+        assert read_image(out / name).width == 160  # complete, decodable
+    return finished
 
+
+def assert_a_rerun_finishes_the_rest(
+    source: Path, out: Path, manifest: Path, names: set[str], finished: set[str]
+) -> None:
+    """Running the same command again makes the missing outputs and leaves the others alone."""
+    mtimes = {n: (out / n).stat().st_mtime_ns for n in finished}
     rerun = runner.invoke(
         app, ["batch", str(source), str(out), "--threads", "1"], env={MANIFEST_ENV: str(manifest)}
     )
@@ -207,17 +210,63 @@ def test_a_killed_batch_leaves_nothing_partial_and_a_rerun_resumes(tmp_path: Pat
     assert statuses.count("skipped") == len(finished)
 
 
-def test_sigterm_stops_a_batch_cleanly_with_exit_code_130(tmp_path: Path) -> None:
+def test_a_killed_batch_leaves_nothing_partial_and_a_rerun_resumes(tmp_path: Path) -> None:
     manifest = write_weights(tmp_path)
     source, out = tmp_path / "in", tmp_path / "out"
-    for i in range(12):
-        write_picture(source / f"img{i:02d}.png", 160, 160, seed=i)
+    names = write_twelve_pictures(source)
+    env = {**os.environ, MANIFEST_ENV: str(manifest)}
+    process = run_batch_process(source, out, env)
+    wait_for_first_output(out, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = assert_finished_outputs_are_complete(out, names)
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert all(n.endswith(".measr-lock") for n in leftovers), leftovers  # no temporary images
+    assert_a_rerun_finishes_the_rest(source, out, manifest, names, finished)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_batch_stops_cleanly_with_exit_code_130_and_resumes(
+    tmp_path: Path, signum: int
+) -> None:
+    """Ctrl-C (SIGINT) and SIGTERM: finished files complete and logged, no temporary file or
+    lock left, exit code 130; the same command again does the rest."""
+    manifest = write_weights(tmp_path)
+    source, out = tmp_path / "in", tmp_path / "out"
+    names = write_twelve_pictures(source)
     process = run_batch_process(source, out, {**os.environ, MANIFEST_ENV: str(manifest)})
     wait_for_first_output(out, process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert b"interrupted" in stderr and b"Traceback" not in stderr
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # locks released
-    for record in log_records(out / LOG_NAME):
-        assert record["status"] == "done"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files, locks
+    finished = assert_finished_outputs_are_complete(out, names)
+    records = log_records(out / LOG_NAME)
+    assert {r["path"] for r in records} == finished
+    assert all(record["status"] == "done" for record in records)
+    assert_a_rerun_finishes_the_rest(source, out, manifest, names, finished)
+
+
+def test_two_batch_processes_into_one_folder_make_each_output_once(tmp_path: Path) -> None:
+    """A `measr batch` process and a second one (this test's) on the same folders at once:
+    every output is made by one of them (the other skips it), every output is whole, nothing
+    temporary is left."""
+    manifest = write_weights(tmp_path)
+    source, out = tmp_path / "in", tmp_path / "out"
+    names = {f"img{i:02d}.png" for i in range(24)}
+    for i, name in enumerate(sorted(names)):
+        write_picture(source / name, 72, 64, seed=i)
+    process = run_batch_process(source, out, {**os.environ, MANIFEST_ENV: str(manifest)})
+    wait_for_first_output(out, process)  # the other process is working: start this one
+    here = runner.invoke(
+        app, ["batch", str(source), str(out), "--threads", "1"], env={MANIFEST_ENV: str(manifest)}
+    )
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0 and here.exit_code == 0, (stderr, here.output)
+    records = log_records(out / LOG_NAME)  # both runs append to the same log
+    assert sorted(r["path"] for r in records if r["status"] == "done") == sorted(names)
+    assert sorted(r["path"] for r in records if r["status"] == "skipped") == sorted(names)
+    for name in names:
+        assert read_image(out / name).width == 64
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
