@@ -1,0 +1,165 @@
+"""Untrusted weights: only safetensors load by default; pickle checkpoints are refused with a hint
+and converted only by `measr import-weights` (torch.load(weights_only=True)), which refuses a
+file that would run code without running it; corrupt or mismatched files are one error line."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_weights import write_picture, write_weights
+from typer.testing import CliRunner, Result
+
+from measr import build_model
+from measr.cli.app import app
+from measr.manifest import MANIFEST_ENV
+from measr.model.weights import load_model, read_metadata
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary folder whose weights.txt lists a tiny checkpoint as the default."""
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path)))
+    return tmp_path
+
+
+def measr(*args: str | Path) -> Result:
+    return runner.invoke(app, [*map(str, args)])
+
+
+def assert_one_error_line(result: Result, exit_code: int, *fragments: str) -> str:
+    """Exit code, a single `error:` line on stderr holding the fragments, no traceback."""
+    assert result.exit_code == exit_code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def tiny_state_dict() -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    return build_model("tiny").state_dict()
+
+
+class RunsAShellCommand:
+    """A pickle payload: unpickling it calls os.system (here, harmlessly, `touch MARKER`)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+# --- pickles are not loaded by default ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".ckpt", ".pt"])
+def test_a_pickle_checkpoint_as_weights_is_refused_with_a_hint(folder: Path, suffix: str) -> None:
+    checkpoint = folder / f"model{suffix}"
+    torch.save(tiny_state_dict(), checkpoint)
+    source = write_picture(folder / "a.png")
+    result = measr("restore", source, "--weights", checkpoint, "--threads", "1")
+    assert_one_error_line(result, 3, "pickle checkpoint", "measr import-weights", "weights_only")
+    assert not (folder / "a_restored.png").exists()
+
+
+def test_a_pickle_named_safetensors_is_recognised_and_never_unpickled(folder: Path) -> None:
+    marker = folder / "ran"
+    disguised = folder / "model.safetensors"
+    torch.save({"weight": RunsAShellCommand(marker)}, disguised)
+    result = measr("restore", write_picture(folder / "a.png"), "--weights", disguised)
+    assert_one_error_line(result, 3, "pickle checkpoint")
+    assert not marker.exists()
+
+
+# --- import-weights ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "state_dict+module."])
+def test_import_weights_converts_a_state_dict_to_safetensors(folder: Path, wrapped: bool) -> None:
+    state = tiny_state_dict()
+    checkpoint = folder / "theirs.pth"
+    if wrapped:  # as training scripts often save it: nested, with DataParallel's prefix
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, checkpoint)
+    else:
+        torch.save(state, checkpoint)
+    result = measr("import-weights", checkpoint, "--config", "tiny")
+    assert result.exit_code == 0, result.output
+    assert "torch.load(weights_only=True)" in result.stdout and "no code run" in result.stdout
+    converted = folder / "theirs.safetensors"
+    assert read_metadata(converted)["imported_from"] == "theirs.pth"
+    for name, tensor in load_model(converted).state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+    restored = measr(
+        "restore", write_picture(folder / "a.png"), "--weights", converted, "--threads", "1"
+    )
+    assert restored.exit_code == 0, restored.output
+
+
+def test_import_weights_refuses_a_pickle_that_would_run_code(folder: Path) -> None:
+    marker = folder / "ran"
+    evil = folder / "evil.pth"
+    torch.save({"weight": torch.zeros(2), "payload": RunsAShellCommand(marker)}, evil)
+    result = measr("import-weights", evil, "--config", "tiny")
+    assert_one_error_line(result, 3, "refused", "evil.pth", "nothing in it was run")
+    assert not marker.exists()
+    assert not (folder / "evil.safetensors").exists()
+    # The payload is live: an ordinary unpickling runs it (harmlessly), so the refusal mattered.
+    torch.load(evil, weights_only=False)
+    assert marker.exists()
+
+
+def test_import_weights_refuses_damaged_and_mismatched_checkpoints(folder: Path) -> None:
+    checkpoint = folder / "theirs.pth"
+    torch.save(tiny_state_dict(), checkpoint)
+    cut = folder / "cut.pth"
+    cut.write_bytes(checkpoint.read_bytes()[:4000])
+    assert_one_error_line(measr("import-weights", cut, "--config", "tiny"), 3, "cut.pth")
+    text = folder / "notes.pth"
+    text.write_text("not a checkpoint")
+    assert_one_error_line(measr("import-weights", text, "--config", "tiny"), 3, "notes.pth")
+    mismatch = measr("import-weights", checkpoint, "--config", "small")
+    assert_one_error_line(mismatch, 3, "do not fit configuration 'small'")
+    no_tensors = folder / "numbers.pth"
+    torch.save({"epoch": 3}, no_tensors)
+    assert_one_error_line(measr("import-weights", no_tensors, "--config", "tiny"), 3, "no state")
+    unknown = measr("import-weights", checkpoint, "--config", "huge")
+    assert_one_error_line(unknown, 2, "unknown model configuration")
+    assert list(folder.glob("*.safetensors")) == [folder / "tiny-test.safetensors"]
+
+
+def test_import_weights_does_not_overwrite_unless_asked(folder: Path) -> None:
+    checkpoint = folder / "theirs.pth"
+    torch.save(tiny_state_dict(), checkpoint)
+    assert measr("import-weights", checkpoint, "--config", "tiny").exit_code == 0
+    again = measr("import-weights", checkpoint, "--config", "tiny")
+    assert_one_error_line(again, 4, "already exists")
+    assert measr("import-weights", checkpoint, "--config", "tiny", "--overwrite").exit_code == 0
+    wrong = measr("import-weights", checkpoint, "--config", "tiny", "-o", folder / "x.pth")
+    assert_one_error_line(wrong, 3, "must end in .safetensors")
+
+
+# --- corrupt safetensors ----------------------------------------------------------------------
+
+
+def test_a_checksum_mismatch_refuses_to_load(folder: Path) -> None:
+    weights = folder / "tiny-test.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x01")  # one byte changed
+    result = measr("restore", write_picture(folder / "a.png"), "--threads", "1")
+    assert_one_error_line(result, 3, "do not match their checksum in weights.txt")
+    assert not (folder / "a_restored.png").exists()
+
+
+def test_a_truncated_safetensors_file_is_a_clear_error(folder: Path) -> None:
+    cut = folder / "cut.safetensors"
+    cut.write_bytes((folder / "tiny-test.safetensors").read_bytes()[:5000])
+    result = measr("restore", write_picture(folder / "a.png"), "--weights", cut)
+    assert_one_error_line(result, 3, "cannot read weights", "cut.safetensors", "truncated")
