@@ -141,6 +141,22 @@ def test_a_lock_file_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
     assert not lock_path(target).exists()
 
 
+def test_temporary_files_left_by_a_killed_run_are_removed(photos: Path, tmp_path: Path) -> None:
+    """What SIGKILL or a power cut during a write leaves (a hidden half-written temporary file,
+    a lock without its flock) is cleared by the next run, for new and finished outputs alike."""
+    out = tmp_path / "out"
+    half_written = out / ".a.png.0123456789ab.tmp"
+    half_written.parent.mkdir(parents=True)
+    half_written.write_bytes(b"\x89PNG\r\n\x1a\n half")
+    assert batch(photos, out, "--exclude", "sub/*").exit_code == 0
+    assert not half_written.exists()
+    beside_finished = out / ".a.png.fedcba987654.tmp"  # a killed --overwrite of a.png
+    beside_finished.write_bytes(b"half")
+    lock_path(out / "a.png").write_text("")
+    assert batch(photos, out).exit_code == 0
+    assert [p.name for p in out.rglob(".*")] == []
+
+
 def test_two_runs_into_one_folder_share_the_work(tmp_path: Path) -> None:
     """Each output is made by exactly one run; the other skips it; nothing is left behind."""
     source, out = tmp_path / "in", tmp_path / "out"

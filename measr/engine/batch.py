@@ -27,6 +27,7 @@ from measr.engine.routing import RoutingSummary
 from measr.errors import ExitCode, ImageWriteError, MeasrError
 from measr.io import Image, is_input_path, is_supported_path, read_image, write_image
 from measr.io.oserrors import explain
+from measr.io.write import leftover_temporaries
 
 LOG_NAME = "measr-batch.jsonl"
 LOCK_SUFFIX = ".measr-lock"
@@ -264,11 +265,20 @@ def release(target: Path, descriptor: int) -> None:
     os.close(descriptor)
 
 
+def remove_leftovers(target: Path) -> None:
+    """Delete the temporary files a killed run left for `target`. Call it holding the claim:
+    then no live run is writing them."""
+    for leftover in leftover_temporaries(target):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
 def remove_stale_lock(target: Path) -> None:
-    """Delete a lock file left by a killed run (nobody holds its flock)."""
+    """Delete a lock file (and temporary files) left by a killed run (nobody holds its flock)."""
     if lock_path(target).exists():
         descriptor = claim(target)
         if descriptor is not None:
+            remove_leftovers(target)
             release(target, descriptor)
 
 
@@ -380,6 +390,7 @@ class BatchRun:
             self.record(FileResult(job, "skipped", error="another run is writing this output"))
             return
         self.claimed[job.target] = descriptor
+        remove_leftovers(job.target)
         if self.output_exists(job):  # another run finished it between the check and the claim
             self.finish(FileResult(job, "skipped", error="output exists"))
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 from pathlib import Path
@@ -20,6 +21,7 @@ from measr.io.png import encode_gray_alpha_png
 _PNG_COMPRESSION = 6  # zlib's usual trade-off; OpenCV's default (1) makes much larger files
 # The temporary file name adds ~20 characters; keep it under the usual 255-byte name limit.
 _TEMP_NAME_STEM_CHARS = 200
+_TEMP_TOKEN_BYTES = 6  # the random part of a temporary name, as hex
 
 
 def write_image(
@@ -162,7 +164,15 @@ def _create_folder(target: Path) -> None:
 def _temporary_path(target: Path) -> Path:
     """A hidden, unique name next to the target (same folder, so os.replace is atomic)."""
     stem = target.name[:_TEMP_NAME_STEM_CHARS]
-    return target.with_name(f".{stem}.{secrets.token_hex(6)}.tmp")
+    return target.with_name(f".{stem}.{secrets.token_hex(_TEMP_TOKEN_BYTES)}.tmp")
+
+
+def leftover_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files of `target` that a killed writer left behind (SIGKILL, power cut): only
+    safe to delete when no other process can be writing `target` at the moment."""
+    target = Path(target)
+    stem = glob.escape(target.name[:_TEMP_NAME_STEM_CHARS])
+    return list(target.parent.glob(f".{stem}.{'?' * 2 * _TEMP_TOKEN_BYTES}.tmp"))
 
 
 def _write_atomically(target: Path, data: bytes, overwrite: bool) -> None:
