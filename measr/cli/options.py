@@ -16,7 +16,8 @@ WeightsOption = Annotated[
         "--weights",
         "-w",
         metavar="NAME|PATH",
-        help="A name from weights.txt (see `measr models`) or a .safetensors file; "
+        help="A name from weights.txt (see `measr models`) or a .safetensors file "
+        "(convert .pth/.ckpt checkpoints once with `measr import-weights`); "
         "default: the default entry.",
     ),
 ]
