@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from tiny_weights import write_picture, write_weights
 from typer.testing import CliRunner, Result
 
@@ -163,3 +164,17 @@ def test_a_truncated_safetensors_file_is_a_clear_error(folder: Path) -> None:
     cut.write_bytes((folder / "tiny-test.safetensors").read_bytes()[:5000])
     result = measr("restore", write_picture(folder / "a.png"), "--weights", cut)
     assert_one_error_line(result, 3, "cannot read weights", "cut.safetensors", "truncated")
+
+
+def test_a_safetensors_file_not_written_by_measr_is_refused(folder: Path) -> None:
+    foreign = folder / "foreign.safetensors"
+    save_file({"weight": torch.zeros(2)}, str(foreign))
+    result = measr("restore", write_picture(folder / "a.png"), "--weights", foreign)
+    assert_one_error_line(result, 3, "carry no measr configuration")
+
+
+def test_weights_of_another_configuration_than_listed_are_refused(folder: Path) -> None:
+    manifest = folder / "weights.txt"
+    manifest.write_text(manifest.read_text().replace("config=tiny", "config=small"))
+    result = measr("restore", write_picture(folder / "a.png"), "--threads", "1")
+    assert_one_error_line(result, 3, "hold configuration 'tiny', but weights.txt says 'small'")
