@@ -264,10 +264,12 @@ def test_an_interrupted_batch_stops_cleanly_with_exit_code_130_and_resumes(
     assert_a_rerun_finishes_the_rest(source, out, manifest, names, finished)
 
 
+@pytest.mark.slow  # a second Python process with torch: ~5-10 s on the shared test machine
 def test_two_batch_processes_into_one_folder_make_each_output_once(tmp_path: Path) -> None:
     """A `measr batch` process and a second one (this test's) on the same folders at once:
     every output is made by one of them (the other skips it), every output is whole, nothing
-    temporary is left."""
+    temporary is left. (test_two_runs_into_one_folder_share_the_work checks the same with
+    two threads in the default run.)"""
     manifest = write_weights(tmp_path)
     source, out = tmp_path / "in", tmp_path / "out"
     names = {f"img{i:02d}.png" for i in range(24)}
