@@ -180,10 +180,20 @@ def test_two_runs_into_one_folder_share_the_work(tmp_path: Path) -> None:
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def default_sigint() -> None:
+    """In the child: a runner that started the tests in the background may have set SIGINT to
+    'ignore', which the child would inherit, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_batch_process(source: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "measr.cli.app", "batch", str(source), str(out)]
     return subprocess.Popen(
-        [*command, "--threads", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*command, "--threads", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
 
 
