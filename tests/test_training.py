@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -102,3 +106,27 @@ def test_validation_is_logged_and_export_lists_the_weights(
     assert set(entry.validation_scores()) == set(last["val_psnr"])
     assert entry.fields["dtype"] == ("float16" if result.half else "float32")
     assert load_model(entry.file).config.name == "tiny"
+
+
+def test_sigkilled_cli_run_resumes_with_identical_losses(photos: Path, tmp_path: Path) -> None:
+    """A real `measr train` process killed with SIGKILL mid-run, then resumed with --resume."""
+    common = [
+        sys.executable, "-m", "measr.cli.app", "train", "--config", "tiny", "--tasks", "three",
+        "--data", str(photos), "--steps", "12", "--batch", "2", "--patch", "64", "--warmup", "2",
+        "--workers", "0", "--log-every", "1", "--checkpoint-steps", "2", "--deterministic",
+        "--threads", "1",
+    ]  # fmt: skip
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run([*common, "--out", str(straight)], check=True, capture_output=True)
+    process = subprocess.Popen([*common, "--out", str(killed)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        metrics = killed / METRICS_NAME
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 5:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    subprocess.run([*common, "--out", str(killed), "--resume"], check=True, capture_output=True)
+    assert losses(killed) == losses(straight)
