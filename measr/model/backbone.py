@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from measr.model.context import ForwardContext, global_stat
+from measr.model.context import ForwardContext, run_with_global_stat
 
 
 class ChannelLayerNorm(nn.Module):
@@ -26,29 +26,20 @@ class ChannelLayerNorm(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
-def transposed_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    heads: int,
-    temperature: Tensor,
-    ctx: ForwardContext | None,
-    key: str,
-) -> Tensor:
-    """Attention across channels (Restormer Eq. 2): a (C/h x C/h) map per head, so the cost grows
-    linearly with pixels. The map sees the whole input, so it is part of the global context."""
+def channel_attention_map(q: Tensor, k: Tensor, heads: int, temperature: Tensor) -> Tensor:
+    """Restormer Eq. 2's attention map across channels: softmax(norm(Q) norm(K)^T * t), one
+    (C/h x C/h) map per head, (B, h, C/h, C/h). It sees the whole input: a global statistic."""
+    b, c = q.shape[:2]
+    qn = F.normalize(q.reshape(b, heads, c // heads, -1), dim=-1)
+    kn = F.normalize(k.reshape(b, heads, c // heads, -1), dim=-1)
+    return torch.softmax(qn @ kn.transpose(-2, -1) * temperature, dim=-1)
+
+
+def apply_channel_attention(attention: Tensor, v: Tensor) -> Tensor:
+    """Mix the channels of v (B, C, H, W) by the per-head map: cost linear in pixels."""
     b, c, h, w = v.shape
-
-    def split_heads(t: Tensor) -> Tensor:
-        return t.reshape(b, heads, c // heads, h * w)
-
-    def attention_map() -> Tensor:
-        qn = F.normalize(split_heads(q), dim=-1)
-        kn = F.normalize(split_heads(k), dim=-1)
-        return torch.softmax(qn @ kn.transpose(-2, -1) * temperature, dim=-1)
-
-    attn = global_stat(ctx, key, b, attention_map)
-    return (attn @ split_heads(v)).reshape(b, c, h, w)
+    heads = attention.shape[1]
+    return (attention @ v.reshape(b, heads, c // heads, h * w)).reshape(b, c, h, w)
 
 
 class MDTA(nn.Module):
@@ -63,10 +54,13 @@ class MDTA(nn.Module):
         self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
         self.context_key = ""
 
-    def forward(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
+    def forward(self, x: Tensor, attention: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The output and the attention map it used: the one given (the whole image's, shared
+        by tiles) or, when None, the one computed from x."""
         q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        out = transposed_attention(q, k, v, self.heads, self.temperature, ctx, self.context_key)
-        return self.project_out(out)
+        if attention is None:
+            attention = channel_attention_map(q, k, self.heads, self.temperature)
+        return self.project_out(apply_channel_attention(attention, v)), attention
 
 
 class GDFN(nn.Module):
@@ -95,8 +89,16 @@ class TransformerBlock(nn.Module):
         self.ffn = GDFN(dim, expansion, bias)
 
     def forward(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), ctx)
-        return x + self.ffn(self.norm2(x))
+        return run_with_global_stat(
+            ctx, self.attn.context_key, x.shape[0], lambda attention: self.branches(x, attention)
+        )[0]
+
+    def branches(self, x: Tensor, attention: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Both residual branches, and the attention map used (the one given, else x's own).
+        Tensors in, tensors out: `measr.engine.acceleration` compiles this as one graph."""
+        out, attention = self.attn(self.norm1(x), attention)
+        x = x + out
+        return x + self.ffn(self.norm2(x)), attention
 
 
 class TransformerStage(nn.Module):

@@ -62,15 +62,23 @@ class ForwardContext:
     def global_stat(self, key: str, batch: int, compute: Callable[[], Tensor]) -> Tensor:
         """The global quantity `key`: reused from the shared context when given (expanded to this
         batch), else computed, and kept when capturing."""
-        if self.shared is not None and key in self.shared:
-            value = self.shared[key]
-            if value.shape[0] == batch:
-                return value
-            return value.expand(batch, *value.shape[1:])
-        value = compute()
+        value = self.shared_stat(key, batch)
+        if value is None:
+            value = compute()
+            self.keep(key, value)
+        return value
+
+    def shared_stat(self, key: str, batch: int) -> Tensor | None:
+        """The shared value of `key` expanded to this batch, or None when it is not shared."""
+        if self.shared is None or key not in self.shared:
+            return None
+        value = self.shared[key]
+        return value if value.shape[0] == batch else value.expand(batch, *value.shape[1:])
+
+    def keep(self, key: str, value: Tensor) -> None:
+        """Keep a computed global quantity, when capturing."""
         if self.capture_global:
             self.captured[key] = value.detach()
-        return value
 
 
 def global_stat(
@@ -80,6 +88,34 @@ def global_stat(
     if ctx is None:
         return compute()
     return ctx.global_stat(key, batch, compute)
+
+
+def shared_stat(ctx: ForwardContext | None, key: str, batch: int) -> Tensor | None:
+    """`ctx.shared_stat`, or None when there is no context."""
+    return None if ctx is None else ctx.shared_stat(key, batch)
+
+
+def keep_stat(ctx: ForwardContext | None, key: str, value: Tensor) -> None:
+    """`ctx.keep`, when there is a context."""
+    if ctx is not None:
+        ctx.keep(key, value)
+
+
+def run_with_global_stat(
+    ctx: ForwardContext | None,
+    key: str,
+    batch: int,
+    step: Callable[[Tensor | None], tuple[Tensor, Tensor]],
+) -> tuple[Tensor, Tensor]:
+    """Run a step that takes its global statistic (the shared one, or None: compute it) and
+    returns (output, statistic used); keep the statistic when capturing.
+
+    The steps are pure functions of tensors, with no context object inside, so that
+    `torch.compile` sees the same graph for every block of the same shape (a string key
+    inside the graph would make it compile once per block)."""
+    output, stat = step(shared_stat(ctx, key, batch))
+    keep_stat(ctx, key, stat)
+    return output, stat
 
 
 def record_pixel_routing(

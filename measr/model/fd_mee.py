@@ -12,7 +12,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from measr.model.backbone import ChannelLayerNorm
-from measr.model.context import ForwardContext, global_stat, record_image_routing
+from measr.model.context import (
+    ForwardContext,
+    global_stat,
+    record_image_routing,
+    run_with_global_stat,
+)
 
 
 class FrequencyDecomposition(nn.Module):
@@ -86,10 +91,15 @@ class MixtureOfLowRankExperts(nn.Module):
         """(B, E) routing probabilities from the pooled features."""
         return torch.softmax(self.router(x.mean(dim=(2, 3))).float(), dim=1)
 
-    def forward(self, x: Tensor, key: Tensor, ctx: ForwardContext | None = None) -> Tensor:
-        probs = global_stat(ctx, self.context_key, x.shape[0], lambda: self.route(x))
+    def choose(self, probs: Tensor) -> tuple[Tensor, Tensor]:
+        """Each image's top-k (weights, experts) from its routing probabilities, (B, k) each."""
         weights, chosen = probs.topk(self.top_k, dim=1)
-        record_image_routing(ctx, self.routing_name, chosen, weights)
+        return weights, chosen
+
+    def forward(self, x: Tensor, key: Tensor, probs: Tensor) -> Tensor:
+        """x + the chosen experts' weighted sum, given the routing probabilities (B, E) from
+        `route` (or the whole image's, shared by tiles)."""
+        weights, chosen = self.choose(probs)
         out = x
         for index, expert in enumerate(self.experts):
             images, slot = (chosen == index).nonzero(as_tuple=True)
@@ -164,9 +174,22 @@ class MEE(nn.Module):
         self.proj = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
+        mixture = self.mixture
+        out, probs = run_with_global_stat(
+            ctx, mixture.context_key, x.shape[0], lambda shared: self.branch(x, shared)
+        )
+        weights, chosen = mixture.choose(probs)
+        record_image_routing(ctx, mixture.routing_name, chosen, weights)
+        return out
+
+    def branch(self, x: Tensor, probs: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The block's output and the routing probabilities used (the ones given, else x's own).
+        Tensors in, tensors out: `measr.engine.acceleration` compiles this as one graph."""
         value, key = self.expand(self.norm(x)).chunk(2, dim=1)
-        mixed = self.mixture(self.spatial(value), self.calibrate(key), ctx)
-        return x + self.proj(mixed)
+        value = self.spatial(value)
+        if probs is None:
+            probs = self.mixture.route(value)
+        return x + self.proj(self.mixture(value, self.calibrate(key), probs)), probs
 
 
 class FDMEE(nn.Module):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from measr.model.backbone import transposed_attention
-from measr.model.context import ForwardContext, global_stat
+from measr.model.backbone import apply_channel_attention, channel_attention_map
+from measr.model.context import ForwardContext, global_stat, run_with_global_stat
 
 
 class CrossAttention(nn.Module):
@@ -27,10 +27,23 @@ class CrossAttention(nn.Module):
         self.context_key = ""
 
     def forward(self, query: Tensor, source: Tensor, ctx: ForwardContext | None = None) -> Tensor:
+        return run_with_global_stat(
+            ctx,
+            self.context_key,
+            query.shape[0],
+            lambda attention: self.attend(query, source, attention),
+        )[0]
+
+    def attend(
+        self, query: Tensor, source: Tensor, attention: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The output and the attention map used (the one given, else the inputs' own).
+        Tensors in, tensors out: `measr.engine.acceleration` compiles this as one graph."""
         q = self.q_dwconv(self.q(query))
         k, v = self.kv_dwconv(self.kv(source)).chunk(2, dim=1)
-        out = transposed_attention(q, k, v, self.heads, self.temperature, ctx, self.context_key)
-        return self.project_out(out)
+        if attention is None:
+            attention = channel_attention_map(q, k, self.heads, self.temperature)
+        return self.project_out(apply_channel_attention(attention, v)), attention
 
 
 class SoftFrequencySplit(nn.Module):

@@ -8,6 +8,7 @@ expert importance + CV^2 of expert load) keeps every expert in use.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -92,6 +93,31 @@ class NoisyTopKGate(nn.Module):
         return torch.where(is_in, prob_in, prob_out).sum(0)
 
 
+def expert_mlp(tokens: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """One expert MLP, dim -> hidden (GELU) -> dim, on tokens (N, dim)."""
+    return torch.addmm(b2, F.gelu(torch.addmm(b1, tokens, w1)), w2)
+
+
+def mix_selected_experts(
+    tokens: Tensor, experts: Tensor, gates: Tensor, expert: Callable[[int, Tensor], Tensor]
+) -> Tensor:
+    """Gate-weighted sum of each token's k selected experts, computing only those: the N*k
+    (token, expert) pairs are sorted by expert, each expert runs once on its group
+    (`expert(index, tokens)`), and results are added back to their tokens."""
+    n, k = experts.shape
+    flat_experts = experts.reshape(-1)
+    order = torch.argsort(flat_experts, stable=True)
+    token_of = torch.arange(n, device=tokens.device).repeat_interleave(k)[order]
+    weight_of = gates.reshape(-1)[order]
+    counts = torch.bincount(flat_experts).tolist()  # group sizes: a host sync on GPUs
+    grouped = tokens[token_of]
+    outputs = [
+        expert(index, chunk) for index, chunk in enumerate(grouped.split(counts)) if chunk.shape[0]
+    ]
+    mixed = torch.cat(outputs) * weight_of[:, None].to(grouped.dtype)
+    return tokens.new_zeros(n, mixed.shape[1], dtype=mixed.dtype).index_add_(0, token_of, mixed)
+
+
 class PixelExperts(nn.Module):
     """n MLP experts dim -> hidden -> dim (GELU), stored stacked so that each token runs only its
     k selected experts: tokens are grouped by expert, each group is one matmul, and results are
@@ -107,8 +133,7 @@ class PixelExperts(nn.Module):
 
     def expert(self, index: int, tokens: Tensor) -> Tensor:
         """Expert `index` applied to tokens (N, dim)."""
-        hidden = F.gelu(torch.addmm(self.b1[index], tokens, self.w1[index]))
-        return torch.addmm(self.b2[index], hidden, self.w2[index])
+        return expert_mlp(tokens, self.w1[index], self.b1[index], self.w2[index], self.b2[index])
 
     def forward(self, tokens: Tensor, experts: Tensor, gates: Tensor) -> Tensor:
         """Gate-weighted sum of each token's selected experts: a plain linear combination.
@@ -116,20 +141,7 @@ class PixelExperts(nn.Module):
         Fix: the public code combines experts as log(sum(gate * exp(expert))), a trick for
         log-probabilities that distorts image features and overflows above ~88.
         """
-        n, k = experts.shape
-        flat_experts = experts.reshape(-1)
-        order = torch.argsort(flat_experts, stable=True)
-        token_of = torch.arange(n, device=tokens.device).repeat_interleave(k)[order]
-        weight_of = gates.reshape(-1)[order]
-        counts = torch.bincount(flat_experts, minlength=self.w1.shape[0]).tolist()
-        grouped = tokens[token_of]
-        outputs = [
-            self.expert(index, chunk)
-            for index, chunk in enumerate(grouped.split(counts))
-            if chunk.shape[0] > 0
-        ]
-        mixed = torch.cat(outputs) * weight_of[:, None].to(grouped.dtype)
-        return tokens.new_zeros(n, mixed.shape[1], dtype=mixed.dtype).index_add_(0, token_of, mixed)
+        return mix_selected_experts(tokens, experts, gates, self.expert)
 
 
 class STPGMESE(nn.Module):
