@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from measr.engine.acceleration import eager_unless
 from measr.engine.memory import return_freed_memory
 from measr.engine.padding import pad_to_requirements, pad_to_size, padded_length
 from measr.engine.tiling import BlendAccumulator, Tile, tile_grid
@@ -63,13 +64,19 @@ def as_model_input(pixels: Tensor, channels: int) -> Tensor:
 
 
 def capture_global_context(
-    model: MEASNet, pixels: np.ndarray, max_side: int, device: torch.device, dtype: torch.dtype
+    model: MEASNet,
+    pixels: np.ndarray,
+    max_side: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    layout: torch.memory_format = torch.contiguous_format,
 ) -> SharedStats:
     """Every global statistic of the network (prompt, pooled statistics, routers, attention
     maps, FFT cut-offs), computed once on the whole image, downscaled to fit `max_side`."""
     small = torch.from_numpy(np.ascontiguousarray(context_image(pixels, max_side)))
     x = as_model_input(small, model.requirements.channels)[None].to(device, dtype)
     padded, _ = pad_to_requirements(x, model.requirements)
+    padded = padded.contiguous(memory_format=layout)
     ctx = ForwardContext(capture_global=True)
     model(padded, ctx)
     return_freed_memory()
@@ -101,16 +108,19 @@ def run_tiles(
     device: torch.device,
     dtype: torch.dtype,
     routing_sink: RoutingSink | None = None,
+    layout: torch.memory_format = torch.contiguous_format,
 ) -> Tensor:
     """Restore the (H, W, C) image tile by tile, `tile_batch` tiles per forward pass, every
-    pass reusing the shared global context; returns the blended (H, W, 3) result on the CPU."""
+    pass reusing the shared global context; returns the blended (H, W, 3) result on the CPU.
+    A last, smaller batch runs the compiled steps eagerly (its shape is used once)."""
     height, width = image.shape[:2]
     channels = model.requirements.channels
     blend = BlendAccumulator(height, width, channels)
     for group in batches(tiles, tile_batch):
         x = torch.stack([tile_input(image, t, channels) for t in group]).to(device, dtype)
         ctx = ForwardContext(record_routing=routing_sink is not None, shared=shared)
-        restored = model(x, ctx).image
+        with eager_unless(len(group) == tile_batch):
+            restored = model(x.contiguous(memory_format=layout), ctx).image
         for tile, result in zip(group, restored, strict=True):
             blend.add(tile, result)
         if routing_sink is not None:

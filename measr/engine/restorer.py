@@ -10,6 +10,12 @@ import numpy as np
 import torch
 
 from measr import manifest
+from measr.engine.acceleration import (
+    accelerate,
+    default_acceleration,
+    eager_unless,
+    worth_compiling,
+)
 from measr.engine.device import check_half, resolve_device
 from measr.engine.inference import capture_global_context, plan_tiles, run_tiles
 from measr.engine.memory import plan_memory
@@ -49,6 +55,7 @@ class Restorer:
         threads: int | None = None,
         half: bool = False,
         trained: bool | None = None,
+        compile: bool | None = False,
     ) -> None:
         self.device = resolve_device(device or "auto")
         if half:
@@ -60,6 +67,11 @@ class Restorer:
         self.half = half
         self.dtype = torch.float16 if half else torch.float32
         self.model = model.to(self.device, self.dtype).eval()
+        # Fused experts always; compiled steps (and channels-last) when asked, or, with
+        # compile=None, from the first image large enough to pay for them (worth_compiling).
+        self.compile = compile
+        self.acceleration = default_acceleration(self.device, compile=bool(compile))
+        accelerate(self.model, self.acceleration)
         self.name = name or model.config.name
         # True/False from weights.txt; None for a file the manifest does not list.
         self.is_trained = trained
@@ -142,6 +154,19 @@ class Restorer:
             spec, device=device, threads=threads, half=half, manifest_path=manifest_path
         )
 
+    def compiled_for(self, tiles: int) -> bool:
+        """Whether the tile passes of an image of `tiles` tiles run the compiled steps: always
+        with compile=True, never with False; with None (the default) for images of several
+        tiles on CPU (`worth_compiling`), compiling on the first such image."""
+        if self.compile is False:
+            return False
+        if self.compile is None and not worth_compiling(self.device, tiles):
+            return False
+        if not self.acceleration.compile:
+            self.acceleration = default_acceleration(self.device, compile=True)
+            accelerate(self.model, self.acceleration)
+        return self.acceleration.compile
+
     @property
     def config(self) -> ModelConfig:
         """The network's configuration."""
@@ -173,22 +198,34 @@ class Restorer:
         sharing = (
             len(tiles) > 1 and shared_context and self.model.requirements.tiles_need_shared_context
         )
+        compiled = self.compiled_for(len(tiles))
+        layout = self.acceleration.memory_format
         with torch.inference_mode():
             shared = None
             if sharing:
-                shared = capture_global_context(
-                    self.model, image.numpy(), plan.context_side, self.device, self.dtype
-                )
-            restored = run_tiles(
-                self.model,
-                image,
-                tiles,
-                tile_batch=tile_batch or plan.tile_batch,
-                shared=shared,
-                device=self.device,
-                dtype=self.dtype,
-                routing_sink=collector,
-            ).numpy()
+                # The context image has a new size for every photo: compiling it would not pay
+                # unless the user asked for compilation everywhere.
+                with eager_unless(compiled and self.compile is True):
+                    shared = capture_global_context(
+                        self.model,
+                        image.numpy(),
+                        plan.context_side,
+                        self.device,
+                        self.dtype,
+                        layout,
+                    )
+            with eager_unless(compiled):
+                restored = run_tiles(
+                    self.model,
+                    image,
+                    tiles,
+                    tile_batch=tile_batch or plan.tile_batch,
+                    shared=shared,
+                    device=self.device,
+                    dtype=self.dtype,
+                    routing_sink=collector,
+                    layout=layout,
+                ).numpy()
         np.clip(restored, 0.0, 1.0, out=restored)
         if image.shape[2] == 1:
             restored = (restored @ LUMA_WEIGHTS)[:, :, None]

@@ -1,0 +1,130 @@
+"""Which speed levers pay: variants of one forward pass timed in the same process, alternating,
+best of N, so that their ratios survive a busy machine (docs/performance.md).
+
+    OMP_WAIT_POLICY=PASSIVE nice python benchmarks/levers.py --config small --size 256 \
+        --variants reference,fused,fused-cl,compiled-nchw,compiled --repeats 5
+
+Every variant is checked against the reference output (PSNR in dB over [0, 1] pixels).
+The first call of a compiled variant (compilation, or loading from inductor's cache) is
+reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch._inductor.config
+from torch import Tensor
+
+from measr.engine.acceleration import Acceleration, accelerate, compile_steps, prepare_input
+from measr.model import MEASNet, build_model
+from measr.model.fast import fuse_experts
+from measr.model.weights import load_model
+
+Forward = Callable[[], Tensor]
+
+
+def fresh_model(config: str, weights: str | None) -> MEASNet:
+    if weights:
+        return load_model(weights).eval()
+    torch.manual_seed(0)
+    return build_model(config).eval()
+
+
+def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
+    """One lever setting as a zero-argument forward."""
+    if name == "reference":
+        return lambda: model(x).image
+    if name == "fused":
+        fuse_experts(model)
+        return lambda: model(x).image
+    if name == "fused-cl":
+        fuse_experts(model)
+        model.to(memory_format=torch.channels_last)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        return lambda: model(xc).image
+    if name == "compiled-nchw":
+        fuse_experts(model)
+        compile_steps(model)
+        return lambda: model(x).image
+    if name == "compiled":
+        acceleration = Acceleration(compile=True)
+        accelerate(model, acceleration)
+        xc = prepare_input(x, acceleration)
+        return lambda: model(xc).image
+    if name == "compiled-frozen":
+        # Inductor's freezing: weights become constants, convolutions and linears are
+        # pre-packed for oneDNN. Read when a graph compiles, so list this variant last.
+        torch._inductor.config.freezing = True
+        acceleration = Acceleration(compile=True)
+        accelerate(model, acceleration)
+        xc = prepare_input(x, acceleration)
+        return lambda: model(xc).image
+    if name == "compiled-bf16":
+        acceleration = Acceleration(compile=True)
+        accelerate(model, acceleration)
+        xc = prepare_input(x, acceleration)
+
+        def forward() -> Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(xc).image.float()
+
+        return forward
+    raise SystemExit(f"unknown variant {name}")
+
+
+def psnr(a: Tensor, b: Tensor) -> float:
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="small")
+    parser.add_argument("--weights", default=None, help="a .safetensors file (default: random)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--variants", default="reference,fused,compiled")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    names = args.variants.split(",")
+    forwards: dict[str, Forward] = {}
+    first: dict[str, float] = {}
+    outputs: dict[str, Tensor] = {}
+    with torch.inference_mode():
+        for name in names:
+            forwards[name] = variant(name, fresh_model(args.config, args.weights), x)
+            start = time.perf_counter()
+            outputs[name] = forwards[name]()
+            first[name] = time.perf_counter() - start
+        best = dict.fromkeys(names, math.inf)
+        for _ in range(args.repeats):
+            for name in names:
+                start = time.perf_counter()
+                forwards[name]()
+                best[name] = min(best[name], time.perf_counter() - start)
+    reference = names[0]
+    print(
+        f"{args.config} {args.batch}x{args.size}px, {args.threads} thread(s), best of "
+        f"{args.repeats}, ratios to '{reference}'\n"
+    )
+    print("| variant | first call s | best s | MPix/s | x ref | PSNR vs ref dB |")
+    print("|---|---|---|---|---|---|")
+    megapixels = args.batch * args.size**2 / 1e6
+    for name in names:
+        agreement = psnr(outputs[name], outputs[reference])
+        print(
+            f"| {name} | {first[name]:.1f} | {best[name]:.3f} | {megapixels / best[name]:.3f} "
+            f"| {best[reference] / best[name]:.2f} | {agreement:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
