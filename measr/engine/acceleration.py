@@ -106,7 +106,6 @@ def accelerate(model: MEASNet, acceleration: Acceleration) -> MEASNet:
         fuse_experts(model, sync_free=acceleration.sync_free)
     if acceleration.compile:
         compile_steps(model)
-    if acceleration.compile:
         # Module.to converts 4-D parameters to channels-last; its stubs omit memory_format.
         model.to(memory_format=acceleration.memory_format)  # type: ignore[call-overload]
     return model
