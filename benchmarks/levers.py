@@ -21,6 +21,7 @@ import torch._inductor.config
 from torch import Tensor
 
 from measr.engine.acceleration import Acceleration, accelerate, compile_steps, prepare_input
+from measr.evaluation.metrics import unquantised_psnr
 from measr.model import MEASNet, build_model
 from measr.model.fast import fuse_experts
 from measr.model.weights import load_model
@@ -77,11 +78,6 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
     raise SystemExit(f"unknown variant {name}")
 
 
-def psnr(a: Tensor, b: Tensor) -> float:
-    mse = float(((a.float() - b.float()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="small")
@@ -119,7 +115,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     megapixels = args.batch * args.size**2 / 1e6
     for name in names:
-        agreement = psnr(outputs[name], outputs[reference])
+        agreement = unquantised_psnr(
+            outputs[name].float().numpy(), outputs[reference].float().numpy()
+        )
         print(
             f"| {name} | {first[name]:.1f} | {best[name]:.3f} | {megapixels / best[name]:.3f} "
             f"| {best[reference] / best[name]:.2f} | {agreement:.1f} |"

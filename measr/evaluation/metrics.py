@@ -83,6 +83,14 @@ def psnr(restored: np.ndarray, reference: np.ndarray) -> float:
     return float(peak_signal_noise_ratio(b, a, data_range=PROTOCOL.data_range))
 
 
+def unquantised_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two float arrays over [0, 1], without 8-bit quantisation: for checking
+    that two computations of one output agree (50 dB and up), not for scoring restorations."""
+    _check_same_shape(a, b)
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
 def ssim(restored: np.ndarray, reference: np.ndarray) -> float:
     """Mean SSIM (Wang et al. 2004) of two float RGB images in [0, 1] after 8-bit quantisation:
     Gaussian window sigma 1.5, population covariance, each channel then averaged."""
