@@ -107,6 +107,14 @@ def test_validation_is_logged_and_export_lists_the_weights(
     assert entry.fields["dtype"] == ("float16" if result.half else "float32")
     assert load_model(entry.file).config.name == "tiny"
 
+    continued = tmp_path / "continued"
+    Trainer(settings(photos, steps=3, init=str(entry.file)), continued).run()
+    export_run(continued, "tiny-more", tmp_path / "weights", manifest=manifest)
+    more = next(e for e in read_manifest(manifest) if e.name == "tiny-more")
+    assert more.fields["init"] == "tiny-test(2steps)" and more.fields["steps_total"] == "5"
+    own_hours = float(more.fields["cpu_hours"]) + float(entry.fields["cpu_hours"])
+    assert float(more.fields["cpu_hours_total"]) == pytest.approx(own_hours, abs=0.011)
+
 
 def test_sigkilled_cli_run_resumes_with_identical_losses(photos: Path, tmp_path: Path) -> None:
     """A real `measr train` process killed with SIGKILL mid-run, then resumed with --resume."""

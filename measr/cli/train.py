@@ -66,6 +66,9 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     init: Annotated[Path | None, typer.Option(help="Start from these weights.")] = None,
+    minutes: Annotated[
+        float, typer.Option(help="Time budget: the schedule ends after this many minutes (0: off).")
+    ] = 0.0,
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its checkpoint.")
     ] = False,
@@ -84,6 +87,7 @@ def train(
             checkpoint_steps=checkpoint_steps, activation_checkpointing=activation_checkpointing,
             channels_last=channels_last, compile=compile, deterministic=deterministic,
             device=device, threads=threads, init=str(init) if init else None,
+            time_budget_minutes=minutes,
         )  # fmt: skip
     trainer = Trainer(settings, out, resume=resume)
     where = f"resuming at step {trainer.step}" if resume else "new run"

@@ -124,7 +124,28 @@ def run_provenance(config: TrainConfig, state: dict) -> dict[str, str]:
     if config.init:
         init = read_metadata(config.init)
         fields["init"] = f"{Path(config.init).stem}({init.get('steps', '?')}steps)"
+        fields.update(lineage_totals(fields, init))
     return fields
+
+
+def lineage_totals(own: dict[str, str], init: dict[str, str]) -> dict[str, str]:
+    """Steps and CPU-hours summed over a chain of runs, each started from the previous weights.
+
+    A run started with `--init` continues earlier training; what it cost in all is its own
+    figures plus the totals (or, for the first link, the figures) of the weights it started from.
+    GPU minutes are carried over unchanged, since CPU runs add none.
+    """
+
+    def total(key: str) -> float:
+        return float(init.get(f"{key}_total", init.get(key, 0)))
+
+    totals = {
+        "steps_total": str(int(own["steps"]) + int(total("steps"))),
+        "cpu_hours_total": f"{float(own['cpu_hours']) + total('cpu_hours'):.2f}",
+    }
+    if "gpu_minutes" in init:
+        totals["gpu_minutes"] = init["gpu_minutes"]
+    return totals
 
 
 def export_run(
