@@ -138,3 +138,15 @@ def test_sigkilled_cli_run_resumes_with_identical_losses(photos: Path, tmp_path:
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     subprocess.run([*common, "--out", str(killed), "--resume"], check=True, capture_output=True)
     assert losses(killed) == losses(straight)
+
+
+def test_time_budget_ends_the_run_and_counts_across_resumes(photos: Path, tmp_path: Path) -> None:
+    """`--minutes`: the schedule runs on the run's own training time, which a resume keeps."""
+    config = settings(photos, steps=100_000, time_budget_minutes=0.02, deterministic=False)
+    run = tmp_path / "budget"
+    first = Trainer(config, run)
+    first.run()
+    assert 0 < first.step < 100_000 and first.wall_seconds >= 0.02 * 60
+    resumed = Trainer(config, run, resume=True)
+    resumed.run()
+    assert resumed.step == first.step

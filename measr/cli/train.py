@@ -78,6 +78,7 @@ def train(
         saved = json.loads((out / TRAIN_CONFIG_NAME).read_text())
         settings = TrainConfig(**saved)
         settings.steps = steps if steps != 100_000 else settings.steps
+        settings.time_budget_minutes = minutes or settings.time_budget_minutes
     else:
         settings = TrainConfig(
             config=config, tasks=tasks, data=[str(d) for d in data or []],

@@ -187,7 +187,7 @@ class Trainer:
         if config.compile:
             self.forward = torch.compile(self.forward)  # type: ignore[assignment]
         self._validation: list[ValidationItem] | None = None
-        self._last_log_time = self._started = time.monotonic()
+        self._last_log_time = time.monotonic()
 
     def _build_model(self) -> MEASNet:
         if self.config.init:
@@ -296,7 +296,9 @@ class Trainer:
         """How far along the run is, in [0, 1]: by steps, or by time under a time budget."""
         by_steps = self.step / self.config.steps
         budget = self.config.time_budget_minutes * 60
-        by_time = (time.monotonic() - self._started) / budget if budget > 0 else 0.0
+        # The run's own training time (kept in checkpoints), so a resumed run continues the
+        # schedule where it stopped instead of starting its time budget again.
+        by_time = self.wall_seconds / budget if budget > 0 else 0.0
         return min(max(by_steps, by_time), 1.0)
 
     def finished(self) -> bool:
