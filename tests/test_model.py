@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from measr import MeasrError, build_model
 from measr.model import ForwardContext, MEASNet
+from measr.model.backbone import channel_attention_map
 from measr.model.fd_mee import FrequencyDecomposition
 from measr.model.freq_cross_attention import SoftFrequencySplit
 from measr.model.stp_g_mese import PixelExperts
@@ -217,3 +219,20 @@ def test_shared_global_context_reproduces_the_whole_image_pass(tiny: MEASNet) ->
         again = tiny(x, ForwardContext(shared=capture.captured)).image
     torch.testing.assert_close(again, whole, atol=1e-5, rtol=1e-5)
     assert any(k.endswith("task_prompt") for k in capture.captured)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_channel_attention_map_is_the_cosine_attention_of_restormer(
+    memory_format: torch.memory_format,
+) -> None:
+    """Restormer Eq. 2 written out: softmax(normalize(Q) normalize(K)^T * t) per head, with an
+    all-zero channel (the norm clamp) and either memory format."""
+    torch.manual_seed(0)
+    q, k = (torch.randn(2, 8, 5, 7).contiguous(memory_format=memory_format) for _ in range(2))
+    q[0, 3] = 0
+    temperature = torch.rand(2, 1, 1) + 0.5
+    qn = F.normalize(q.reshape(2, 2, 4, -1), dim=-1)
+    kn = F.normalize(k.reshape(2, 2, 4, -1), dim=-1)
+    expected = torch.softmax(qn @ kn.transpose(-2, -1) * temperature, dim=-1)
+    actual = channel_attention_map(q, k, 2, temperature)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
