@@ -16,11 +16,14 @@ from measr.training.trainer import TRAIN_CONFIG_NAME, StepRecord, TrainConfig, T
 console = Console(stderr=True)
 
 
-def _progress(total: int) -> Callable[[StepRecord], None]:
-    """A progress printer: one line per logged step, validation PSNR when it ran."""
+def _progress(total: int, minutes: float = 0.0) -> Callable[[StepRecord], None]:
+    """A progress printer: one line per logged step, validation PSNR when it ran. Under a time
+    budget the run ends by time, so the remaining time is the budget's."""
 
     def show(record: StepRecord) -> None:
         remaining = (total - record.step) / max(record.step, 1) * record.elapsed_s
+        if minutes > 0:
+            remaining = min(remaining, max(minutes * 60 - record.elapsed_s, 0.0))
         console.print(
             f"step {record.step}/{total}  loss {record.loss:.4f} (l1 {record.l1:.4f}, "
             f"balance {record.balance:.3f})  lr {record.lr:.2e}  "
@@ -96,7 +99,7 @@ def train(
         f"[bold]measr train[/] {settings.config} on '{settings.tasks}' ({where}), "
         f"{trainer.device}, batch {settings.batch}x{settings.patch}px -> {out}"
     )
-    trainer.run(_progress(settings.steps))
+    trainer.run(_progress(settings.steps, settings.time_budget_minutes))
     console.print(f"done: step {trainer.step}, checkpoint {out / 'last.pt'}")
 
 
