@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 from measr import build_model
 from measr.cli.app import app
 from measr.errors import ExitCode
-from measr.evaluation.speed import Mode, plan_jobs
+from measr.evaluation.speed import Mode, plan_jobs, whole_image_fits
 from measr.io import image_from_array, write_image
 from measr.model.weights import save_weights
 
@@ -124,6 +124,8 @@ def test_speed_reports_throughput_and_a_matmul_peak(tmp_path: Path) -> None:
             "64",
             "--device",
             "cpu",
+            "--modes",
+            "reference,measr",
             "--repeats",
             "1",
             "--warmup",
@@ -153,15 +155,35 @@ def test_speed_reports_throughput_and_a_matmul_peak(tmp_path: Path) -> None:
 
 
 def test_speed_plans_one_reference_and_one_engine_point_per_tile() -> None:
-    jobs = plan_jobs(["tiny"], [64, 128], [None, 64], ["cpu"], list(Mode), 2, 1, None)
+    modes = [Mode.REFERENCE, Mode.MEASR, Mode.COMPILED]
+    jobs = plan_jobs(["tiny"], [64, 128], [None, 64], ["cpu"], modes, 2, 1, None)
     assert [(j.size, j.mode, j.tile) for j in jobs] == [
         (64, Mode.REFERENCE, None),
         (64, Mode.MEASR, None),
         (64, Mode.MEASR, 64),
+        (64, Mode.COMPILED, None),
+        (64, Mode.COMPILED, 64),
         (128, Mode.REFERENCE, None),
         (128, Mode.MEASR, None),
         (128, Mode.MEASR, 64),
+        (128, Mode.COMPILED, None),
+        (128, Mode.COMPILED, 64),
     ]
+
+
+def test_speed_skips_references_that_would_exhaust_memory() -> None:
+    """The plain forward holds the whole image's activations; the engine tiles instead."""
+    gib = 2**30
+    assert whole_image_fits("full", 512, 16 * gib)
+    assert not whole_image_fits("full", 2048, 16 * gib)
+    assert whole_image_fits("small", 1024, 16 * gib)
+    assert not whole_image_fits("small", 2048, 16 * gib)
+
+
+def test_speed_refuses_unknown_modes() -> None:
+    result = invoke("speed", "--configs", "tiny", "--sizes", "64", "--modes", "reference,turbo")
+    assert result.exit_code == ExitCode.USAGE
+    assert "turbo" in result.output
 
 
 def test_speed_refuses_sizes_the_network_cannot_take() -> None:

@@ -33,6 +33,7 @@ from measr.evaluation import (
 )
 from measr.evaluation.methods import MEASR
 from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX
+from measr.evaluation.speed import Mode
 
 benchmark_app = typer.Typer(
     help="Measure restoration quality (PSNR/SSIM against clean images) and speed.",
@@ -187,6 +188,15 @@ def speed_table(report: SpeedReport) -> Table:
     return table
 
 
+def _modes(text: str) -> list[Mode]:
+    """Speed modes from a comma-separated list, refusing unknown ones."""
+    known = {mode.value: mode for mode in Mode}
+    unknown = [name for name in _split(text) if name not in known]
+    if unknown:
+        raise MeasrError(f"unknown speed mode '{unknown[0]}'", f"use {', '.join(known)}")
+    return [known[name] for name in _split(text)]
+
+
 @benchmark_app.command()
 def speed(
     configs: Annotated[str, typer.Option(help="Model configurations, comma-separated.")] = "small",
@@ -199,11 +209,21 @@ def speed(
     device: Annotated[
         str | None, typer.Option(help="cpu or cuda (default: both where CUDA is present).")
     ] = None,
+    modes: Annotated[
+        str,
+        typer.Option(
+            help="reference (plain eager forward), measr (the engine), compiled (the engine "
+            "with compiled steps), comma-separated."
+        ),
+    ] = "reference,measr",
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per point (median).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing.")] = 1,
     threads: Annotated[
         int | None,
         typer.Option(min=1, help="torch CPU threads (default: torch's; 1 on a busy shared CPU)."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="Seconds allowed per point (default: no limit).")
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     csv_path: Annotated[
@@ -232,9 +252,11 @@ def speed(
             _integers(sizes, "sizes"),
             _tiles(tiles),
             [device] if device else None,
+            modes=_modes(modes),
             repeats=repeats,
             warmup=warmup,
             threads=threads,
+            timeout_s=timeout,
             on_point=show,
         )
     if json_path is not None:

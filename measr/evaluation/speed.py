@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from measr.engine.memory import bytes_per_pixel, free_memory
 from measr.errors import ExitCode, MeasrError
 from measr.model import get_config
 
@@ -32,10 +33,13 @@ WORKER_MODULE = "measr.evaluation.speed_worker"
 
 class Mode(str, Enum):
     """`reference`: one eager float32 forward of the whole (padded) image; `measr`: the engine's
-    Restorer as users run it (tiling, global context, padding)."""
+    Restorer as users run it (tiling, global context, padding, fused experts); `compiled`: the
+    same with the compiled steps and channels-last (`Restorer(compile=True)`; its warm-up runs
+    include the compilation, or the load from inductor's cache)."""
 
     REFERENCE = "reference"
     MEASR = "measr"
+    COMPILED = "compiled"
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,24 @@ def _point(
     )
 
 
+def whole_image_fits(config: str, size: int, available: int) -> bool:
+    """Whether a whole-image forward of `size` px (the reference, and the FLOP count) fits in
+    `available` bytes, by the engine's activation estimate with a fifth kept in reserve. The
+    engine's own modes tile to fit, so they always run."""
+    return bytes_per_pixel(get_config(config)) * size * size <= 0.8 * available
+
+
+def _skip_reason(job: ModelJob) -> str | None:
+    """Why a point is not run, or None: a reference that would exhaust the machine's memory."""
+    if job.mode is not Mode.REFERENCE or job.device != "cpu":
+        return None
+    available = free_memory(torch.device("cpu"))
+    if whole_image_fits(job.config, job.size, available):
+        return None
+    needed = bytes_per_pixel(get_config(job.config)) * job.size**2
+    return f"skipped: needs ~{needed / 2**30:.0f} GiB, {available / 2**30:.0f} GiB free"
+
+
 def plan_jobs(
     configs: Sequence[str],
     sizes: Sequence[int],
@@ -332,7 +354,8 @@ def run_speed(
     for done, job in enumerate(jobs, start=1):
         key = (job.config, job.size)
         job = replace(job, count_flops=key not in flops)
-        answer = _run_worker(job, timeout_s)
+        skipped = _skip_reason(job)
+        answer: dict[str, Any] = {"status": skipped} if skipped else _run_worker(job, timeout_s)
         if answer.get("flops"):
             flops[key] = answer["flops"] / 1e9
         points.append(_point(job, answer, flops.get(key), peaks[job.device]))

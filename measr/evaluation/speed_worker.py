@@ -22,6 +22,7 @@ from measr.engine.padding import pad_to_requirements, unpad
 from measr.model import MEASNet, build_model
 
 KIB_PER_MIB = 1024  # ru_maxrss is in KiB on Linux
+FLOP_COUNT_SIDE = 512  # largest image the FLOPs are counted on (count_flops)
 
 
 def _synchronise(device: str) -> None:
@@ -39,11 +40,13 @@ def _reference(model: MEASNet, image: torch.Tensor) -> Callable[[], object]:
     return forward
 
 
-def _engine(model: MEASNet, image: torch.Tensor, tile: int | None) -> Callable[[], object]:
+def _engine(
+    model: MEASNet, image: torch.Tensor, tile: int | None, compile: bool
+) -> Callable[[], object]:
     """What users get: the engine's Restorer on a float32 (H, W, 3) array."""
     from measr.engine import Restorer
 
-    restorer = Restorer(model, device=str(image.device))
+    restorer = Restorer(model, device=str(image.device), compile=compile)
     pixels = image[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
     return lambda: restorer.restore(pixels, tile=tile)
 
@@ -64,7 +67,7 @@ def measure_model(job: dict[str, Any]) -> dict[str, Any]:
     if job["mode"] == "reference":
         forward = _reference(model, image)
     else:
-        forward = _engine(model, image, job["tile"])
+        forward = _engine(model, image, job["tile"], compile=job["mode"] == "compiled")
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated() / 2**20
@@ -88,10 +91,20 @@ def measure_model(job: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_mib": _peak_memory_mib(device) - before,
     }
     if job["count_flops"]:
-        with FlopCounterMode(display=False) as counter:
-            _reference(model, image)()
-        answer["flops"] = counter.get_total_flops()
+        answer["flops"] = count_flops(model, job["size"], device)
     return answer
+
+
+def count_flops(model: MEASNet, size: int, device: str) -> float:
+    """The model's FLOPs on a size x size image. Counted on at most FLOP_COUNT_SIDE px and
+    scaled by the pixel count: every layer's work is proportional to the pixels (the attention
+    is across channels, the experts run k per pixel or per image), and a whole-image count at
+    2048 px would need the memory that the reference runs out of."""
+    side = min(size, FLOP_COUNT_SIDE)
+    image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
+    with FlopCounterMode(display=False) as counter:
+        _reference(model, image)()
+    return float(counter.get_total_flops()) * (size / side) ** 2
 
 
 def measure_matmul(job: dict[str, Any]) -> dict[str, Any]:
