@@ -18,6 +18,7 @@ from rich.text import Text
 
 from measr.cli import INTERRUPTED
 from measr.cli.options import (
+    CompileOption,
     DeviceOption,
     HalfOption,
     NoSharedContextOption,
@@ -73,6 +74,7 @@ def batch(
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     half: HalfOption = False,
+    compile: CompileOption = "no",
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = 32,
     no_shared_context: NoSharedContextOption = False,
@@ -88,7 +90,7 @@ def batch(
         ext=ext,
         shard=parse_shard(shard),
     )
-    restorer = open_restorer(weights, device, threads, half)
+    restorer = open_restorer(weights, device, threads, half, compile)
     warn_if_untrained(restorer)
     console = stderr()
     columns = (

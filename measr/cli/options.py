@@ -9,6 +9,7 @@ import typer
 from measr.engine import Restorer
 from measr.engine.batch import RestoreSettings
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP
+from measr.errors import MeasrError
 
 WeightsOption = Annotated[
     str | None,
@@ -28,6 +29,16 @@ ThreadsOption = Annotated[
     int | None, typer.Option("--threads", min=1, help="CPU threads for PyTorch.")
 ]
 HalfOption = Annotated[bool, typer.Option("--half", help="Run in float16 (CUDA only).")]
+CompileOption = Annotated[
+    str,
+    typer.Option(
+        "--compile",
+        help="torch.compile the network's steps: yes, no, or auto (images of 8 tiles or more "
+        "on CPU). The first compile of a tile size takes minutes, later runs load it from "
+        "inductor's cache in seconds.",
+    ),
+]
+COMPILE_CHOICES: dict[str, bool | None] = {"yes": True, "no": False, "auto": None}
 TileOption = Annotated[
     int | None,
     typer.Option(
@@ -50,9 +61,15 @@ NoSharedContextOption = Annotated[
 ]
 
 
-def open_restorer(weights: str | None, device: str, threads: int | None, half: bool) -> Restorer:
-    """The Restorer the --weights, --device, --threads and --half options ask for."""
-    return Restorer.from_spec(weights, device=device, threads=threads, half=half)
+def open_restorer(
+    weights: str | None, device: str, threads: int | None, half: bool, compile: str = "no"
+) -> Restorer:
+    """The Restorer the --weights, --device, --threads, --half and --compile options ask for."""
+    if compile not in COMPILE_CHOICES:
+        raise MeasrError(f"--compile must be yes, no or auto, not '{compile}'")
+    return Restorer.from_spec(
+        weights, device=device, threads=threads, half=half, compile=COMPILE_CHOICES[compile]
+    )
 
 
 def restore_settings(

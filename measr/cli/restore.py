@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from measr.cli.options import (
+    CompileOption,
     DeviceOption,
     HalfOption,
     NoSharedContextOption,
@@ -77,6 +78,7 @@ def restore(
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     half: HalfOption = False,
+    compile: CompileOption = "no",
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = 32,
     no_shared_context: NoSharedContextOption = False,
@@ -90,7 +92,7 @@ def restore(
         refuse_unwritable(routing_map)
     image = read_image(source)
     refuse_unwritable(target)  # after reading, so that an animated GIF is named as such
-    restorer = open_restorer(weights, device, threads, half)
+    restorer = open_restorer(weights, device, threads, half, compile)
     check_routing_level(restorer.model, map_level)
     settings = restore_settings(tile, tile_overlap, no_shared_context)
     restoration = restorer.restore(

@@ -85,6 +85,7 @@ class Restorer:
         threads: int | None = None,
         half: bool = False,
         manifest_path: Path | None = None,
+        compile: bool | None = False,
     ) -> Restorer:
         """Weights listed in weights.txt (the default entry when `name` is None), checked
         against their sha256."""
@@ -105,6 +106,7 @@ class Restorer:
             threads=threads,
             half=half,
             trained=entry.is_trained,
+            compile=compile,
         )
 
     @classmethod
@@ -116,6 +118,7 @@ class Restorer:
         threads: int | None = None,
         half: bool = False,
         manifest_path: Path | None = None,
+        compile: bool | None = False,
     ) -> Restorer:
         """Weights from a safetensors file (its configuration is in its metadata); whether they
         are trained comes from weights.txt when it lists the file, else from the file's metadata
@@ -131,7 +134,13 @@ class Restorer:
             stated = read_metadata(path).get("trained")
             trained = None if stated is None else stated == "yes"
         return cls(
-            model, name=path.stem, device=device, threads=threads, half=half, trained=trained
+            model,
+            name=path.stem,
+            device=device,
+            threads=threads,
+            half=half,
+            trained=trained,
+            compile=compile,
         )
 
     @classmethod
@@ -143,15 +152,18 @@ class Restorer:
         threads: int | None = None,
         half: bool = False,
         manifest_path: Path | None = None,
+        compile: bool | None = False,
     ) -> Restorer:
         """A weights name from weights.txt or a path to a .safetensors file (None: the default
         entry), as the CLI's --weights takes it."""
-        if spec is not None and looks_like_path(spec):
-            return cls.from_file(
-                spec, device=device, threads=threads, half=half, manifest_path=manifest_path
-            )
-        return cls.from_name(
-            spec, device=device, threads=threads, half=half, manifest_path=manifest_path
+        load = cls.from_file if spec is not None and looks_like_path(spec) else cls.from_name
+        return load(
+            spec,  # type: ignore[arg-type]  # from_file is only chosen for a path
+            device=device,
+            threads=threads,
+            half=half,
+            manifest_path=manifest_path,
+            compile=compile,
         )
 
     def compiled_for(self, tiles: int) -> bool:
