@@ -5,7 +5,9 @@ keeping each one's best round, so that the ratios survive a busy machine.
 Usage: python benchmarks/train_throughput.py [--config small] [--batch 8] [--patch 128]
            [--rounds 3] [--steps 2] [--threads 2] [--variants eager,channels_last,...]
 Variants: eager (NCHW fp32, the baseline), channels_last, checkpointing (activation
-checkpointing), compile (torch.compile of the model), bf16 (autocast on CPU).
+checkpointing), compile (torch.compile of the model), bf16 (autocast on CPU), and
+normalize_attention: eager with MDTA's attention map computed as before the change that
+divides the small product by the norms (F.normalize of q and k), the "before" of that change.
 """
 
 from __future__ import annotations
@@ -14,24 +16,49 @@ import argparse
 import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from measr import build_model
-from measr.model import MEASNet
+from measr.model import MEASNet, backbone
 
 Variant = Callable[[MEASNet, torch.Tensor, torch.Tensor], None]
 
 
-def make_step(model: MEASNet, channels_last: bool, bf16: bool, compiled: bool) -> Variant:
+def normalised_attention_map(q: Tensor, k: Tensor, heads: int, temperature: Tensor) -> Tensor:
+    """MDTA's attention map as first written: normalised copies of q and k, then their product
+    (the same function as `backbone.channel_attention_map`, the older arithmetic)."""
+    b, c = q.shape[:2]
+    qn = F.normalize(q.reshape(b, heads, c // heads, -1), dim=-1)
+    kn = F.normalize(k.reshape(b, heads, c // heads, -1), dim=-1)
+    return torch.softmax(qn @ kn.transpose(-2, -1) * temperature, dim=-1)
+
+
+@contextmanager
+def attention_map(function: Callable[..., Tensor] | None) -> Iterator[None]:
+    """Run MDTA with `function` as its attention map inside the block (None: unchanged)."""
+    current = backbone.channel_attention_map
+    backbone.channel_attention_map = function or current
+    try:
+        yield
+    finally:
+        backbone.channel_attention_map = current
+
+
+def make_step(
+    model: MEASNet, channels_last: bool, bf16: bool, compiled: bool, old_attention: bool
+) -> Variant:
     """One optimiser-free training step (forward, L1 + balance loss, backward) of a variant."""
     forward = torch.compile(model) if compiled else model
     memory = torch.channels_last if channels_last else torch.contiguous_format
+    patch = normalised_attention_map if old_attention else None
 
     def step(_: MEASNet, degraded: torch.Tensor, clean: torch.Tensor) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with attention_map(patch), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = forward(degraded.contiguous(memory_format=memory))
         loss = F.l1_loss(out.image.float(), clean) + 1e-3 * out.balance_loss.float()
         model.zero_grad(set_to_none=True)
@@ -50,7 +77,13 @@ def build_variants(config: str, names: list[str]) -> dict[str, tuple[MEASNet, Va
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if name == "checkpointing":
             model.set_activation_checkpointing(True)
-        step = make_step(model, name == "channels_last", name == "bf16", name == "compile")
+        step = make_step(
+            model,
+            channels_last=name == "channels_last",
+            bf16=name == "bf16",
+            compiled=name == "compile",
+            old_attention=name == "normalize_attention",
+        )
         variants[name] = (model, step)
     return variants
 
