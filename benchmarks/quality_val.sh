@@ -18,8 +18,9 @@ sets+=(--set "gopro-like-blur=$val/deblur-gopro-like:blur")
 sets+=(--set "camshake-blur=$val/deblur-camshake:blur")
 sets+=(--set "its-haze=$val/dehaze-its-sample:haze")
 measr benchmark quality "${sets[@]}" $weights --methods input,measr,ffdnet,dcp,autogamma \
-  --json "$out.json" --csv "$out.csv" | tee "$out.txt"
+  --json "$out.json" --csv "$out.csv" --markdown "$out.md" | tee "$out.txt"
 # CBM3D takes about 45 s per image: only the set the issue compares against.
 measr benchmark quality --set "mcmaster-noise25=$val/mcmaster/clean:noise:25" $weights \
   --methods input,measr,cbm3d,ffdnet --json "$out-cbm3d.json" --csv "$out-cbm3d.csv" \
+  --markdown "$out-cbm3d.md" \
   | tee "$out-cbm3d.txt"

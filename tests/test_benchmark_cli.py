@@ -63,6 +63,8 @@ def test_quality_writes_json_and_csv_with_a_row_per_set_and_method(
             str(tmp_path / "q.json"),
             "--csv",
             str(tmp_path / "q.csv"),
+            "--markdown",
+            str(tmp_path / "q.md"),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -89,6 +91,12 @@ def test_quality_writes_json_and_csv_with_a_row_per_set_and_method(
     measr_row = rows[1]
     assert float(measr_row["psnr"]) > 0 and 0 < float(measr_row["ssim"]) <= 1
     assert measr_row["count"] == "2" and float(measr_row["seconds_per_image"]) > 0
+
+    table = (tmp_path / "q.md").read_text().splitlines()
+    assert table[0] == "| set | n | input | measr | dcp | autogamma |"
+    noisy = table[2].split(" | ")
+    assert noisy[:2] == ["| noisy", "2"] and noisy[4:] == ["", " |"]
+    assert noisy[3] == f"{float(measr_row['psnr']):.2f} / {float(measr_row['ssim']):.3f}"
 
 
 def test_quality_limit_and_seed_fix_the_images(tmp_path: Path) -> None:

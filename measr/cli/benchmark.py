@@ -32,6 +32,7 @@ from measr.evaluation import (
     write_text,
 )
 from measr.evaluation.methods import MEASR
+from measr.evaluation.quality import quality_markdown
 from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX
 from measr.evaluation.speed import Mode
 
@@ -128,6 +129,9 @@ def quality(
     csv_path: Annotated[
         Path | None, typer.Option("--csv", help="Write one row per set and method here.")
     ] = None,
+    markdown_path: Annotated[
+        Path | None, typer.Option("--markdown", help="Write a markdown table here.")
+    ] = None,
 ) -> None:
     """Score methods on sets of images against their clean versions (PSNR/SSIM)."""
     eval_sets = [parse_set(text) for text in sets]
@@ -149,6 +153,8 @@ def quality(
         write_json(json_path, report.to_dict())
     if csv_path is not None:
         write_csv(csv_path, report.rows())
+    if markdown_path is not None:
+        write_text(markdown_path, quality_markdown(report))
     out = stdout()
     out.print(quality_table(report))
     for note in _footnotes(report):

@@ -207,3 +207,19 @@ def run_quality(
         tuple(scores),
         tuple(images),
     )
+
+
+def quality_markdown(report: QualityReport) -> str:
+    """The report as a markdown table: one row per set, one column per method, each cell
+    'PSNR / SSIM' (blank where a method does not apply), the protocol under it."""
+    header = ["set", "n", *report.methods]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for summary in report.sets:
+        cells = [summary.name, str(summary.count)]
+        for method in report.methods:
+            score = report.score(summary.name, method)
+            ok = score.status is Status.OK and score.psnr is not None and score.ssim is not None
+            cells.append(f"{score.psnr:.2f} / {score.ssim:.3f}" if ok else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"{report.protocol.caption()}; seed {report.seed}."]
+    return "\n".join(lines) + "\n"
