@@ -147,6 +147,7 @@ def test_time_budget_ends_the_run_and_counts_across_resumes(photos: Path, tmp_pa
     first = Trainer(config, run)
     first.run()
     assert 0 < first.step < 100_000 and first.wall_seconds >= 0.02 * 60
+    assert losses(run)[-1][0] == first.step  # the last step is logged
     resumed = Trainer(config, run, resume=True)
     resumed.run()
     assert resumed.step == first.step

@@ -342,11 +342,13 @@ class Trainer:
                 break
             window.append(self.train_step(degraded, clean))
             self.step += 1
+            # Before the log: under a time budget, the step that spends it is the last one,
+            # and it must be logged and validated as such.
+            self.wall_seconds = wall_base + time.monotonic() - wall_start
+            self.cpu_seconds = cpu_base + time.process_time() - cpu_start
             if self.step % c.log_every == 0 or self.finished():
                 self._log(window, progress)
                 window = []
-            self.wall_seconds = wall_base + time.monotonic() - wall_start
-            self.cpu_seconds = cpu_base + time.process_time() - cpu_start
             if self._checkpoint_due(last_checkpoint):
                 self.checkpoint()
                 last_checkpoint = time.monotonic()
