@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from measr.engine import pad_to_requirements, tile_grid, unpad
+from measr.engine.inference import balanced_tile, plan_tiles, tile_alignment
 from measr.engine.tiling import BlendAccumulator, blend_window
-from measr.model import InputRequirements
+from measr.model import InputRequirements, build_model
 
 REQUIREMENTS = InputRequirements(channels=3, size_multiple=8, min_size=64)
 
@@ -87,3 +88,23 @@ def test_blending_tiles_of_an_image_gives_the_image_back() -> None:
     for t in tiles:
         blend.add(t, padded[:, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop])
     torch.testing.assert_close(blend.result(), image.permute(1, 2, 0))
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "tile"), [(1024, 1024, 704), (300, 520, 448), (96, 96, 256)]
+)
+def test_balanced_tile_is_the_smallest_with_the_same_grid(
+    height: int, width: int, tile: int
+) -> None:
+    """Automatic tiles shrink to the smallest side that keeps the number of tiles, so that
+    two tiles per axis do not overlap by most of their area."""
+    model = build_model("tiny")
+    align = tile_alignment(model)
+    side = balanced_tile(model, height, width, tile, 32)
+    before = plan_tiles(model, height, width, tile, 32)
+    after = plan_tiles(model, height, width, side, 32)
+    assert side <= tile and side % align == 0 and len(after) == len(before)
+    if side - align >= 2 * align:
+        assert len(plan_tiles(model, height, width, side - align, 32)) > len(before)
+    covered = sum(t.rows.length * t.cols.length for t in after)
+    assert covered <= sum(t.rows.length * t.cols.length for t in before)

@@ -17,7 +17,7 @@ from measr.engine.acceleration import (
     worth_compiling,
 )
 from measr.engine.device import check_half, resolve_device
-from measr.engine.inference import capture_global_context, plan_tiles, run_tiles
+from measr.engine.inference import balanced_tile, capture_global_context, plan_tiles, run_tiles
 from measr.engine.memory import plan_memory
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.errors import ExitCode, MeasrError, WeightsError
@@ -201,7 +201,9 @@ class Restorer:
         image = torch.from_numpy(checked_pixels(pixels))
         height, width = image.shape[:2]
         plan = plan_memory(self.config, self.device, half=self.half)
-        tiles = plan_tiles(self.model, height, width, tile or plan.tile, tile_overlap)
+        if tile is None:  # as large as memory allows, then no larger than the grid needs
+            tile = balanced_tile(self.model, height, width, plan.tile, tile_overlap)
+        tiles = plan_tiles(self.model, height, width, tile, tile_overlap)
         collector = None
         if record_routing:
             collector = RoutingCollector(
