@@ -33,12 +33,12 @@ CompileOption = Annotated[
     str,
     typer.Option(
         "--compile",
-        help="torch.compile the network's steps: yes, no, or auto (images of 8 tiles or more "
-        "on CPU). The first compile of a tile size takes minutes, later runs load it from "
-        "inductor's cache in seconds.",
+        help="torch.compile the network's steps: yes or no. Pays for whole images up to about "
+        "512 px (1.3-1.45x once inductor's cache is warm; the first compile of a size takes "
+        "minutes); tiled images run slower compiled for now (docs/performance.md).",
     ),
 ]
-COMPILE_CHOICES: dict[str, bool | None] = {"yes": True, "no": False, "auto": None}
+COMPILE_CHOICES: dict[str, bool] = {"yes": True, "no": False}
 TileOption = Annotated[
     int | None,
     typer.Option(
@@ -66,7 +66,7 @@ def open_restorer(
 ) -> Restorer:
     """The Restorer the --weights, --device, --threads, --half and --compile options ask for."""
     if compile not in COMPILE_CHOICES:
-        raise MeasrError(f"--compile must be yes, no or auto, not '{compile}'")
+        raise MeasrError(f"--compile must be yes or no, not '{compile}'")
     return Restorer.from_spec(
         weights, device=device, threads=threads, half=half, compile=COMPILE_CHOICES[compile]
     )
