@@ -12,6 +12,8 @@ The levers kept are the ones that paid in same-process measurements (docs/perfor
   whole configuration and tile size, a few seconds to load from inductor's cache once warm.
   Inductor fuses what eager PyTorch runs as separate passes over memory: LayerNorm, exact
   GELU times the gate, the attention map's normalisation and softmax, residual additions;
+* **row strips** (`measr.model.strips`, CPU): each transformer block's widest maps computed
+  a few rows at a time, so they stay in cache instead of streaming through memory;
 * **channels-last** memory (NHWC) with the compiled steps: depthwise convolutions run 2-5x
   faster in it on CPU and the LayerNorm over channels needs no transposition. Without
   compilation it does not pay (eager mixes layouts and copies), so it comes with `compile`.
@@ -34,10 +36,12 @@ from measr.model.backbone import TransformerBlock
 from measr.model.fast import fuse_experts
 from measr.model.fd_mee import MEE
 from measr.model.freq_cross_attention import CrossAttention
+from measr.model.strips import StripedTransformerBlock, stripe_blocks
 
 # The pure step of each module type that is compiled, by method name.
 COMPILED_STEPS: dict[type[nn.Module], str] = {
     TransformerBlock: "branches",
+    StripedTransformerBlock: "branches",
     MEE: "branch",
     CrossAttention: "attend",
 }
@@ -54,6 +58,7 @@ class Acceleration:
 
     fuse_experts: bool = True
     compile: bool = False
+    row_strips: bool = False  # transformer blocks in cache-sized row strips (CPUs)
     sync_free: bool = False  # dense-gated pixel experts: no host sync, 3x their work (GPUs)
 
     @property
@@ -62,8 +67,10 @@ class Acceleration:
         return torch.channels_last if self.compile else torch.contiguous_format
 
     def describe(self) -> str:
-        """A short label: 'eager', 'fused', 'fused+compiled'."""
+        """A short label: 'eager', 'fused', 'fused+strips+compiled'."""
         parts = ["fused"] if self.fuse_experts else []
+        if self.row_strips:
+            parts.append("strips")
         if self.compile:
             parts.append("compiled")
         return "+".join(parts) or "eager"
@@ -77,10 +84,13 @@ def can_compile(device: torch.device) -> bool:
 
 
 def default_acceleration(device: torch.device, *, compile: bool = False) -> Acceleration:
-    """Fused experts everywhere, the sync-free pixel experts on CUDA, compiled steps when asked
-    and available."""
+    """Fused experts everywhere; row strips on CPU; the sync-free pixel experts on CUDA;
+    compiled steps when asked and available."""
     wanted = compile and can_compile(device)
-    return Acceleration(fuse_experts=True, compile=wanted, sync_free=device.type == "cuda")
+    on_cpu = device.type == "cpu"
+    return Acceleration(
+        fuse_experts=True, compile=wanted, row_strips=on_cpu, sync_free=device.type == "cuda"
+    )
 
 
 def worth_compiling(device: torch.device, tiles: int) -> bool:
@@ -104,6 +114,8 @@ def accelerate(model: MEASNet, acceleration: Acceleration) -> MEASNet:
     untouched); returns the model."""
     if acceleration.fuse_experts:
         fuse_experts(model, sync_free=acceleration.sync_free)
+    if acceleration.row_strips:
+        stripe_blocks(model)
     if acceleration.compile:
         compile_steps(model)
         # Module.to converts 4-D parameters to channels-last; its stubs omit memory_format.
