@@ -2,7 +2,7 @@
 best of N, so that their ratios survive a busy machine (docs/performance.md).
 
     OMP_WAIT_POLICY=PASSIVE nice python benchmarks/levers.py --config small --size 256 \
-        --variants reference,fused,fused-cl,compiled-nchw,compiled --repeats 5
+        --variants reference,fused,strips,compiled,compiled-strips --repeats 5
 
 Every variant is checked against the reference output (PSNR in dB over [0, 1] pixels).
 The first call of a compiled variant (compilation, or loading from inductor's cache) is
@@ -47,6 +47,14 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
         fuse_experts(model)
         model.to(memory_format=torch.channels_last)
         xc = x.contiguous(memory_format=torch.channels_last)
+        return lambda: model(xc).image
+    if name == "strips":
+        accelerate(model, Acceleration(row_strips=True))
+        return lambda: model(x).image
+    if name == "compiled-strips":
+        acceleration = Acceleration(compile=True, row_strips=True)
+        accelerate(model, acceleration)
+        xc = prepare_input(x, acceleration)
         return lambda: model(xc).image
     if name == "compiled-nchw":
         fuse_experts(model)

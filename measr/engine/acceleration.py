@@ -6,10 +6,11 @@ The levers kept are the ones that paid in same-process measurements (docs/perfor
   for the whole batch instead of a loop over experts with data-dependent gathers; on GPUs also
   the STP-G-MESE pixel experts without a host synchronisation;
 * **compiled steps**: `torch.compile` (inductor) of the network's pure steps, the transformer
-  block (`TransformerBlock.branches`), the MEE block (`MEE.branch`) and the cross-attention
-  (`CrossAttention.attend`). They take and return tensors only (the global context stays
-  outside), so every block of the same shape shares one compiled graph: about 15 graphs for a
-  whole configuration and tile size, a few seconds to load from inductor's cache once warm.
+  block (`TransformerBlock.branches`), the MEE block (`MEE.branch`), FD's band split
+  (`FrequencyDecomposition.bands`) and the cross-attention (`CrossAttention.attend`). They
+  take and return tensors only (the global context stays outside), so every block of the
+  same shape shares one compiled graph: about 15 graphs for a whole configuration and tile
+  size, a few seconds to load from inductor's cache once warm.
   Inductor fuses what eager PyTorch runs as separate passes over memory: LayerNorm, exact
   GELU times the gate, the attention map's normalisation and softmax, residual additions;
 * **row strips** (`measr.model.strips`, CPU): each transformer block's widest maps computed
@@ -34,7 +35,7 @@ from torch import nn
 from measr.model import MEASNet
 from measr.model.backbone import TransformerBlock
 from measr.model.fast import fuse_experts
-from measr.model.fd_mee import MEE
+from measr.model.fd_mee import MEE, FrequencyDecomposition
 from measr.model.freq_cross_attention import CrossAttention
 from measr.model.strips import StripedTransformerBlock, stripe_blocks
 
@@ -43,6 +44,7 @@ COMPILED_STEPS: dict[type[nn.Module], str] = {
     TransformerBlock: "branches",
     StripedTransformerBlock: "branches",
     MEE: "branch",
+    FrequencyDecomposition: "bands",
     CrossAttention: "attend",
 }
 # Distinct input shapes a step may be compiled for before dynamo gives up and runs it eagerly:
