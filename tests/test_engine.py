@@ -13,6 +13,7 @@ from tiny_weights import random_pixels, stressed_tiny, write_weights
 
 from measr import MeasrError, Restorer, build_model
 from measr.engine import merge_summaries
+from measr.engine.memory import PLAN_STEP, plan_memory, rounded_side
 from measr.errors import ExitCode, WeightsError
 from measr.manifest import MANIFEST_ENV
 from measr.model.weights import save_weights
@@ -148,3 +149,13 @@ def test_an_unlisted_file_takes_its_training_status_from_its_metadata(tmp_path: 
     assert Restorer.from_file(bare, device="cpu").is_trained is None
     with pytest.raises(WeightsError, match="does not exist"):
         Restorer.from_file(tmp_path / "missing.safetensors")
+
+
+def test_memory_plan_sides_do_not_follow_small_changes_of_free_memory() -> None:
+    """Planned tile and context sides are multiples of PLAN_STEP: a few MiB more or less free
+    memory between two photos must not change the tile (new compiled graphs, minutes cold)."""
+    config = build_model("tiny").config
+    plans = [plan_memory(config, torch.device("cpu"), budget=b) for b in (2**30, 2**30 + 2**23)]
+    assert plans[0] == plans[1]
+    assert plans[0].tile % PLAN_STEP == 0 and plans[0].context_side % PLAN_STEP == 0
+    assert rounded_side(100) == 100 and rounded_side(300) == 256

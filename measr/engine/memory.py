@@ -26,6 +26,10 @@ MAX_AUTO_TILE = 1024
 # The global context is computed on the image downscaled to at most this side: large enough
 # for the statistics to be those of the photo, small enough to run whole.
 MAX_CONTEXT_SIDE = 1024
+# Planned sides are rounded down to a multiple of this, so that they do not follow every change
+# of free memory from one image to the next: each new tile or context size means new compiled
+# graphs (minutes cold) for `--compile yes`.
+PLAN_STEP = 128
 # On a GPU several tiles per pass keep the device busy; on a CPU the threads already are.
 MAX_GPU_TILE_BATCH = 8
 
@@ -67,12 +71,17 @@ def plan_memory(
     device's free memory)."""
     budget = budget if budget is not None else int(free_memory(device) * MEMORY_SHARE)
     pixels = budget // bytes_per_pixel(config, half)
-    side = math.isqrt(max(pixels, 1))
+    side = rounded_side(math.isqrt(max(pixels, 1)))
     tile = min(side, MAX_AUTO_TILE)
     batch = 1
     if device.type == "cuda":
         batch = max(1, min(MAX_GPU_TILE_BATCH, pixels // tile**2))
     return MemoryPlan(tile=tile, tile_batch=batch, context_side=min(side, MAX_CONTEXT_SIDE))
+
+
+def rounded_side(side: int) -> int:
+    """`side` rounded down to a multiple of PLAN_STEP (sides under one step stay as they are)."""
+    return side if side < PLAN_STEP else side // PLAN_STEP * PLAN_STEP
 
 
 @cache
