@@ -159,3 +159,11 @@ def test_memory_plan_sides_do_not_follow_small_changes_of_free_memory() -> None:
     assert plans[0] == plans[1]
     assert plans[0].tile % PLAN_STEP == 0 and plans[0].context_side % PLAN_STEP == 0
     assert rounded_side(100) == 100 and rounded_side(300) == 256
+
+
+def test_striped_blocks_plan_larger_tiles() -> None:
+    """Row strips never hold a block's widest maps whole: the same memory takes larger tiles."""
+    config = build_model("small").config
+    plain = plan_memory(config, torch.device("cpu"), budget=2**31)
+    striped = plan_memory(config, torch.device("cpu"), striped=True, budget=2**31)
+    assert striped.tile > plain.tile

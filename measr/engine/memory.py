@@ -18,6 +18,9 @@ from measr.model import ModelConfig
 # configuration's base width (`dim`), float32. Measured on CPU with ru_maxrss (tiny, small and
 # full at 256-1024 px): 145-280; the upper end keeps the estimate safe.
 ACTIVATION_BYTES_PER_PIXEL_PER_DIM = 280
+# The same with the transformer blocks in row strips (`measr.model.strips`), whose widest maps
+# never exist whole: 111-144 measured (small at 512 and 1024 px, full at 512 px).
+STRIPED_BYTES_PER_PIXEL_PER_DIM = 160
 # Share of the free memory one restoration may take; the rest is left to the rest of the
 # machine (and, on CPU, to the decoded images and the blending buffers).
 MEMORY_SHARE = 0.25
@@ -58,19 +61,28 @@ def free_memory(device: torch.device) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def bytes_per_pixel(config: ModelConfig, half: bool = False) -> int:
-    """Estimated peak activation bytes per input pixel for a configuration."""
-    per_pixel = ACTIVATION_BYTES_PER_PIXEL_PER_DIM * config.dim
+def bytes_per_pixel(config: ModelConfig, half: bool = False, striped: bool = False) -> int:
+    """Estimated peak activation bytes per input pixel for a configuration (`striped`: with the
+    transformer blocks in row strips)."""
+    per_pixel_dim = (
+        STRIPED_BYTES_PER_PIXEL_PER_DIM if striped else ACTIVATION_BYTES_PER_PIXEL_PER_DIM
+    )
+    per_pixel = per_pixel_dim * config.dim
     return per_pixel // 2 if half else per_pixel
 
 
 def plan_memory(
-    config: ModelConfig, device: torch.device, *, half: bool = False, budget: int | None = None
+    config: ModelConfig,
+    device: torch.device,
+    *,
+    half: bool = False,
+    striped: bool = False,
+    budget: int | None = None,
 ) -> MemoryPlan:
     """Tile side, tile batch and context side that fit `budget` bytes (default: a share of the
     device's free memory)."""
     budget = budget if budget is not None else int(free_memory(device) * MEMORY_SHARE)
-    pixels = budget // bytes_per_pixel(config, half)
+    pixels = budget // bytes_per_pixel(config, half, striped)
     side = rounded_side(math.isqrt(max(pixels, 1)))
     tile = min(side, MAX_AUTO_TILE)
     batch = 1

@@ -200,7 +200,8 @@ class Restorer:
         started = time.perf_counter()
         image = torch.from_numpy(checked_pixels(pixels))
         height, width = image.shape[:2]
-        plan = plan_memory(self.config, self.device, half=self.half)
+        striped = self.acceleration.row_strips
+        plan = plan_memory(self.config, self.device, half=self.half, striped=striped)
         if tile is None:  # as large as memory allows, then no larger than the grid needs
             tile = balanced_tile(self.model, height, width, plan.tile, tile_overlap)
         tiles = plan_tiles(self.model, height, width, tile, tile_overlap)
