@@ -33,9 +33,9 @@ CompileOption = Annotated[
     str,
     typer.Option(
         "--compile",
-        help="torch.compile the network's steps: yes or no. Pays for whole images up to about "
-        "512 px (1.3-1.45x once inductor's cache is warm; the first compile of a size takes "
-        "minutes); tiled images run slower compiled for now (docs/performance.md).",
+        help="torch.compile the network's steps: yes or no. 1.2-1.8x faster once inductor's "
+        "cache is warm (whole images and tiles); the first image of each size or tile size "
+        "compiles for minutes (docs/performance.md).",
     ),
 ]
 COMPILE_CHOICES: dict[str, bool] = {"yes": True, "no": False}
