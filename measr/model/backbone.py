@@ -43,10 +43,19 @@ def channel_attention_map(q: Tensor, k: Tensor, heads: int, temperature: Tensor)
     # norms clamped at 1e-12 as it does, without writing normalised copies of q and k: only the
     # small C/h x C/h product is divided. (q and k are channels-last here: ChannelLayerNorm's
     # output is a permuted view.)
-    q_norm = spatial_norm(q).clamp_min(1e-12).reshape(b, heads, -1, 1)
-    k_norm = spatial_norm(k).clamp_min(1e-12).reshape(b, heads, 1, -1)
     per_head = (b, heads, c // heads, -1)
     dots = q.reshape(per_head) @ k.reshape(per_head).transpose(-2, -1)
+    return attention_from_products(dots, spatial_norm(q), spatial_norm(k), temperature)
+
+
+def attention_from_products(
+    dots: Tensor, q_norm: Tensor, k_norm: Tensor, temperature: Tensor
+) -> Tensor:
+    """The attention map softmax(q_i . k_j / (|q_i| |k_j|) * t) from the per-head products
+    (B, h, C/h, C/h) and the channels' norms (B, C), clamped at 1e-12 as F.normalize does."""
+    b, heads, n, _ = dots.shape
+    q_norm = q_norm.clamp_min(1e-12).reshape(b, heads, n, 1)
+    k_norm = k_norm.clamp_min(1e-12).reshape(b, heads, 1, n)
     return torch.softmax(dots / (q_norm * k_norm) * temperature, dim=-1)
 
 

@@ -33,7 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from measr.model.backbone import MDTA, TransformerBlock, apply_channel_attention
+from measr.model.backbone import (
+    MDTA,
+    TransformerBlock,
+    apply_channel_attention,
+    attention_from_products,
+)
 
 # Halo of the block's local operations: the depthwise 3 x 3 convolutions reach one row.
 HALO = 1
@@ -102,9 +107,8 @@ def attention_and_values(block: TransformerBlock, x: Tensor, rows: int) -> tuple
         q_squares = q_squares + q.square().sum(dim=(2, 3))
         k_squares = k_squares + k.square().sum(dim=(2, 3))
         values.append(v)
-    q_norm = q_squares.sqrt().clamp_min(1e-12).reshape(b, heads, -1, 1)
-    k_norm = k_squares.sqrt().clamp_min(1e-12).reshape(b, heads, 1, -1)
-    attention = torch.softmax(dots / (q_norm * k_norm) * attn.temperature, dim=-1)
+    norms = q_squares.sqrt(), k_squares.sqrt()
+    attention = attention_from_products(dots, *norms, attn.temperature)
     return attention, torch.cat(values, dim=2)
 
 
