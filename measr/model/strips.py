@@ -61,6 +61,11 @@ def strip_bounds(height: int, rows: int) -> list[tuple[int, int]]:
     return [(start, min(start + rows, height)) for start in range(0, height, rows)]
 
 
+def halo_window(start: int, stop: int, height: int) -> tuple[int, int]:
+    """The rows a strip's computation reads: start..stop widened by the halo, clipped to the map."""
+    return max(start - HALO, 0), min(stop + HALO, height)
+
+
 RowFunction = Callable[[int, int], Tensor]
 
 
@@ -70,7 +75,7 @@ def by_strips(compute: RowFunction, height: int, rows: int) -> Tensor:
     rows a..b of a map whose row r depends only on the input rows r - HALO..r + HALO."""
     parts = []
     for start, stop in strip_bounds(height, rows):
-        a, b = max(start - HALO, 0), min(stop + HALO, height)
+        a, b = halo_window(start, stop, height)
         parts.append(compute(a, b)[:, :, start - a : stop - a])
     return torch.cat(parts, dim=2)
 
@@ -100,7 +105,7 @@ def attention_and_values(block: TransformerBlock, x: Tensor, rows: int) -> tuple
     k_squares = x.new_zeros(b, c)
     values = []
     for start, stop in strip_bounds(height, rows):
-        a, z = max(start - HALO, 0), min(stop + HALO, height)
+        a, z = halo_window(start, stop, height)
         qkv = attn.qkv_dwconv(attn.qkv(block.norm1(x[:, :, a:z])))[:, :, start - a : stop - a]
         q, k, v = qkv.chunk(3, dim=1)
         dots = dots + q.reshape(per_head) @ k.reshape(per_head).transpose(-2, -1)
