@@ -160,6 +160,7 @@ def test_speed_reports_throughput_and_a_matmul_peak(tmp_path: Path) -> None:
     assert points[0]["speed_vs_reference"] == 1.0
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 3
     assert "MEASNet speed" in result.output
+    assert "[1/2] tiny 64px cpu reference:" in result.output  # one progress line per point
 
 
 def test_speed_plans_one_reference_and_one_engine_point_per_tile() -> None:

@@ -252,6 +252,16 @@ def speed(
                 total=event.total,
                 description=f"{point.config} {point.size}px {point.device} {point.mode.value}",
             )
+            # One line per finished point: long runs (minutes per point) show where they are,
+            # also in a log file, where the progress bar does not draw.
+            rate = point.megapixels_per_second
+            result = f"{rate:.3f} MPix/s" if rate is not None else point.status
+            progress.console.print(
+                f"[{event.done}/{event.total}] {point.config} {point.size}px {point.device} "
+                f"{point.mode.value}: {result}",
+                markup=False,
+                highlight=False,
+            )
 
         report = run_speed(
             _split(configs),
