@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 from measr import build_model
 from measr.cli.app import app
 from measr.errors import ExitCode
-from measr.evaluation.speed import Mode, plan_jobs, whole_image_fits
+from measr.evaluation.speed import Mode, SpeedProgress, plan_jobs, run_speed, whole_image_fits
 from measr.io import image_from_array, write_image
 from measr.model.weights import save_weights
 
@@ -199,3 +199,26 @@ def test_speed_refuses_sizes_the_network_cannot_take() -> None:
     result = invoke("speed", "--configs", "tiny", "--sizes", "60")
     assert result.exit_code == ExitCode.USAGE
     assert "multiples of 8" in result.output
+
+
+def test_speed_hands_over_the_report_so_far_after_every_point() -> None:
+    """A long run stopped part-way still leaves what it measured (the CLI rewrites its files)."""
+    seen: list[tuple[int, int]] = []
+
+    def record(event: SpeedProgress) -> None:
+        seen.append((event.done, len(event.report.points)))
+        assert event.report.points[-1] == event.point
+
+    report = run_speed(
+        ["tiny"],
+        [64, 96],
+        devices=["cpu"],
+        modes=[Mode.REFERENCE],
+        repeats=1,
+        warmup=0,
+        threads=1,
+        matmul_size=256,
+        on_point=record,
+    )
+    assert seen == [(1, 1), (2, 2)]
+    assert [p.size for p in report.points] == [64, 96]

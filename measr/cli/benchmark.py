@@ -245,6 +245,7 @@ def speed(
         task = progress.add_task("speed", total=None)
 
         def show(event: SpeedProgress) -> None:
+            write_speed_report(event.report, json_path, csv_path, markdown_path)
             point = event.point
             progress.update(
                 task,
@@ -275,10 +276,17 @@ def speed(
             timeout_s=timeout,
             on_point=show,
         )
+    write_speed_report(report, json_path, csv_path, markdown_path)
+    stdout().print(speed_table(report))
+
+
+def write_speed_report(
+    report: SpeedReport, json_path: Path | None, csv_path: Path | None, markdown_path: Path | None
+) -> None:
+    """The report in each format asked for; rewritten after every point of a run."""
     if json_path is not None:
         write_json(json_path, report.to_dict())
     if csv_path is not None:
         write_csv(csv_path, report.rows())
     if markdown_path is not None:
         write_text(markdown_path, to_markdown(report))
-    stdout().print(speed_table(report))

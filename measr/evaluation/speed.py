@@ -124,15 +124,6 @@ class SpeedPoint:
 
 
 @dataclass(frozen=True)
-class SpeedProgress:
-    """Sent after each point."""
-
-    point: SpeedPoint
-    done: int
-    total: int
-
-
-@dataclass(frozen=True)
 class SpeedReport:
     """Every point of one run, with the machine and its matmul peaks."""
 
@@ -155,6 +146,17 @@ class SpeedReport:
             "warmup": self.warmup,
             "points": self.rows(),
         }
+
+
+@dataclass(frozen=True)
+class SpeedProgress:
+    """Sent after each point, with the report of the points so far (so that a run stopped
+    part-way still leaves what it measured)."""
+
+    point: SpeedPoint
+    done: int
+    total: int
+    report: SpeedReport
 
 
 def cpu_model() -> str:
@@ -349,8 +351,10 @@ def run_speed(
     _check_arguments(configs, sizes, devices, repeats)
     peaks = {d: measure_matmul_peak(d, matmul_size, threads=threads) for d in devices}
     jobs = plan_jobs(configs, sizes, tiles, devices, modes, repeats, warmup, threads)
+    machine = machine_info(peaks[devices[0]].threads)
     flops: dict[tuple[str, int], float] = {}
     points = []
+    report = SpeedReport(machine, tuple(peaks.values()), (), repeats, warmup)
     for done, job in enumerate(jobs, start=1):
         key = (job.config, job.size)
         job = replace(job, count_flops=key not in flops)
@@ -359,10 +363,10 @@ def run_speed(
         if answer.get("flops"):
             flops[key] = answer["flops"] / 1e9
         points.append(_point(job, answer, flops.get(key), peaks[job.device]))
+        report = replace(report, points=tuple(_with_ratios(points)))
         if on_point is not None:
-            on_point(SpeedProgress(points[-1], done, len(jobs)))
-    machine = machine_info(peaks[devices[0]].threads)
-    return SpeedReport(machine, tuple(peaks.values()), tuple(_with_ratios(points)), repeats, warmup)
+            on_point(SpeedProgress(report.points[-1], done, len(jobs), report))
+    return report
 
 
 def _cell(value: float | int | str | None, digits: int = 2) -> str:
