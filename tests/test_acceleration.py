@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -47,3 +50,18 @@ def test_compiled_restorer_agrees_with_the_eager_one_on_tiles() -> None:
     result = compiled.restore(pixels, tile=128, tile_overlap=16)
     assert result.tiles == expected.tiles == 4 and compiled.acceleration.compile
     assert unquantised_psnr(result.pixels, expected.pixels) >= 50.0
+
+
+def allocator_setting(environment: dict[str, str]) -> str:
+    """THP_MEM_ALLOC_ENABLE as a fresh interpreter sees it after `import measr`."""
+    code = "import os, measr; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"} | environment
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_importing_measr_puts_large_tensors_on_huge_pages_unless_told_otherwise() -> None:
+    assert allocator_setting({}) == "1"
+    assert allocator_setting({"THP_MEM_ALLOC_ENABLE": "0"}) == "0"
