@@ -5,7 +5,7 @@ when the environment variable THP_MEM_ALLOC_ENABLE is 1; it reads the variable o
 first large allocation, so measr sets it on import. Every activation of a forward pass is a
 fresh allocation that the kernel backs page by page as it is first written: with 4 KiB pages a
 1024 px tile of `small` took 6.3 million page faults and 18 s of system time per pass, with huge
-pages 0.25 million and 9 s, and the pass ran 1.24x faster (eager, 2 threads; docs/performance.md).
+pages 0.25 million and 9 s, and the pass ran 1.25x faster (eager, 2 threads; docs/performance.md).
 Set THP_MEM_ALLOC_ENABLE=0 to keep 4 KiB pages.
 """
 

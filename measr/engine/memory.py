@@ -24,7 +24,7 @@ STRIPED_BYTES_PER_PIXEL_PER_DIM = 160
 # Share of the free memory one restoration may take; the rest is left to the rest of the
 # machine (and, on CPU, to the decoded images and the blending buffers). With a quarter, `full`
 # tiled a 1024 px image into four 576 px tiles on a 24 GiB machine (1.3x the pixels, and the
-# context pass besides), where the whole image takes 3.5 GiB in strips.
+# context pass besides), where the whole image takes 4.6-5.2 GiB in strips (measured).
 MEMORY_SHARE = 0.4
 # Tiles beyond this side do not run faster per pixel, they only hold more memory. Above 1024,
 # so that a 4000 x 3000 photo fits 3 x 4 tiles of 1088 px (14.2 MP computed) where 1024 px tiles,
