@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# One prepared session on a lent GPU machine (see the device tool): CUDA tests, GPU speed, then
-# `small` and `full` trained side by side for TRAIN_MINUTES each (bf16 autocast), EMA weights
-# and metrics written to $OUT as they go. Expects the data carried in .device/data.
+# One prepared session on a lent GPU machine (see the device tool): GPU speed (reference, fp32,
+# bf16, fp16), a 12 MP photo through `measr restore` on CUDA, then `small` (continued from the
+# shipped weights) and `full` (from scratch) trained side by side for TRAIN_MINUTES each (bf16
+# autocast), EMA weights and metrics written to $OUT every two minutes, with the CUDA tests
+# run beside the training. Expects the data carried in .device/data (bsd400/ and a val/ subset).
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 minutes=${TRAIN_MINUTES:-6.5}
 data=.device/data
+measr() { python3 -c "from measr.cli.app import main; main()" "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py -o addopts="" 2>&1 | tail -4
-timeout 90 python3 scripts/device/gpu_speed.py 2>&1 | tee "$OUT/gpu_speed.txt"
-python3 scripts/device/train_timed.py small "$minutes" 24 3e-4 "$data" "$OUT" > "$OUT/small.log" 2>&1 &
-python3 scripts/device/train_timed.py full "$minutes" 8 2e-4 "$data" "$OUT" > "$OUT/full.log" 2>&1 &
-sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+timeout 70 python3 scripts/device/gpu_speed.py 45 2>&1 | tee "$OUT/gpu_speed.txt"
+python3 -c "import cv2; cv2.imwrite('/tmp/p12.png', cv2.resize(cv2.imread('$data/val/kodak24/clean/kodim01.png'), (4000, 3000), interpolation=cv2.INTER_CUBIC))"
+for flags in "" "--half"; do
+  echo "measr restore 4000x3000 --device cuda $flags" | tee -a "$OUT/gpu_speed.txt"
+  { time timeout 60 measr restore /tmp/p12.png -o /tmp/o12.png --device cuda $flags; } 2>&1 \
+    | tail -n 8 | tee -a "$OUT/gpu_speed.txt"
+done
+python3 scripts/device/train_timed.py small "$minutes" 64 2e-4 "$data" "$OUT" \
+  weights/small-5task.safetensors > "$OUT/small.log" 2>&1 &
+python3 scripts/device/train_timed.py full "$minutes" 16 3e-4 "$data" "$OUT" > "$OUT/full.log" 2>&1 &
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py -o addopts="" 2>&1 \
+  | tail -n 5 | tee "$OUT/cuda_tests.txt"
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 wait
 tail -n 3 "$OUT/small.log" "$OUT/full.log"

@@ -1,7 +1,8 @@
 """Train one configuration for a fixed time on a lent GPU, writing its EMA weights (fp16
 safetensors) and metrics to $OUT every two minutes, so that a cut-off call still brings them back.
 
-Usage: python3 scripts/device/train_timed.py CONFIG MINUTES BATCH LR DATA_ROOT OUT
+Usage: python3 scripts/device/train_timed.py CONFIG MINUTES BATCH LR DATA_ROOT OUT [INIT]
+(INIT: weights to start from, e.g. the shipped default, with a shorter warm-up.)
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from measr.training.trainer import METRICS_NAME, StepRecord, TrainConfig, Traine
 
 def main() -> None:
     config, minutes, batch, lr, data_root, out = sys.argv[1:7]
+    init = sys.argv[7] if len(sys.argv) > 7 else None
     data, out_dir = Path(data_root), Path(out)
     run_dir = Path(f"/tmp/runs/{config}")
     settings = TrainConfig(
         config=config, tasks="five", data=[str(data / "bsd400")], val=str(data / "val"),
         val_crop=192, val_per_task=4, steps=10**7, batch=int(batch), patch=128, lr=float(lr),
-        warmup=200, workers=6, log_every=50, val_every=10**9, checkpoint_minutes=2.0,
+        warmup=100 if init else 200, workers=6, init=init, log_every=50, val_every=10**9,
+        checkpoint_minutes=2.0,
         time_budget_minutes=float(minutes), device=os.environ.get("MEASR_DEVICE", "cuda"),
     )  # fmt: skip
     trainer = Trainer(settings, run_dir, resume=os.environ.get("RESUME") == "1")
