@@ -236,3 +236,15 @@ def test_channel_attention_map_is_the_cosine_attention_of_restormer(
     expected = torch.softmax(qn @ kn.transpose(-2, -1) * temperature, dim=-1)
     actual = channel_attention_map(q, k, 2, temperature)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_channel_attention_map_in_float16_does_not_overflow() -> None:
+    """`--half` runs the model in float16, whose range (65504) the per-channel products summed
+    over a tile's pixels exceed: the map must still match the float32 one."""
+    torch.manual_seed(0)
+    q, k = (4 + torch.rand(1, 8, 64, 64) for _ in range(2))  # q.k over 4096 px > 65504
+    temperature = torch.rand(2, 1, 1) + 0.5
+    expected = channel_attention_map(q, k, 2, temperature)
+    actual = channel_attention_map(q.half(), k.half(), 2, temperature.half())
+    assert actual.dtype == torch.float16
+    torch.testing.assert_close(actual.float(), expected, rtol=1e-2, atol=1e-3)

@@ -43,6 +43,12 @@ def channel_attention_map(q: Tensor, k: Tensor, heads: int, temperature: Tensor)
     # norms clamped at 1e-12 as it does, without writing normalised copies of q and k: only the
     # small C/h x C/h product is divided. (q and k are channels-last here: ChannelLayerNorm's
     # output is a permuted view.)
+    if q.dtype == torch.float16:
+        # float16 tops out at 65504: the products summed over a tile's pixels and the norms'
+        # sums of squares overflow it (NaN maps with trained weights, seen on an H100 with
+        # `--half`), so the map is formed in float32 and only the small map is cast back.
+        # bfloat16 has float32's range and stays as it is.
+        return channel_attention_map(q.float(), k.float(), heads, temperature.float()).half()
     per_head = (b, heads, c // heads, -1)
     dots = q.reshape(per_head) @ k.reshape(per_head).transpose(-2, -1)
     return attention_from_products(dots, spatial_norm(q), spatial_norm(k), temperature)
