@@ -8,13 +8,15 @@ set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 minutes=${TRAIN_MINUTES:-6.5}
 data=.device/data
-measr() { python3 -c "from measr.cli.app import main; main()" "$@"; }
+# The CLI without installing (nothing can be fetched there); a file, so `timeout` can run it.
+printf 'import sys\nfrom measr.cli.app import main\nsys.argv[0] = "measr"\nmain()\n' > /tmp/measr_cli.py
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 timeout 70 python3 scripts/device/gpu_speed.py 45 2>&1 | tee "$OUT/gpu_speed.txt"
 python3 -c "import cv2; cv2.imwrite('/tmp/p12.png', cv2.resize(cv2.imread('$data/val/kodak24/clean/kodim01.png'), (4000, 3000), interpolation=cv2.INTER_CUBIC))"
 for flags in "" "--half"; do
   echo "measr restore 4000x3000 --device cuda $flags" | tee -a "$OUT/gpu_speed.txt"
-  { time timeout 60 measr restore /tmp/p12.png -o /tmp/o12.png --device cuda $flags; } 2>&1 \
+  { time timeout 60 python3 /tmp/measr_cli.py restore /tmp/p12.png -o /tmp/o12.png --overwrite \
+      --device cuda $flags; } 2>&1 \
     | tail -n 8 | tee -a "$OUT/gpu_speed.txt"
 done
 python3 scripts/device/train_timed.py small "$minutes" 64 2e-4 "$data" "$OUT" \
