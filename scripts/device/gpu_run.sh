@@ -21,9 +21,14 @@ for flags in "" "--half"; do
 done
 python3 scripts/device/train_timed.py small "$minutes" 64 2e-4 "$data" "$OUT" \
   weights/small-5task.safetensors > "$OUT/small.log" 2>&1 &
-python3 scripts/device/train_timed.py full "$minutes" 16 3e-4 "$data" "$OUT" > "$OUT/full.log" 2>&1 &
+# TRAIN_FULL=0 gives the GPU to `small` alone (88 patches/s at batch 24 alone, against 42 beside
+# `full`): 6.5 minutes of `full` from scratch ended behind `small` on every validation set
+# (2026-11-27), and its 63 MB of weights outlive neither the machine nor the repository's limit.
+if [ "${TRAIN_FULL:-1}" = 1 ]; then
+  python3 scripts/device/train_timed.py full "$minutes" 16 3e-4 "$data" "$OUT" > "$OUT/full.log" 2>&1 &
+fi
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py -o addopts="" 2>&1 \
   | tail -n 5 | tee "$OUT/cuda_tests.txt"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 wait
-tail -n 3 "$OUT/small.log" "$OUT/full.log"
+tail -n 3 "$OUT"/*.log
