@@ -16,6 +16,7 @@ import torch
 
 from measr import build_model
 from measr.engine.acceleration import accelerate, default_acceleration
+from measr.evaluation.metrics import psnr
 from measr.model import MEASNet
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -34,8 +35,9 @@ def timed(forward: Forward, x: torch.Tensor, repeats: int = 5) -> tuple[float, t
 
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).item()
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
+    """The project's PSNR (`measr.evaluation.metrics.psnr`) of two (1, 3, H, W) outputs."""
+    as_image = lambda t: t[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # noqa: E731
+    return psnr(as_image(a), as_image(b))
 
 
 def variants(reference: MEASNet, engine: MEASNet) -> dict[str, Forward]:
