@@ -523,3 +523,37 @@ def test_mix_task_order_is_stable() -> None:
     # Training numbers tasks by their position in the mix: the order is part of the data.
     assert list(mix_weights("three")) == ["noise15", "noise25", "noise50", "rain", "haze"]
     assert list(mix_weights("five")) == [*mix_weights("three"), "blur", "lowlight"]
+
+
+def test_a_reweighted_mix_keeps_the_task_order_and_sums_to_one() -> None:
+    five = mix_weights("five")
+    heavy_rain = mix_weights("five:rain=2, noise=0.5")
+    assert list(heavy_rain) == list(five)
+    assert math.isclose(sum(heavy_rain.values()), 1.0)
+    # rain 2/5, the noise sigmas together 1/10, the other three tasks 1/5 each: total 1.1
+    assert math.isclose(heavy_rain["rain"], 0.4 / 1.1)
+    assert math.isclose(heavy_rain["noise25"], (1 / 30) / 1.1)
+    assert math.isclose(heavy_rain["haze"], 0.2 / 1.1)
+    assert mix_weights("five:blur=0")["blur"] == 0
+    rng = seeded_rng(0, "tasks")
+    counts = Counter(pick_task("five:rain=3", rng) for _ in range(2000))
+    assert abs(counts["rain"] / 2000 - 3 / 7) < 0.04
+
+
+@pytest.mark.parametrize(
+    "mix",
+    [
+        "seven:rain=2",
+        "five:snow=2",
+        "three:blur=2",
+        "five:rain",
+        "five:rain=-1",
+        "five:rain=x",
+        "five:rain=inf",
+        "three:noise=0,rain=0,haze=0",
+    ],
+)
+def test_a_bad_reweighted_mix_is_refused_with_a_hint(mix: str) -> None:
+    with pytest.raises(MeasrError) as caught:
+        mix_weights(mix)
+    assert caught.value.hint

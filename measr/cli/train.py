@@ -39,7 +39,13 @@ def _progress(total: int, minutes: float = 0.0) -> Callable[[StepRecord], None]:
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics.jsonl).")],
     config: Annotated[str, typer.Option(help="Model configuration: full, small, tiny.")] = "small",
-    tasks: Annotated[str, typer.Option(help="Task mix: three or five.")] = "five",
+    tasks: Annotated[
+        str,
+        typer.Option(
+            help="Task mix: three or five, optionally reweighted: 'five:rain=2' doubles "
+            "rain's weight ('noise' names all three sigmas); validation scores every task."
+        ),
+    ] = "five",
     data: Annotated[
         list[Path] | None, typer.Option(help="Folder of clean photos (repeatable).")
     ] = None,

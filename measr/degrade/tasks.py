@@ -42,11 +42,52 @@ MIXES: dict[str, dict[str, float]] = {
 }
 
 
+MIX_HINT = (
+    f"a named mix ({', '.join(MIXES)}), optionally reweighted: 'five:rain=2,blur=1.5' "
+    "multiplies those tasks' weights ('noise' names all three sigmas) and renormalises"
+)
+
+
 def mix_weights(mix: str) -> dict[str, float]:
-    """Task -> weight (summing to 1) of a named mix ("three" or "five"); MeasrError if unknown."""
-    if mix not in MIXES:
-        raise MeasrError(f"unknown task mix '{mix}'", hint=f"valid mixes: {', '.join(MIXES)}")
-    return dict(MIXES[mix])
+    """Task -> weight (summing to 1) of a mix: a named mix ("three" or "five"), or a named mix
+    with some tasks reweighted, "five:rain=2,noise=0.5" (each factor multiplies the task's
+    weight, `noise` stands for its three sigmas, then the weights are renormalised). The task
+    order stays the named mix's, so a reweighted mix numbers its tasks as its base does.
+    MeasrError for an unknown mix, task or a bad factor."""
+    name, _, overrides = mix.replace(" ", "").partition(":")
+    if name not in MIXES:
+        raise MeasrError(f"unknown task mix '{mix}'", hint=f"use {MIX_HINT}")
+    weights = dict(MIXES[name])
+    if not overrides:  # the named mix exactly as stored (samples of old runs stay the same)
+        return weights
+    for task, factor in parse_reweighting(overrides, mix):
+        members = NOISE_TASKS if task == "noise" else (task,)
+        if not set(members) <= set(weights):
+            raise MeasrError(
+                f"task '{task}' is not part of the mix '{name}'",
+                hint=f"its tasks: {', '.join(weights)}",
+            )
+        for member in members:
+            weights[member] *= factor
+    total = sum(weights.values())
+    if total <= 0:
+        raise MeasrError(f"the mix '{mix}' gives every task weight 0", hint=f"use {MIX_HINT}")
+    return {task: weight / total for task, weight in weights.items()}
+
+
+def parse_reweighting(overrides: str, mix: str) -> list[tuple[str, float]]:
+    """[(task, factor)] from 'rain=2,blur=1.5' (empty for ''); factors are finite and >= 0."""
+    pairs = []
+    for item in filter(None, overrides.split(",")):
+        task, equals, value = item.partition("=")
+        try:
+            factor = float(value) if equals else math.nan
+        except ValueError:
+            factor = math.nan
+        if not math.isfinite(factor) or factor < 0:
+            raise MeasrError(f"bad reweighting '{item}' in the mix '{mix}'", hint=f"use {MIX_HINT}")
+        pairs.append((task, factor))
+    return pairs
 
 
 def task_spec(task: str) -> str:
@@ -57,7 +98,7 @@ def task_spec(task: str) -> str:
 
 
 def pick_task(mix: str, rng: np.random.Generator) -> str:
-    """One task name drawn from a named mix with the mix's weights."""
+    """One task name drawn from a mix (see `mix_weights`) with the mix's weights."""
     weights = mix_weights(mix)
     names = list(weights)
     probabilities = np.array([weights[name] for name in names])
