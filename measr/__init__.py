@@ -1,6 +1,6 @@
 """measr: all-in-one photo restoration with MEASNet."""
 
-from measr import hugepages  # noqa: F401  # first: it sets how torch allocates, before torch does
+from measr import allocator  # noqa: F401  # first: it sets how torch allocates, before torch does
 from measr.engine import Restorer
 from measr.errors import MeasrError
 from measr.model import build_model
