@@ -19,8 +19,11 @@ from measr.model import ModelConfig
 # full at 256-1024 px): 145-280; the upper end keeps the estimate safe.
 ACTIVATION_BYTES_PER_PIXEL_PER_DIM = 280
 # The same with the transformer blocks in row strips (`measr.model.strips`), whose widest maps
-# never exist whole: 111-144 measured (small at 512 and 1024 px, full at 512 px).
-STRIPED_BYTES_PER_PIXEL_PER_DIM = 160
+# never exist whole: 111-144 measured (small at 512 and 1024 px, full at 512 px) while glibc
+# returned freed memory at once; since measr keeps it for reuse (`measr.allocator`, faster, but
+# freed blocks stay resident until the tile ends) `small` at 1024 px peaks at 4.44 GiB against
+# 3.13 GiB, about 175 per pixel per dim less the process's own ~0.4 GiB.
+STRIPED_BYTES_PER_PIXEL_PER_DIM = 200
 # Share of the free memory one restoration may take; the rest is left to the rest of the
 # machine (and, on CPU, to the decoded images and the blending buffers). With a quarter, `full`
 # tiled a 1024 px image into four 576 px tiles on a 24 GiB machine (1.3x the pixels, and the
