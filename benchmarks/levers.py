@@ -24,6 +24,7 @@ from measr.engine.acceleration import Acceleration, accelerate, compile_steps, p
 from measr.evaluation.metrics import unquantised_psnr
 from measr.model import MEASNet, build_model
 from measr.model.fast import fuse_experts
+from measr.model.strips import stripe_blocks
 from measr.model.weights import load_model
 
 Forward = Callable[[], Tensor]
@@ -50,6 +51,11 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
         return lambda: model(xc).image
     if name == "strips":
         accelerate(model, Acceleration(row_strips=True))
+        return lambda: model(x).image
+    if name.startswith("strips-") and name.removeprefix("strips-").isdigit():
+        # Row strips whose widest map is at most this many KiB (measr's default: 8192).
+        fuse_experts(model)
+        stripe_blocks(model, budget=int(name.removeprefix("strips-")) * 2**10)
         return lambda: model(x).image
     if name == "compiled-strips":
         acceleration = Acceleration(compile=True, row_strips=True)
