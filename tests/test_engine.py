@@ -68,6 +68,21 @@ def test_a_batch_of_tiles_equals_the_tiles_one_by_one(stressed: Restorer) -> Non
     np.testing.assert_allclose(batched.pixels, one_by_one.pixels, atol=1e-4)
 
 
+def test_progress_hears_of_every_tile_in_order(restorer: Restorer) -> None:
+    heard: list[tuple[int, int]] = []
+    tiled = restorer.restore(
+        random_pixels(140, 200), tile=128, tile_batch=3, progress=lambda *a: heard.append(a)
+    )
+    total = tiled.tiles
+    assert total > 3 and heard[0] == (0, total) and heard[-1] == (total, total)
+    # one call per pass of at most 3 tiles, counting up
+    assert [done for done, _ in heard] == [0, *range(3, total, 3), total]
+    assert {t for _, t in heard} == {total}
+    heard.clear()
+    restorer.restore(random_pixels(40, 40), progress=lambda *a: heard.append(a))
+    assert heard == [(0, 1), (1, 1)]
+
+
 def test_gray_input_comes_back_gray(restorer: Restorer) -> None:
     gray = random_pixels(70, 90, channels=1)
     restored = restorer.restore(gray).pixels

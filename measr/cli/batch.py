@@ -6,14 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.text import Text
 
 from measr.cli import INTERRUPTED
@@ -29,7 +21,7 @@ from measr.cli.options import (
     open_restorer,
     restore_settings,
 )
-from measr.cli.render import batch_table, stderr, stdout, warn_if_untrained
+from measr.cli.render import batch_table, progress_bar, stderr, stdout, warn_if_untrained
 from measr.engine.batch import (
     LOG_NAME,
     BatchInterrupted,
@@ -93,15 +85,7 @@ def batch(
     restorer = open_restorer(weights, device, threads, half, compile)
     warn_if_untrained(restorer)
     console = stderr()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("restoring", total=len(jobs))
 
         def show(result: FileResult) -> None:

@@ -4,6 +4,14 @@ restore summary, usage bars and tables."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -23,6 +31,21 @@ def stdout() -> Console:
 def stderr() -> Console:
     """Errors, warnings and progress go to stderr."""
     return Console(stderr=True, highlight=False)
+
+
+def progress_bar(console: Console) -> Progress:
+    """A transient bar for work counted in steps (images of a batch, tiles of a photo): what,
+    bar, done/total, elapsed and the estimated time left. Rich draws it only on a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def print_error(error: MeasrError) -> None:

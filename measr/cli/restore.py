@@ -20,7 +20,7 @@ from measr.cli.options import (
     open_restorer,
     restore_settings,
 )
-from measr.cli.render import restore_line, stdout
+from measr.cli.render import progress_bar, restore_line, stderr, stdout
 from measr.engine.inspection import DEFAULT_MAP_LEVEL
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map
@@ -95,13 +95,21 @@ def restore(
     restorer = open_restorer(weights, device, threads, half, compile)
     check_routing_level(restorer.model, map_level)
     settings = restore_settings(tile, tile_overlap, no_shared_context)
-    restoration = restorer.restore(
-        image.pixels,
-        tile=settings.tile,
-        tile_overlap=settings.tile_overlap,
-        shared_context=settings.shared_context,
-        record_routing=True,
-    )
+    with progress_bar(stderr()) as bar:
+        task = bar.add_task("restoring", total=None)
+
+        def show(done: int, total: int) -> None:
+            what = f"restoring {total} tiles" if total > 1 else "restoring"
+            bar.update(task, completed=done, total=total, description=what)
+
+        restoration = restorer.restore(
+            image.pixels,
+            tile=settings.tile,
+            tile_overlap=settings.tile_overlap,
+            shared_context=settings.shared_context,
+            record_routing=True,
+            progress=show,
+        )
     write_image(target, image.with_pixels(restoration.pixels), quality=quality, overwrite=overwrite)
     if routing_map is not None:
         picture = render_routing_map(

@@ -19,6 +19,8 @@ from measr.model.context import SharedStats
 
 # Called with each batch of tiles and the routing the network recorded for it.
 RoutingSink = Callable[[list[Tile], RoutingRecord], None]
+# Called as a restoration advances, with (tiles done, tiles in all): (0, n) before the first.
+ProgressCallback = Callable[[int, int], None]
 
 
 def tile_alignment(model: MEASNet) -> int:
@@ -130,13 +132,16 @@ def run_tiles(
     dtype: torch.dtype,
     routing_sink: RoutingSink | None = None,
     layout: torch.memory_format = torch.contiguous_format,
+    progress: ProgressCallback | None = None,
 ) -> Tensor:
     """Restore the (H, W, C) image tile by tile, `tile_batch` tiles per forward pass, every
     pass reusing the shared global context; returns the blended (H, W, 3) result on the CPU.
-    A last, smaller batch runs the compiled steps eagerly (its shape is used once)."""
+    A last, smaller batch runs the compiled steps eagerly (its shape is used once).
+    `progress(done, total)` is called after each pass."""
     height, width = image.shape[:2]
     channels = model.requirements.channels
     blend = BlendAccumulator(height, width, channels)
+    done = 0
     for group in batches(tiles, tile_batch):
         x = torch.stack([tile_input(image, t, channels) for t in group]).to(device, dtype)
         ctx = ForwardContext(record_routing=routing_sink is not None, shared=shared)
@@ -147,4 +152,7 @@ def run_tiles(
         if routing_sink is not None:
             routing_sink(group, ctx.routing)
         return_freed_memory()
+        done += len(group)
+        if progress is not None:
+            progress(done, len(tiles))
     return blend.result()

@@ -17,7 +17,13 @@ from measr.engine.acceleration import (
     worth_compiling,
 )
 from measr.engine.device import check_half, resolve_device
-from measr.engine.inference import balanced_tile, capture_global_context, plan_tiles, run_tiles
+from measr.engine.inference import (
+    ProgressCallback,
+    balanced_tile,
+    capture_global_context,
+    plan_tiles,
+    run_tiles,
+)
 from measr.engine.memory import plan_memory
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.errors import ExitCode, MeasrError, WeightsError
@@ -193,10 +199,13 @@ class Restorer:
         shared_context: bool = True,
         record_routing: bool = False,
         tile_batch: int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> Restoration:
         """Restore (H, W, 3) RGB or (H, W, 1) gray float pixels in [0, 1]; the result has the
         same size and channels. Without `tile`, the tile size follows free memory and images that
-        fit run whole. `shared_context=False` lets each tile see only itself (for comparison)."""
+        fit run whole. `shared_context=False` lets each tile see only itself (for comparison).
+        `progress(done, total)` hears of the tiles: (0, total) once they are planned (before
+        the shared-context pass), then after every forward pass."""
         started = time.perf_counter()
         image = torch.from_numpy(checked_pixels(pixels))
         height, width = image.shape[:2]
@@ -215,6 +224,8 @@ class Restorer:
         )
         compiled = self.compiled_for(len(tiles))
         layout = self.acceleration.memory_format
+        if progress is not None:
+            progress(0, len(tiles))
         with torch.inference_mode():
             shared = None
             if sharing:
@@ -241,6 +252,7 @@ class Restorer:
                     dtype=self.dtype,
                     routing_sink=collector,
                     layout=layout,
+                    progress=progress,
                 ).numpy()
         np.clip(restored, 0.0, 1.0, out=restored)
         if image.shape[2] == 1:
