@@ -22,6 +22,7 @@ from measr.cli.app import app
 from measr.engine.batch import (
     LOG_NAME,
     BatchReport,
+    RestoreSettings,
     claim,
     lock_path,
     plan_jobs,
@@ -298,3 +299,23 @@ def test_two_batch_processes_into_one_folder_make_each_output_once(tmp_path: Pat
     for name in names:
         assert read_image(out / name).width == 64
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_the_tiles_of_each_photo_are_reported_as_they_are_restored(tmp_path: Path) -> None:
+    source, out = tmp_path / "in", tmp_path / "out"
+    write_picture(source / "big.png", 200, 140, seed=1)
+    write_picture(source / "small.png", 40, 40, seed=2)
+    torch.manual_seed(0)
+    restorer = Restorer(build_model("tiny"), device="cpu", threads=1)
+    heard: list[tuple[str, int, int]] = []
+    report = run_batch(
+        restorer,
+        plan_jobs(source, out),
+        settings=RestoreSettings(tile=128),
+        on_tiles=lambda job, done, total: heard.append((job.relative, done, total)),
+    )
+    assert report.count("done") == 2
+    big = [(done, total) for name, done, total in heard if name == "big.png"]
+    assert big[0][0] == 0 and big[-1][0] == big[-1][1] > 1
+    assert [done for done, _ in big] == sorted(done for done, _ in big)
+    assert [(d, t) for name, d, t in heard if name == "small.png"] == [(0, 1), (1, 1)]

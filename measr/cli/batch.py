@@ -25,6 +25,7 @@ from measr.cli.render import batch_table, progress_bar, stderr, stdout, warn_if_
 from measr.engine.batch import (
     LOG_NAME,
     BatchInterrupted,
+    BatchJob,
     BatchReport,
     FileResult,
     parse_shard,
@@ -94,6 +95,16 @@ def batch(
                 progress.console.print(line, soft_wrap=True)
             progress.advance(task)
 
+        # A second line for the tiles of a photo restored in several (hidden otherwise).
+        tiles = progress.add_task("", total=None, visible=False)
+
+        def show_tiles(job: BatchJob, done: int, total: int) -> None:
+            if done == 0:  # a new photo: restart the count and the clock
+                what = f"  {job.relative}: {total} tiles"
+                progress.reset(tiles, total=total, description=what, visible=total > 1)
+            else:
+                progress.update(tiles, completed=done, visible=total > 1 and done < total)
+
         try:
             report = run_batch(
                 restorer,
@@ -103,6 +114,7 @@ def batch(
                 quality=quality,
                 log_path=log or out_dir / LOG_NAME,
                 on_result=show,
+                on_tiles=show_tiles,
             )
         except BatchInterrupted as interruption:
             progress.stop()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,10 @@ class BatchJob:
     source: Path
     target: Path
     relative: str  # the source's path below the input folder, as posix text
+
+
+# Hears of the tiles of the file being restored: (job, tiles done, tiles in all).
+TileProgress = Callable[[BatchJob, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -352,10 +357,11 @@ class BatchRun:
         quality: int,
         log: BatchLog,
         on_result: Callable[[FileResult], None] | None,
+        on_tiles: TileProgress | None = None,
     ) -> None:
         self.restorer, self.settings = restorer, settings
         self.overwrite, self.quality = overwrite, quality
-        self.log, self.on_result = log, on_result
+        self.log, self.on_result, self.on_tiles = log, on_result, on_tiles
         self.report = BatchReport()
         self.reads: deque[tuple[BatchJob, Future[Image]]] = deque()
         self.writes: deque[tuple[BatchJob, Future[None], float, RoutingSummary | None]] = deque()
@@ -399,6 +405,7 @@ class BatchRun:
     def restore_next(self, writer: ThreadPoolExecutor) -> None:
         """Restore the oldest decoded file and hand the result to the writer."""
         job, decoding = self.reads.popleft()
+        on_tiles = self.on_tiles
         try:
             image = decoding.result()
             restoration = self.restorer.restore(
@@ -407,6 +414,7 @@ class BatchRun:
                 tile_overlap=self.settings.tile_overlap,
                 shared_context=self.settings.shared_context,
                 record_routing=True,
+                progress=None if on_tiles is None else partial(on_tiles, job),
             )
             restored = image.with_pixels(restoration.pixels)
         except Exception as error:  # one bad file must not stop the batch
@@ -454,8 +462,11 @@ def run_batch(
     quality: int = 95,
     log_path: Path | None = None,
     on_result: Callable[[FileResult], None] | None = None,
+    on_tiles: TileProgress | None = None,
 ) -> BatchReport:
-    """Restore every job in order, decoding ahead and encoding behind in worker threads.
+    """Restore every job in order, decoding ahead and encoding behind in worker threads;
+    `on_result` hears of every file, `on_tiles(job, done, total)` of the tiles of the one being
+    restored.
 
     A file that fails is recorded and the batch goes on. On KeyboardInterrupt (Ctrl-C, or
     SIGTERM turned into one by the caller) it stops cleanly and raises BatchInterrupted."""
@@ -468,6 +479,7 @@ def run_batch(
         quality=quality,
         log=log,
         on_result=on_result,
+        on_tiles=on_tiles,
     )
     waiting = deque(jobs)
     try:
