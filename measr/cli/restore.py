@@ -102,14 +102,7 @@ def restore(
             what = f"restoring {total} tiles" if total > 1 else "restoring"
             bar.update(task, completed=done, total=total, description=what)
 
-        restoration = restorer.restore(
-            image.pixels,
-            tile=settings.tile,
-            tile_overlap=settings.tile_overlap,
-            shared_context=settings.shared_context,
-            record_routing=True,
-            progress=show,
-        )
+        restoration = settings.restore(restorer, image.pixels, progress=show)
     write_image(target, image.with_pixels(restoration.pixels), quality=quality, overwrite=overwrite)
     if routing_map is not None:
         picture = render_routing_map(

@@ -23,7 +23,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from measr.engine.restorer import DEFAULT_TILE_OVERLAP, Restorer
+import numpy as np
+
+from measr.engine.inference import ProgressCallback
+from measr.engine.restorer import DEFAULT_TILE_OVERLAP, Restoration, Restorer
 from measr.engine.routing import RoutingSummary
 from measr.errors import ExitCode, ImageWriteError, MeasrError
 from measr.io import Image, is_input_path, is_supported_path, read_image, write_image
@@ -59,6 +62,19 @@ class RestoreSettings:
     tile: int | None = None
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     shared_context: bool = True
+
+    def restore(
+        self, restorer: Restorer, pixels: np.ndarray, progress: ProgressCallback | None = None
+    ) -> Restoration:
+        """`restorer.restore(pixels)` with these settings, recording the routing."""
+        return restorer.restore(
+            pixels,
+            tile=self.tile,
+            tile_overlap=self.tile_overlap,
+            shared_context=self.shared_context,
+            record_routing=True,
+            progress=progress,
+        )
 
 
 @dataclass(frozen=True)
@@ -408,14 +424,8 @@ class BatchRun:
         on_tiles = self.on_tiles
         try:
             image = decoding.result()
-            restoration = self.restorer.restore(
-                image.pixels,
-                tile=self.settings.tile,
-                tile_overlap=self.settings.tile_overlap,
-                shared_context=self.settings.shared_context,
-                record_routing=True,
-                progress=None if on_tiles is None else partial(on_tiles, job),
-            )
+            progress = None if on_tiles is None else partial(on_tiles, job)
+            restoration = self.settings.restore(self.restorer, image.pixels, progress)
             restored = image.with_pixels(restoration.pixels)
         except Exception as error:  # one bad file must not stop the batch
             self.finish(FileResult(job, "failed", error=describe_error(error)))

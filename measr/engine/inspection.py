@@ -88,13 +88,7 @@ def inspect_experts(
                 on_image(group, path)
             try:
                 image = read_image(path)
-                restoration = restorer.restore(
-                    image.pixels,
-                    tile=settings.tile,
-                    tile_overlap=settings.tile_overlap,
-                    shared_context=settings.shared_context,
-                    record_routing=True,
-                )
+                restoration = settings.restore(restorer, image.pixels)
                 if maps_dir is not None:
                     picture = render_routing_map(
                         image.pixels,
