@@ -421,10 +421,9 @@ class BatchRun:
     def restore_next(self, writer: ThreadPoolExecutor) -> None:
         """Restore the oldest decoded file and hand the result to the writer."""
         job, decoding = self.reads.popleft()
-        on_tiles = self.on_tiles
         try:
             image = decoding.result()
-            progress = None if on_tiles is None else partial(on_tiles, job)
+            progress = None if self.on_tiles is None else partial(self.on_tiles, job)
             restoration = self.settings.restore(self.restorer, image.pixels, progress)
             restored = image.with_pixels(restoration.pixels)
         except Exception as error:  # one bad file must not stop the batch
