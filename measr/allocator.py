@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from functools import cache
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
@@ -39,14 +40,20 @@ TRIM_THRESHOLD_BYTES = 2**30
 TOP_PAD_BYTES = 64 * 2**20
 
 
+@cache
+def c_library() -> ctypes.CDLL | None:
+    """The process's C library, loaded once (None where there is none to find)."""
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name else None
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for the next allocation (see the module's
     docstring); False, changing nothing, where the C library is not glibc or the environment
     sets MEASR_KEEP_FREED_MEMORY=0."""
     if os.environ.get("MEASR_KEEP_FREED_MEMORY", "1") == "0":
         return False
-    name = ctypes.util.find_library("c")
-    mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
+    mallopt = getattr(c_library(), "mallopt", None)
     if mallopt is None:
         return False
     settings = (

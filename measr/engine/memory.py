@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 
+from measr.allocator import c_library
 from measr.model import ModelConfig
 
 # Peak activation memory of one inference pass, in bytes per input pixel per channel of the
@@ -103,13 +101,9 @@ def rounded_side(side: int) -> int:
     return side if side < PLAN_STEP else side // PLAN_STEP * PLAN_STEP
 
 
-@cache
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, or None where the C library has none (macOS, musl)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    return getattr(ctypes.CDLL(name), "malloc_trim", None)
+    return getattr(c_library(), "malloc_trim", None)
 
 
 def return_freed_memory() -> None:
