@@ -11,8 +11,8 @@ kernel must back page by page (zeroed) as it is first written. Two settings cut 
   THP_MEM_ALLOC_ENABLE=0 to keep 4 KiB pages.
 * **glibc keeps freed memory for reuse.** By default glibc serves large allocations with fresh
   `mmap`s (above a threshold that adapts between 128 KiB and 32 MiB) and hands the top of its
-  heap back to the kernel once twice that is free there,
-  so the next pass faults the same memory in again. `keep_freed_memory` serves allocations up
+  heap back to the kernel once twice that is free there, so the next pass faults the same
+  memory in again. `keep_freed_memory` serves allocations up
   to 256 MiB from the heap and keeps up to 1 GiB free at its top. Measured on a 2-core AMD EPYC
   (eager, 2 threads; docs/performance.md): one 1024 px pass of `small` 39.5-47.5 s -> 35.9-37.8
   s, page faults 0.28-0.29 M -> 0.03 M, system time 10-13 s -> 4-8 s; a 4000 x 3000 photo
