@@ -2,7 +2,8 @@
 safetensors) and metrics to $OUT every two minutes, so that a cut-off call still brings them back.
 
 Usage: python3 scripts/device/train_timed.py CONFIG MINUTES BATCH LR DATA_ROOT OUT [INIT]
-(INIT: weights to start from, e.g. the shipped default, with a shorter warm-up.)
+(INIT: weights to start from, e.g. the shipped default, with a shorter warm-up; the task mix is
+$TRAIN_TASKS, `measr train --tasks` syntax, default five.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def main() -> None:
     data, out_dir = Path(data_root), Path(out)
     run_dir = Path(f"/tmp/runs/{config}")
     settings = TrainConfig(
-        config=config, tasks="five", data=[str(data / "bsd400")], val=str(data / "val"),
+        config=config, tasks=os.environ.get("TRAIN_TASKS", "five"), data=[str(data / "bsd400")],
+        val=str(data / "val"),
         val_crop=192, val_per_task=4, steps=10**7, batch=int(batch), patch=128, lr=float(lr),
         warmup=100 if init else 200, workers=6, init=init, log_every=50, val_every=10**9,
         checkpoint_minutes=2.0,
