@@ -3,6 +3,7 @@ its global context, batching tiles changes nothing, routing is recorded, weights
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import torch
 from tiny_weights import random_pixels, stressed_tiny, write_weights
 
 from measr import MeasrError, Restorer, build_model
-from measr.engine import merge_summaries
+from measr.engine import acceleration, merge_summaries
 from measr.engine.memory import PLAN_STEP, plan_memory, rounded_side
 from measr.errors import ExitCode, WeightsError
 from measr.manifest import MANIFEST_ENV
+from measr.model.strips import stripe_blocks
 from measr.model.weights import save_weights
 
 
@@ -58,6 +60,22 @@ def test_tiled_and_whole_agree_when_tiles_share_the_global_context(stressed: Res
     )
     assert with_context >= 40
     assert with_context > without + 10
+
+
+def test_row_strips_restore_the_same_tiled_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The striped engine (the CPU default) gives the plain one's (`MEASR_ROW_STRIPS=0`)
+    result on a tiled image whose tiles share the global context (strips of
+    MIN_STRIP_ROWS rows, so that every block runs in several)."""
+    monkeypatch.setattr(acceleration, "stripe_blocks", functools.partial(stripe_blocks, budget=1))
+    pixels = random_pixels(200, 136)
+    results = {}
+    for forced in ("0", "1"):  # any value but "0" leaves the strips on
+        monkeypatch.setenv("MEASR_ROW_STRIPS", forced)
+        engine = Restorer(stressed_tiny(), device="cpu", threads=1)
+        assert ("strips" in engine.acceleration.describe()) is (forced == "1")
+        results[forced] = engine.restore(pixels, tile=128)
+    assert results["1"].tiles == results["0"].tiles > 1
+    assert psnr(results["1"].pixels, results["0"].pixels) >= 50
 
 
 def test_a_batch_of_tiles_equals_the_tiles_one_by_one(stressed: Restorer) -> None:

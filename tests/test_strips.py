@@ -70,7 +70,13 @@ def test_striped_network_agrees_and_keeps_the_state_dict() -> None:
         assert unquantised_psnr(striped(x).image.numpy(), plain(x).image.numpy()) >= 50.0
 
 
-def test_strips_are_a_cpu_lever() -> None:
-    assert default_acceleration(torch.device("cpu")).row_strips
-    assert not default_acceleration(torch.device("cuda")).row_strips
-    assert "strips" in default_acceleration(torch.device("cpu")).describe()
+def test_strips_are_a_cpu_lever_that_the_environment_can_turn_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv("MEASR_ROW_STRIPS", raising=False)
+    assert default_acceleration(cpu).row_strips
+    assert "strips" in default_acceleration(cpu).describe()
+    assert not default_acceleration(cuda).row_strips
+    monkeypatch.setenv("MEASR_ROW_STRIPS", "0")
+    assert not default_acceleration(cpu).row_strips
