@@ -25,7 +25,7 @@ from measr.evaluation.metrics import unquantised_psnr
 from measr.model import MEASNet, build_model
 from measr.model.fast import fuse_experts
 from measr.model.strips import stripe_blocks
-from measr.model.weights import load_model
+from measr.weights import load_model
 
 Forward = Callable[[], Tensor]
 

@@ -15,7 +15,7 @@ from measr.cli.app import app
 from measr.errors import ExitCode
 from measr.evaluation.speed import Mode, SpeedProgress, plan_jobs, run_speed, whole_image_fits
 from measr.io import image_from_array, write_image
-from measr.model.weights import save_weights
+from measr.weights import save_weights
 
 SIDE = 64
 

@@ -18,7 +18,7 @@ from measr.engine.memory import PLAN_STEP, plan_memory, rounded_side
 from measr.errors import ExitCode, WeightsError
 from measr.manifest import MANIFEST_ENV
 from measr.model.strips import stripe_blocks
-from measr.model.weights import save_weights
+from measr.weights import save_weights
 
 
 @pytest.fixture(scope="module")

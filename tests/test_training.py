@@ -12,11 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from measr.cli.app import app
+from measr.errors import ExitCode
 from measr.manifest import read_manifest, sha256_of
-from measr.model.weights import load_model
 from measr.training.export import export_run
 from measr.training.trainer import METRICS_NAME, StepRecord, TrainConfig, Trainer
+from measr.weights import load_model
 
 
 def smooth_photo(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -151,3 +154,29 @@ def test_time_budget_ends_the_run_and_counts_across_resumes(photos: Path, tmp_pa
     resumed = Trainer(config, run, resume=True)
     resumed.run()
     assert resumed.step == first.step
+
+
+@pytest.mark.parametrize(
+    ("saved", "says"),
+    [(None, "no training run in"), ("{", "cannot read"), ('{"config": "tiny", "x": 1}', "x")],
+)
+def test_resuming_a_folder_without_a_readable_run_is_one_error_line(
+    tmp_path: Path, saved: str | None, says: str
+) -> None:
+    if saved is not None:
+        (tmp_path / "train.json").write_text(saved)
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path), "--resume"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], result.stderr
+
+
+def test_a_resumed_run_keeps_its_settings_unless_steps_or_minutes_are_given(
+    tmp_path: Path,
+) -> None:
+    TrainConfig(config="tiny", steps=500, lr=1e-3, time_budget_minutes=30.0).save(tmp_path)
+    loaded = TrainConfig.load(tmp_path)
+    assert loaded == TrainConfig(config="tiny", steps=500, lr=1e-3, time_budget_minutes=30.0)
+    assert loaded.resumed(steps=None, minutes=None) == loaded
+    resumed = loaded.resumed(steps=100_000, minutes=0.0)  # the old defaults count when given
+    assert (resumed.steps, resumed.time_budget_minutes, resumed.lr) == (100_000, 0.0, 1e-3)

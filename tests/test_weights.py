@@ -10,7 +10,7 @@ import torch
 from measr import build_model
 from measr.errors import WeightsError
 from measr.model import ModelConfig
-from measr.model.weights import load_model, load_weights, read_config, save_weights
+from measr.weights import load_model, load_weights, read_config, save_weights
 
 
 def test_round_trip_is_bit_exact(tmp_path: Path) -> None:
@@ -59,3 +59,14 @@ def test_truncated_or_foreign_files_give_clear_errors(tmp_path: Path) -> None:
 def test_config_json_round_trip() -> None:
     config = build_model("small").config
     assert ModelConfig.from_json(config.to_json()) == config
+
+
+def test_an_unwritable_destination_is_a_weights_error_that_leaves_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    model = build_model("tiny")
+    with pytest.raises(WeightsError, match="cannot write"):
+        save_weights(model, blocker / "weights" / "w.safetensors")
+    target = tmp_path / "new" / "folder" / "w.safetensors"
+    save_weights(model, target)
+    assert [p.name for p in target.parent.iterdir()] == ["w.safetensors"]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 from measr import build_model
 from measr.cli.app import app
 from measr.manifest import MANIFEST_ENV
-from measr.model.weights import load_model, read_metadata
+from measr.weights import load_model, read_metadata
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from measr import build_model
 from measr.io import image_from_array, write_image
 from measr.manifest import sha256_of
 from measr.model import MEASNet
-from measr.model.weights import save_weights
+from measr.weights import save_weights
 
 
 def stressed_tiny(seed: int = 0) -> MEASNet:

@@ -11,22 +11,11 @@ import typer
 from measr.cli.render import stdout
 from measr.cli.restore import refuse_existing
 from measr.errors import WeightsError
-from measr.io.oserrors import explain
 from measr.manifest import sha256_of
-from measr.model import MEASNet, get_config
-from measr.model.weights import import_checkpoint, save_weights
+from measr.model import get_config
+from measr.weights import import_checkpoint, save_weights
 
 SAFETENSORS = ".safetensors"
-
-
-def write_safetensors(model: MEASNet, target: Path, source: Path) -> None:
-    """Save the imported network, its folder created, with where it came from."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save_weights(model, target, metadata={"imported_from": source.name})
-    except OSError as error:
-        cause, hint = explain(error)
-        raise WeightsError(f"cannot write '{target}': {cause}", hint) from None
 
 
 def import_weights(
@@ -54,7 +43,7 @@ def import_weights(
         raise WeightsError(f"'{target}' must end in {SAFETENSORS}", f"use -o NAME{SAFETENSORS}")
     refuse_existing(target, overwrite)
     model = import_checkpoint(source, get_config(config))
-    write_safetensors(model, target, source)
+    save_weights(model, target, metadata={"imported_from": source.name})
     tensors = len(model.state_dict())
     stdout().print(
         f"read '{source}' with torch.load(weights_only=True): tensors only, no code run\n"

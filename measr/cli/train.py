@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 
 from measr.training.export import Scoring, export_run, export_weights_file
-from measr.training.trainer import TRAIN_CONFIG_NAME, StepRecord, TrainConfig, Trainer
+from measr.training.trainer import StepRecord, TrainConfig, Trainer
 
 console = Console(stderr=True)
 
@@ -55,7 +54,12 @@ def train(
     val: Annotated[
         Path | None, typer.Option(help="Validation root (../shared/data/val layout).")
     ] = None,
-    steps: Annotated[int, typer.Option(help="Total optimiser steps.")] = 100_000,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Total optimiser steps [default: {TrainConfig.steps}; resumed: the run's]."
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(help="Patches per step (per GPU under torchrun).")] = 8,
     patch: Annotated[int, typer.Option(help="Patch side in pixels (multiple of 8, >= 64).")] = 128,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-4,
@@ -76,28 +80,30 @@ def train(
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     init: Annotated[Path | None, typer.Option(help="Start from these weights.")] = None,
     minutes: Annotated[
-        float, typer.Option(help="Time budget: the schedule ends after this many minutes (0: off).")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Time budget: the schedule ends after this many minutes (0: off) "
+            "[default: off; resumed: the run's]."
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its checkpoint.")
     ] = False,
 ) -> None:
     """Train MEASNet on synthetic and paired degradations, with checkpoints and exact resume."""
     if resume:
-        saved = json.loads((out / TRAIN_CONFIG_NAME).read_text())
-        settings = TrainConfig(**saved)
-        settings.steps = steps if steps != 100_000 else settings.steps
-        settings.time_budget_minutes = minutes or settings.time_budget_minutes
+        settings = TrainConfig.load(out).resumed(steps=steps, minutes=minutes)
     else:
         settings = TrainConfig(
             config=config, tasks=tasks, data=[str(d) for d in data or []],
-            paired=list(paired or []), val=str(val) if val else None, steps=steps, batch=batch,
+            paired=list(paired or []), val=str(val) if val else None,
+            steps=TrainConfig.steps if steps is None else steps, batch=batch,
             patch=patch, lr=lr, warmup=warmup, seed=seed, workers=workers, log_every=log_every,
             val_every=val_every, checkpoint_minutes=checkpoint_minutes,
             checkpoint_steps=checkpoint_steps, activation_checkpointing=activation_checkpointing,
             channels_last=channels_last, compile=compile, deterministic=deterministic,
             device=device, threads=threads, init=str(init) if init else None,
-            time_budget_minutes=minutes,
+            time_budget_minutes=minutes or 0.0,
         )  # fmt: skip
     trainer = Trainer(settings, out, resume=resume)
     where = f"resuming at step {trainer.step}" if resume else "new run"

@@ -28,7 +28,7 @@ from measr.engine.memory import plan_memory
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.errors import ExitCode, MeasrError, WeightsError
 from measr.model import MEASNet, ModelConfig
-from measr.model.weights import PICKLE_SUFFIXES, load_model, read_metadata
+from measr.weights import PICKLE_SUFFIXES, load_model, read_metadata
 
 DEFAULT_TILE_OVERLAP = 32
 # ITU-R BT.601 luma: how a restored RGB image becomes gray again for a gray input.

@@ -1,4 +1,5 @@
-"""The MEASNet network: named configurations, the factory, the routing record, weights I/O."""
+"""The MEASNet network: named configurations, the factory, the routing record. Tensors only:
+weights on disk are `measr.weights`."""
 
 from measr.model.configs import CONFIGS, ModelConfig, get_config
 from measr.model.context import ForwardContext, RoutingRecord

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -12,10 +11,10 @@ import torch
 from measr.degrade import mix_weights
 from measr.manifest import WeightsEntry, sha256_of, upsert_entry
 from measr.model import MEASNet, ModelConfig
-from measr.model.weights import CONFIG_KEY, load_model, read_metadata, save_weights
 from measr.training.checkpoint import load_checkpoint
-from measr.training.trainer import TRAIN_CONFIG_NAME, TrainConfig
+from measr.training.trainer import TrainConfig
 from measr.training.validation import default_validation_set, evaluate
+from measr.weights import CONFIG_KEY, load_model, read_metadata, save_weights
 
 # fp16 storage is used only when it moves no validation PSNR by this much (dB).
 HALF_TOLERANCE_DB = 0.01
@@ -102,7 +101,6 @@ def publish(
     }
     if default:
         fields["default"] = "yes"
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.safetensors"
     save_weights(model, path, half=use_half, metadata=fields)
     entry = WeightsEntry(name, path, sha256_of(path), fields)
@@ -159,7 +157,7 @@ def export_run(
     val_root: Path | None = None,
 ) -> ExportResult:
     """Write RUN_DIR's EMA weights to OUT_DIR/NAME.safetensors and list them in weights.txt."""
-    config = TrainConfig(**json.loads((run_dir / TRAIN_CONFIG_NAME).read_text()))
+    config = TrainConfig.load(run_dir)
     model, state = ema_model(run_dir)
     root = val_root or (Path(config.val) if config.val else None)
     scoring = Scoring(config.tasks, root, config.val_crop, config.val_per_task)

@@ -22,11 +22,11 @@ from torch.utils.data import DataLoader
 from measr.degrade import mix_weights
 from measr.errors import MeasrError
 from measr.model import MEASNet, build_model
-from measr.model.weights import load_model
 from measr.training.checkpoint import load_checkpoint, save_checkpoint
 from measr.training.data import SampleIndices, TrainingSamples
 from measr.training.schedule import warmup_cosine
 from measr.training.validation import ValidationItem, default_validation_set, evaluate
+from measr.weights import load_model
 
 TRAIN_CONFIG_NAME = "train.json"
 METRICS_NAME = "metrics.jsonl"
@@ -68,6 +68,33 @@ class TrainConfig:
     # Stop after this many minutes of this invocation (0: no limit). The learning-rate schedule
     # then follows whichever of steps and time is further along, so a timed run still anneals.
     time_budget_minutes: float = 0.0
+
+    @classmethod
+    def load(cls, run_dir: Path) -> TrainConfig:
+        """The settings the run in RUN_DIR was started with (its train.json)."""
+        path = run_dir / TRAIN_CONFIG_NAME
+        if not path.is_file():
+            raise MeasrError(
+                f"no training run in '{run_dir}' ({TRAIN_CONFIG_NAME} is missing)",
+                "start the run without --resume first",
+            )
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as error:  # unreadable, not JSON, unknown keys
+            raise MeasrError(f"cannot read '{path}': {error}") from None
+
+    def save(self, run_dir: Path) -> None:
+        """Write these settings to RUN_DIR/train.json, for `load`."""
+        (run_dir / TRAIN_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self), indent=1))
+
+    def resumed(self, *, steps: int | None, minutes: float | None) -> TrainConfig:
+        """These settings for a resumed run: the total steps and this invocation's time budget
+        replaced where given, everything else as the run was started."""
+        return dataclasses.replace(
+            self,
+            steps=self.steps if steps is None else steps,
+            time_budget_minutes=self.time_budget_minutes if minutes is None else minutes,
+        )
 
     def check(self) -> None:
         """Refuse settings the model cannot train on."""
@@ -173,9 +200,7 @@ class Trainer:
         if resume:
             self._restore(load_checkpoint(run_dir))
         elif self.dist.is_main:
-            (run_dir / TRAIN_CONFIG_NAME).write_text(
-                json.dumps(dataclasses.asdict(config), indent=1)
-            )
+            config.save(run_dir)
             (run_dir / METRICS_NAME).write_text("")
         self.forward: nn.Module = self.model
         if self.dist.world > 1:

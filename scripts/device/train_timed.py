@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from measr.model.weights import save_weights
 from measr.training.trainer import METRICS_NAME, StepRecord, TrainConfig, Trainer
+from measr.weights import save_weights
 
 
 def main() -> None:

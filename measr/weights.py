@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from measr.errors import WeightsError
-from measr.model.configs import ModelConfig
-from measr.model.measnet import MEASNet
+from measr.io.oserrors import explain
+from measr.model import MEASNet, ModelConfig
 
 CONFIG_KEY = "measr.config"
 # Extensions of PyTorch pickle checkpoints, and how their contents start: a zip archive
@@ -35,14 +35,25 @@ _STATE_DICT_KEYS = ("state_dict", "model", "params_ema", "params")
 def save_weights(
     model: MEASNet, path: str | Path, *, half: bool = False, metadata: dict[str, str] | None = None
 ) -> None:
-    """Write the model's parameters (and buffers) to a safetensors file atomically, with its
-    configuration (and any extra string metadata) in the header. `half` stores float16."""
+    """Write the model's parameters (and buffers) to a safetensors file atomically, its folder
+    created, with its configuration (and any extra string metadata) in the header. `half`
+    stores float16. A file that cannot be written raises WeightsError and leaves nothing."""
     path = Path(path)
     tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
         tensors[name] = tensor.half() if half and tensor.is_floating_point() else tensor
     header = {CONFIG_KEY: model.config.to_json(), **(metadata or {})}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(tensors, header, path)
+    except OSError as error:
+        cause, hint = explain(error)
+        raise WeightsError(f"cannot write '{path}': {cause}", hint) from None
+
+
+def write_atomically(tensors: dict[str, torch.Tensor], header: dict[str, str], path: Path) -> None:
+    """safetensors to a temporary file beside `path`, then renamed over it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
