@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from measr.cli.app import app
-from measr.errors import ExitCode
+from measr.errors import ExitCode, MeasrError
 from measr.manifest import read_manifest, sha256_of
 from measr.training.export import export_run
 from measr.training.trainer import METRICS_NAME, StepRecord, TrainConfig, Trainer
@@ -180,3 +180,12 @@ def test_a_resumed_run_keeps_its_settings_unless_steps_or_minutes_are_given(
     assert loaded.resumed(steps=None, minutes=None) == loaded
     resumed = loaded.resumed(steps=100_000, minutes=0.0)  # the old defaults count when given
     assert (resumed.steps, resumed.time_budget_minutes, resumed.lr) == (100_000, 0.0, 1e-3)
+
+
+@pytest.mark.parametrize("patch", [60, 56, 100])
+def test_patches_the_network_cannot_take_are_refused_before_training(
+    photos: Path, patch: int
+) -> None:
+    with pytest.raises(MeasrError, match="multiple of 8 of at least 64"):
+        settings(photos, patch=patch).check()
+    settings(photos, patch=64).check()

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from measr.cli import INTERRUPTED
 from measr.cli.options import (
+    DEFAULT_TILE_OVERLAP,
     CompileOption,
     DeviceOption,
     HalfOption,
@@ -69,7 +70,7 @@ def batch(
     half: HalfOption = False,
     compile: CompileOption = "no",
     tile: TileOption = None,
-    tile_overlap: TileOverlapOption = 32,
+    tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
 ) -> None:
     """Restore every image below IN_DIR into OUT_DIR. Existing outputs are skipped, so an

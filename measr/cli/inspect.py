@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from measr.cli.options import (
+    DEFAULT_TILE_OVERLAP,
     DeviceOption,
     HalfOption,
     NoSharedContextOption,
@@ -53,7 +54,7 @@ def inspect_experts(
     threads: ThreadsOption = None,
     half: HalfOption = False,
     tile: TileOption = None,
-    tile_overlap: TileOverlapOption = 32,
+    tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
 ) -> None:
     """Run images with routing capture; print, per task, expert-usage histograms of every

@@ -44,7 +44,8 @@ TileOption = Annotated[
     typer.Option(
         "--tile",
         min=1,
-        help="Tile side in pixels (rounded down to a multiple of 64, at least 128); "
+        help="Tile side in pixels (rounded down to the network's tile grid: a multiple of 64, "
+        "at least 128, for the named configurations); "
         "default: chosen from free memory, and images that fit run whole.",
     ),
 ]

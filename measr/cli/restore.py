@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from measr.cli.options import (
+    DEFAULT_TILE_OVERLAP,
     CompileOption,
     DeviceOption,
     HalfOption,
@@ -80,7 +81,7 @@ def restore(
     half: HalfOption = False,
     compile: CompileOption = "no",
     tile: TileOption = None,
-    tile_overlap: TileOverlapOption = 32,
+    tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
 ) -> None:
     """Restore one image; prints one line: size, time, device, weights, the prompt's dominant

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
+from measr.engine.device import resolve_device
 from measr.engine.memory import bytes_per_pixel, free_memory
-from measr.errors import ExitCode, MeasrError
+from measr.errors import MeasrError
 from measr.model import get_config
 
 DEFAULT_CONFIGS = ("full", "small")
@@ -206,12 +207,7 @@ def _check_arguments(
     for device in devices:
         if device not in ("cpu", "cuda"):
             raise MeasrError(f"unknown device '{device}'", "use cpu or cuda")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise MeasrError(
-                "CUDA was asked for but torch sees no GPU",
-                "use a machine with an NVIDIA GPU and a CUDA build of torch, or --device cpu",
-                ExitCode.MODEL,
-            )
+        resolve_device(device)  # MeasrError where there is no CUDA
     if repeats < 1:
         raise MeasrError(f"repeats must be at least 1, got {repeats}")
 

@@ -20,8 +20,9 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from measr.degrade import mix_weights
+from measr.engine.device import resolve_device
 from measr.errors import MeasrError
-from measr.model import MEASNet, build_model
+from measr.model import MEASNet, build_model, get_config
 from measr.training.checkpoint import load_checkpoint, save_checkpoint
 from measr.training.data import SampleIndices, TrainingSamples
 from measr.training.schedule import warmup_cosine
@@ -98,9 +99,12 @@ class TrainConfig:
 
     def check(self) -> None:
         """Refuse settings the model cannot train on."""
-        if self.patch % 8 or self.patch < 64:
+        model = get_config(self.config)  # MeasrError for an unknown name
+        if self.patch % model.size_multiple or self.patch < model.min_size:
             raise MeasrError(
-                f"--patch {self.patch} is not a multiple of 8 of at least 64", "use e.g. 128"
+                f"--patch {self.patch} does not fit '{self.config}': it needs a multiple of "
+                f"{model.size_multiple} of at least {model.min_size}",
+                "use e.g. 128",
             )
         if not self.data and not self.paired:
             raise MeasrError("no training data", "pass --data FOLDER (clean photos)")
@@ -154,12 +158,11 @@ class Distributed:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto = this rank's CUDA device when present, else CPU."""
-    if name == "auto":
-        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MeasrError("CUDA was asked for but is not available", "use --device cpu")
-    return torch.device(name)
+    """auto = this rank's CUDA device when present, else CPU; any other name as
+    `resolve_device` reads and checks it."""
+    if name.strip().lower() == "auto" and torch.cuda.is_available():
+        name = f"cuda:{local_rank}"
+    return resolve_device(name)
 
 
 def ema_average(decay: float) -> Callable[[Tensor, Tensor, Tensor | int], Tensor]:
