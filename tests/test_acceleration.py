@@ -92,3 +92,20 @@ def test_importing_measr_keeps_freed_memory_for_the_next_allocation() -> None:
     pages = 128 * 2**20 // 4096
     assert returned > pages // 2  # glibc's default: a fresh mmap, faulted in page by page
     assert kept < pages // 20
+
+
+PLANNED_TILE = """
+import torch
+from measr.engine.memory import plan_memory
+from measr.model import get_config
+print(plan_memory(get_config("small"), torch.device("cpu"), striped=True, budget=2**32).tile)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_the_memory_plan_counts_the_freed_memory_that_measr_keeps() -> None:
+    """Kept freed blocks stay resident until the tile ends, so the same budget plans a smaller
+    tile than when glibc hands them back at once."""
+    kept = int(allocator_setting({}, PLANNED_TILE))
+    returned = int(allocator_setting({"MEASR_KEEP_FREED_MEMORY": "0"}, PLANNED_TILE))
+    assert kept < returned

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from measr.allocator import c_library
+from measr.allocator import KEEPS_FREED_MEMORY, c_library
 from measr.model import ModelConfig
 
 # Peak activation memory of one inference pass, in bytes per input pixel per channel of the
@@ -20,8 +20,9 @@ ACTIVATION_BYTES_PER_PIXEL_PER_DIM = 280
 # never exist whole: 111-144 measured (small at 512 and 1024 px, full at 512 px) while glibc
 # returned freed memory at once; since measr keeps it for reuse (`measr.allocator`, faster, but
 # freed blocks stay resident until the tile ends) `small` at 1024 px peaks at 4.44 GiB against
-# 3.13 GiB, about 175 per pixel per dim less the process's own ~0.4 GiB.
-STRIPED_BYTES_PER_PIXEL_PER_DIM = 200
+# 3.13 GiB, about 175 per pixel per dim less the process's own ~0.4 GiB. Without that setting
+# (MEASR_KEEP_FREED_MEMORY=0, or a C library other than glibc) 160 keeps the estimate safe.
+STRIPED_BYTES_PER_PIXEL_PER_DIM = 200 if KEEPS_FREED_MEMORY else 160
 # Share of the free memory one restoration may take; the rest is left to the rest of the
 # machine (and, on CPU, to the decoded images and the blending buffers). With a quarter, `full`
 # tiled a 1024 px image into four 576 px tiles on a 24 GiB machine (1.3x the pixels, and the
