@@ -23,7 +23,7 @@ from measr.degrade.jpeg import add_jpeg
 from measr.degrade.lowlight import add_low_light
 from measr.degrade.noise import add_gaussian_noise
 from measr.degrade.rain import add_rain
-from measr.degrade.ranges import JPEG, NOISE, Span
+from measr.degrade.ranges import HAZE, JPEG, NOISE, Span
 from measr.errors import MeasrError
 
 MAX_HAZE_BETA = Span(0.0, 10.0)  # what an explicit haze:BETA may be
@@ -148,7 +148,7 @@ DEGRADATIONS: Mapping[str, Degradation] = MappingProxyType(
             Degradation(
                 "haze",
                 "haze[:BETA]",
-                "atmospheric haze, scattering BETA (default: random in [0.6, 1.8])",
+                f"atmospheric haze, scattering BETA (default: random in {HAZE.beta})",
                 _check_beta,
                 _haze,
             ),

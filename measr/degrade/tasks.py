@@ -12,19 +12,19 @@ import math
 
 import numpy as np
 
+from measr.degrade.ranges import NOISE
 from measr.errors import MeasrError
 
+# The noise tasks are the benchmark protocol's sigmas, one task each: noise15, noise25, noise50.
+NOISE_TASKS = tuple(f"noise{sigma:g}" for sigma in NOISE.standard_sigmas)
+
 TASK_SPECS: dict[str, str] = {
-    "noise15": "noise:15",
-    "noise25": "noise:25",
-    "noise50": "noise:50",
+    **{f"noise{sigma:g}": f"noise:{sigma:g}" for sigma in NOISE.standard_sigmas},
     "rain": "rain",
     "haze": "haze",
     "blur": "blur",
     "lowlight": "lowlight",
 }
-
-NOISE_TASKS = ("noise15", "noise25", "noise50")
 
 MIXES: dict[str, dict[str, float]] = {
     "three": {
