@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -189,3 +190,15 @@ def test_patches_the_network_cannot_take_are_refused_before_training(
     with pytest.raises(MeasrError, match="multiple of 8 of at least 64"):
         settings(photos, patch=patch).check()
     settings(photos, patch=64).check()
+
+
+def test_hidden_files_in_the_training_data_are_left_out(photos: Path, tmp_path: Path) -> None:
+    """macOS's `._name.png` companions and hidden folders look like images by name only."""
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    (data / "._p0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (data / ".thumbnails").mkdir()
+    (data / ".thumbnails" / "p1.png").write_bytes(b"not a png")
+    run = Trainer(settings(data, steps=2), tmp_path / "run")
+    run.run()
+    assert run.step == 2

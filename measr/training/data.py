@@ -27,8 +27,15 @@ DEGRADE_MARGIN = 24
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder`, recursively, sorted for reproducibility."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+    """Image files under `folder`, recursively, sorted for reproducibility. Hidden files and
+    folders are left out, as `measr batch` leaves them out: macOS's `._photo.jpg` companions
+    carry an image's name but no image."""
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in SUPPORTED_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
     if not files:
         raise MeasrError(f"no images found under '{folder}'", "point --data at a folder of images")
     return files
