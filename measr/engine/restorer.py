@@ -27,12 +27,11 @@ from measr.engine.inference import (
 from measr.engine.memory import plan_memory
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.errors import ExitCode, MeasrError, WeightsError
+from measr.io.image import gray_from_rgb
 from measr.model import MEASNet, ModelConfig
 from measr.weights import PICKLE_SUFFIXES, load_model, read_metadata
 
 DEFAULT_TILE_OVERLAP = 32
-# ITU-R BT.601 luma: how a restored RGB image becomes gray again for a gray input.
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -256,7 +255,7 @@ class Restorer:
                 ).numpy()
         np.clip(restored, 0.0, 1.0, out=restored)
         if image.shape[2] == 1:
-            restored = (restored @ LUMA_WEIGHTS)[:, :, None]
+            restored = gray_from_rgb(restored)
         whole = len(tiles) == 1
         return Restoration(
             pixels=restored,

@@ -102,9 +102,17 @@ class Image:
         if pixels.shape[:2] != self.pixels.shape[:2]:
             raise ValueError(f"new pixels {pixels.shape[:2]} != image {self.pixels.shape[:2]}")
         if self.is_gray and pixels.shape[2] == 3:
-            # The network sees gray replicated to RGB; averaging brings it back to one channel.
-            pixels = pixels.mean(axis=2, keepdims=True, dtype=np.float32)
+            pixels = gray_from_rgb(pixels)  # a gray image stays gray
         return Image(pixels, self.alpha, self.bit_depth, self.source_format)
+
+
+# ITU-R BT.601 luma weights of R, G and B.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def gray_from_rgb(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 1) BT.601 luma of (H, W, 3) RGB pixels: how measr turns RGB back into gray."""
+    return (np.asarray(pixels, dtype=np.float32) @ LUMA_WEIGHTS)[:, :, np.newaxis]
 
 
 def _as_pixel_array(array: np.ndarray) -> np.ndarray:
