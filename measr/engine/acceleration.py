@@ -123,11 +123,16 @@ def worth_compiling(device: torch.device, tiles: int) -> bool:
     return device.type == "cpu" and tiles >= AUTO_COMPILE_TILES and can_compile(device)
 
 
+def always_eager() -> AbstractContextManager[object]:
+    """Run the compiled steps eagerly inside this block."""
+    return torch.compiler.set_stance("force_eager")
+
+
 def eager_unless(compiled: bool) -> AbstractContextManager[object]:
     """Run the compiled steps eagerly inside this block unless `compiled`: for passes whose
     shape is used once (the global-context image, a last partial batch of tiles), compiling
     would cost more than it saves."""
-    return nullcontext() if compiled else torch.compiler.set_stance("force_eager")
+    return nullcontext() if compiled else always_eager()
 
 
 def accelerate(model: MEASNet, acceleration: Acceleration) -> MEASNet:

@@ -12,6 +12,7 @@ import torch
 from measr import manifest
 from measr.engine.acceleration import (
     accelerate,
+    always_eager,
     default_acceleration,
     eager_unless,
     worth_compiling,
@@ -24,11 +25,13 @@ from measr.engine.inference import (
     plan_tiles,
     run_tiles,
 )
-from measr.engine.memory import plan_memory
+from measr.engine.memory import MemoryPlan, plan_memory
 from measr.engine.routing import RoutingCollector, RoutingSummary
+from measr.engine.tiling import Tile
 from measr.errors import ExitCode, MeasrError, WeightsError
 from measr.io.image import gray_from_rgb
 from measr.model import MEASNet, ModelConfig
+from measr.model.context import SharedStats
 from measr.weights import PICKLE_SUFFIXES, load_model, read_metadata
 
 DEFAULT_TILE_OVERLAP = 32
@@ -171,10 +174,10 @@ class Restorer:
             compile=compile,
         )
 
-    def compiled_for(self, tiles: int) -> bool:
-        """Whether the tile passes of an image of `tiles` tiles run the compiled steps: always
-        with compile=True, never with False; with None (the default) for images of several
-        tiles on CPU (`worth_compiling`), compiling on the first such image."""
+    def use_compiled_steps(self, tiles: int) -> bool:
+        """Whether the tile passes of an image of `tiles` tiles run the compiled steps (always
+        with compile=True, never with False; with None, the default, for images of several
+        tiles on CPU: `worth_compiling`), compiling the network on the first such image."""
         if self.compile is False:
             return False
         if self.compile is None and not worth_compiling(self.device, tiles):
@@ -208,11 +211,7 @@ class Restorer:
         started = time.perf_counter()
         image = torch.from_numpy(checked_pixels(pixels))
         height, width = image.shape[:2]
-        striped = self.acceleration.row_strips
-        plan = plan_memory(self.config, self.device, half=self.half, striped=striped)
-        if tile is None:  # as large as memory allows, then no larger than the grid needs
-            tile = balanced_tile(self.model, height, width, plan.tile, tile_overlap)
-        tiles = plan_tiles(self.model, height, width, tile, tile_overlap)
+        plan, tiles = self.tiles_for(height, width, tile, tile_overlap)
         collector = None
         if record_routing:
             collector = RoutingCollector(
@@ -221,25 +220,11 @@ class Restorer:
         sharing = (
             len(tiles) > 1 and shared_context and self.model.requirements.tiles_need_shared_context
         )
-        compiled = self.compiled_for(len(tiles))
-        layout = self.acceleration.memory_format
+        compiled = self.use_compiled_steps(len(tiles))
         if progress is not None:
             progress(0, len(tiles))
         with torch.inference_mode():
-            shared = None
-            if sharing:
-                # The context image has a new size for every photo: compiling its pass would cost
-                # minutes per photo (measured: timed runs on one 1024 px image recompiled every
-                # graph, 350 s a run against 36 s eagerly), so it runs eagerly even when compiled.
-                with eager_unless(False):
-                    shared = capture_global_context(
-                        self.model,
-                        image.numpy(),
-                        plan.context_side,
-                        self.device,
-                        self.dtype,
-                        layout,
-                    )
+            shared = self.global_context(image.numpy(), plan.context_side) if sharing else None
             with eager_unless(compiled):
                 restored = run_tiles(
                     self.model,
@@ -250,7 +235,7 @@ class Restorer:
                     device=self.device,
                     dtype=self.dtype,
                     routing_sink=collector,
-                    layout=layout,
+                    layout=self.acceleration.memory_format,
                     progress=progress,
                 ).numpy()
         np.clip(restored, 0.0, 1.0, out=restored)
@@ -266,6 +251,34 @@ class Restorer:
             routing=collector.summary() if collector else None,
             expert_maps=collector.maps if collector else {},
         )
+
+    def tiles_for(
+        self, height: int, width: int, tile: int | None, overlap: int
+    ) -> tuple[MemoryPlan, list[Tile]]:
+        """The memory plan for this device and the tile grid of a `height` x `width` image:
+        tiles of `tile` pixels, or, without it, as large as memory allows and then no larger
+        than the grid needs (images that fit run whole)."""
+        plan = plan_memory(
+            self.config, self.device, half=self.half, striped=self.acceleration.row_strips
+        )
+        if tile is None:
+            tile = balanced_tile(self.model, height, width, plan.tile, overlap)
+        return plan, plan_tiles(self.model, height, width, tile, overlap)
+
+    def global_context(self, pixels: np.ndarray, max_side: int) -> SharedStats:
+        """The whole image's global statistics, for its tiles to share, computed eagerly: the
+        context image has a new size for every photo, and compiling its pass would cost minutes
+        per photo (measured: timed runs on one 1024 px image recompiled every graph, 350 s a
+        run against 36 s eagerly)."""
+        with always_eager():
+            return capture_global_context(
+                self.model,
+                pixels,
+                max_side,
+                self.device,
+                self.dtype,
+                self.acceleration.memory_format,
+            )
 
 
 def checked_pixels(pixels: np.ndarray) -> np.ndarray:
