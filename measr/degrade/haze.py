@@ -31,7 +31,9 @@ def smooth_field(height: int, width: int, cells: int, rng: np.random.Generator) 
 
 
 def dark_channel(img: np.ndarray, window: int) -> np.ndarray:
-    """(H, W) minimum over the channels and a window x window square, window >= 1 px."""
+    """(H, W) minimum over the channels and a window x window square, window >= 1 px: the
+    dark channel of He et al. (Eq. 5), here a depth cue and in the dehazing baseline
+    (`measr.evaluation.classical`) the haze estimate."""
     darkest = img.min(axis=2)
     kernel = np.ones((window, window), dtype=np.uint8)
     return cv2.erode(darkest, kernel, borderType=cv2.BORDER_REFLECT)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from measr.degrade.haze import dark_channel
+
 
 @dataclass(frozen=True)
 class DarkChannelSettings:
@@ -31,13 +33,6 @@ DARK_CHANNEL = DarkChannelSettings()
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 _MID_GREY = 0.5
 _DARKEST_MEAN = 1e-3  # a black frame has no gamma that lifts it; cap the exponent there
-
-
-def dark_channel(image: np.ndarray, patch: int = DARK_CHANNEL.patch) -> np.ndarray:
-    """(H, W) minimum over the colour channels and a patch x patch neighbourhood (Eq. 5)."""
-    per_pixel = np.ascontiguousarray(image.min(axis=2), dtype=np.float32)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
-    return cv2.erode(per_pixel, kernel, borderType=cv2.BORDER_REFLECT)
 
 
 def atmospheric_light(image: np.ndarray, dark: np.ndarray, fraction: float) -> np.ndarray:
