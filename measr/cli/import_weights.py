@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from measr.cli.options import refuse_existing
 from measr.cli.render import stdout
-from measr.cli.restore import refuse_existing
 from measr.errors import WeightsError
 from measr.manifest import sha256_of
 from measr.model import get_config

@@ -1,7 +1,10 @@
-"""Options every model-running command takes, in one place: weights, device, precision, tiling."""
+"""Options every model-running command takes, in one place (weights, device, precision, tiling),
+and the checks commands share before they start."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,7 +12,7 @@ import typer
 from measr.engine import Restorer
 from measr.engine.batch import RestoreSettings
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP
-from measr.errors import MeasrError
+from measr.errors import ExitCode, MeasrError
 
 WeightsOption = Annotated[
     str | None,
@@ -78,3 +81,13 @@ def restore_settings(
 ) -> RestoreSettings:
     """The tiling options as engine settings."""
     return RestoreSettings(tile, tile_overlap, shared_context=not no_shared_context)
+
+
+def refuse_existing(target: Path, overwrite: bool) -> None:
+    """Stop before the (possibly long) restoration when its output would be refused anyway."""
+    if os.path.lexists(target) and not overwrite:
+        raise MeasrError(
+            f"'{target}' already exists",
+            "use --overwrite to replace it, or -o to choose another name",
+            ExitCode.INPUT,
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -19,13 +18,14 @@ from measr.cli.options import (
     TileOverlapOption,
     WeightsOption,
     open_restorer,
+    refuse_existing,
     restore_settings,
 )
 from measr.cli.render import progress_bar, restore_line, stderr, stdout
 from measr.engine.inspection import DEFAULT_MAP_LEVEL
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map
-from measr.errors import ExitCode, ImageWriteError, MeasrError
+from measr.errors import ImageWriteError
 from measr.io import image_from_array, is_supported_path, read_image, write_image
 
 RESTORED_SUFFIX = "_restored"
@@ -34,16 +34,6 @@ RESTORED_SUFFIX = "_restored"
 def default_output(source: Path) -> Path:
     """`<stem>_restored.<ext>` beside the input."""
     return source.with_name(f"{source.stem}{RESTORED_SUFFIX}{source.suffix}")
-
-
-def refuse_existing(target: Path, overwrite: bool) -> None:
-    """Stop before the (possibly long) restoration when its output would be refused anyway."""
-    if os.path.lexists(target) and not overwrite:
-        raise MeasrError(
-            f"'{target}' already exists",
-            "use --overwrite to replace it, or -o to choose another name",
-            ExitCode.INPUT,
-        )
 
 
 def refuse_unwritable(target: Path) -> None:

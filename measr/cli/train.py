@@ -7,17 +7,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from measr.cli.render import stderr
 from measr.training.export import Scoring, export_run, export_weights_file
 from measr.training.trainer import StepRecord, TrainConfig, Trainer
-
-console = Console(stderr=True)
 
 
 def _progress(total: int, minutes: float = 0.0) -> Callable[[StepRecord], None]:
     """A progress printer: one line per logged step, validation PSNR when it ran. Under a time
     budget the run ends by time, so the remaining time is the budget's."""
+    console = stderr()
 
     def show(record: StepRecord) -> None:
         remaining = (total - record.step) / max(record.step, 1) * record.elapsed_s
@@ -106,6 +105,7 @@ def train(
             time_budget_minutes=minutes or 0.0,
         )  # fmt: skip
     trainer = Trainer(settings, out, resume=resume)
+    console = stderr()
     where = f"resuming at step {trainer.step}" if resume else "new run"
     console.print(
         f"[bold]measr train[/] {settings.config} on '{settings.tasks}' ({where}), "
@@ -138,6 +138,7 @@ def export(
         )
     else:
         result = export_run(source, name, out_dir, half=half, default=default, val_root=val)
+    console = stderr()
     for task, (p, s) in result.scores.items():
         fp16 = f"  fp16 {result.half_scores[task][0]:.3f}" if result.half_scores else ""
         console.print(f"{task:12s} PSNR {p:.3f}  SSIM {s:.4f}{fp16}")
