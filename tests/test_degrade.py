@@ -491,7 +491,8 @@ def test_explicit_parameter_does_not_shift_the_random_stream() -> None:
 def test_task_specs_parse_and_mixes_sum_to_one() -> None:
     for spec in TASK_SPECS.values():
         parse_spec(spec)
-    assert set(TASK_SPECS) == {"noise15", "noise25", "noise50", "rain", "haze", "blur", "lowlight"}
+    tasks = {"noise15", "noise25", "noise50", "rain", "haze", "blur", "lowlight", "clean"}
+    assert set(TASK_SPECS) == tasks
     assert task_spec("noise25") == "noise:25"
     for mix in MIXES.values():
         assert set(mix) <= set(TASK_SPECS)

@@ -52,6 +52,7 @@ def test_histograms_for_every_level_band_and_the_prompt(tasks: Path) -> None:
     for router in ROUTERS:
         assert result.stdout.count(router) == 3  # one row per task
     assert result.stdout.count("task prompt") == 3
+    assert result.stdout.count("damage found: ") == 3
     assert "█" in result.stdout
 
 
@@ -83,3 +84,17 @@ def test_a_bad_image_is_reported_and_the_rest_inspected(tasks: Path) -> None:
     result = inspect(tasks / "rain")
     assert result.exit_code == 1
     assert "bad.png" in result.stderr and "rain: 1 image(s)" in result.stdout
+
+
+def test_unlabelled_images_are_grouped_by_the_damage_the_prompt_finds(tasks: Path) -> None:
+    result = inspect(tasks, "--group-by", "damage", "--json", "-")
+    assert result.exit_code == 0, result.output
+    groups = json.loads(result.stdout)["groups"]
+    kinds = {"clean", "noise", "rain", "haze", "blur", "lowlight", "unsure"}
+    assert set(groups) <= kinds
+    assert sum(g["images"] for g in groups.values()) == 4
+    for name, group in groups.items():
+        for reading in group["damage"].values():
+            assert sum(reading["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+            assert name == (reading["most_likely"] if reading["confident"] else "unsure")
+    assert inspect(tasks, "--group-by", "colour").exit_code != 0

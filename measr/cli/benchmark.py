@@ -32,9 +32,11 @@ from measr.evaluation import (
     write_text,
 )
 from measr.evaluation.methods import MEASR
+from measr.evaluation.prompt import run_prompt_report
 from measr.evaluation.quality import quality_markdown
 from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX
 from measr.evaluation.speed import Mode
+from measr.training.validation import prompt_validation_set
 
 benchmark_app = typer.Typer(
     help="Measure restoration quality (PSNR/SSIM against clean images) and speed.",
@@ -159,6 +161,43 @@ def quality(
     out.print(quality_table(report))
     for note in _footnotes(report):
         out.print(f"[dim]{note}[/]")
+
+
+@benchmark_app.command()
+def prompt(
+    val: Annotated[Path, typer.Option(help="Validation root (../shared/data/val layout).")] = Path(
+        "../shared/data/val"
+    ),
+    weights: WeightsOption = None,
+    crop: Annotated[int, typer.Option(min=64, help="Centre crop of each photo, pixels.")] = 192,
+    per_task: Annotated[
+        int, typer.Option(min=0, help="Photos per task and folder (0: all of them).")
+    ] = 0,
+    device: DeviceOption = "auto",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    markdown_path: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the report as markdown here.")
+    ] = None,
+) -> None:
+    """Does the task prompt name the damage, and do the routers use it? Accuracy, atom entropy,
+    task/expert mutual information and a prompt-shuffling test on the validation images."""
+    images = prompt_validation_set(val, crop, per_task)
+    if not images:
+        raise MeasrError(f"no validation images under '{val}'", "point --val at the data")
+    restorer = open_restorer(weights, device, None, False)
+    with Progress(console=stderr(), transient=True) as progress:
+        task = progress.add_task("reading images", total=len(images))
+        report = run_prompt_report(
+            restorer.model,
+            images,
+            restorer.name,
+            lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    if json_path is not None:
+        write_json(json_path, report.to_dict())
+    if markdown_path is not None:
+        write_text(markdown_path, report.markdown())
+    stdout().print(report.markdown(), markup=False, highlight=False, soft_wrap=True)
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -25,9 +25,10 @@ from measr.engine.inspection import (
     DEFAULT_MAP_LEVEL,
     GroupRouting,
     group_inputs,
+    regroup_by_damage,
 )
 from measr.engine.inspection import inspect_experts as inspect_routing
-from measr.errors import ExitCode
+from measr.errors import ExitCode, MeasrError
 
 
 def inspect_experts(
@@ -45,6 +46,13 @@ def inspect_experts(
     map_level: Annotated[
         str, typer.Option(help="STP-G-MESE level of the routing maps.")
     ] = DEFAULT_MAP_LEVEL,
+    group_by: Annotated[
+        str,
+        typer.Option(
+            help="folder: groups are the input folders (tasks you know); damage: groups are "
+            "the damage the task prompt detects in each image (for unlabelled photos)."
+        ),
+    ] = "folder",
     json_out: Annotated[
         str | None,
         typer.Option("--json", metavar="PATH|-", help="Write the routing as JSON ('-': stdout)."),
@@ -59,6 +67,8 @@ def inspect_experts(
 ) -> None:
     """Run images with routing capture; print, per task, expert-usage histograms of every
     STP-G-MESE level and FD-MEE band, and the task prompt's atom weights."""
+    if group_by not in ("folder", "damage"):
+        raise MeasrError(f"--group-by must be folder or damage, not '{group_by}'")
     groups = group_inputs(inputs)
     restorer = open_restorer(weights, device, threads, half)
     warn_if_untrained(restorer)
@@ -70,6 +80,8 @@ def inspect_experts(
         map_level=map_level,
         on_image=lambda group, path: stderr().print(f"[dim]{group}: {path.name}[/dim]"),
     )
+    if group_by == "damage":
+        report = regroup_by_damage(report)
     if json_out is not None:
         write_json(report, json_out)
     if json_out != "-":
@@ -103,3 +115,7 @@ def show(report: dict[str, GroupRouting]) -> None:
             continue
         console.print(usage_table(f"{group}: {len(routing.images)} image(s)", summary))
         console.print(atom_table(summary))
+        detected = routing.detected()
+        if detected:
+            found = ", ".join(f"{kind} {count}" for kind, count in detected.items())
+            console.print(f"damage found: {found}")

@@ -113,8 +113,12 @@ def restore_line(
         tiling(restoration),
         f"{restorer.config.name}/{restorer.name}",
     ]
+    if restoration.damage is not None:
+        parts.append(f"found: {restoration.damage.words()}")
     if restoration.routing is not None:
-        parts += [degradation_mix(restoration.routing), most_used_experts(restoration.routing)]
+        if restoration.damage is None:  # the prompt names no kinds: its atoms are all it has
+            parts.append(degradation_mix(restoration.routing))
+        parts.append(most_used_experts(restoration.routing))
     line = Text("  ".join(parts))
     warning = untrained_warning(restorer)
     if warning is not None:

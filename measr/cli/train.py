@@ -22,11 +22,14 @@ def _progress(total: int, minutes: float = 0.0) -> Callable[[StepRecord], None]:
         remaining = (total - record.step) / max(record.step, 1) * record.elapsed_s
         if minutes > 0:
             remaining = min(remaining, max(minutes * 60 - record.elapsed_s, 0.0))
+        prompt = "" if record.prompt is None else f", prompt {record.prompt:.3f}"
         console.print(
             f"step {record.step}/{total}  loss {record.loss:.4f} (l1 {record.l1:.4f}, "
-            f"balance {record.balance:.3f})  lr {record.lr:.2e}  "
+            f"balance {record.balance:.3f}{prompt})  lr {record.lr:.2e}  "
             f"{record.patches_per_s:.2f} patches/s  eta {remaining / 60:.0f} min"
         )
+        if record.prompt_accuracy is not None:
+            console.print(f"  [bold]prompt names the damage[/] {record.prompt_accuracy:.1%}")
         if record.validation:
             scores = "  ".join(f"{t} {p:.2f}" for t, (p, _s) in record.validation.items())
             console.print(f"  [bold]validation PSNR[/]  {scores}")
@@ -78,6 +81,26 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     init: Annotated[Path | None, typer.Option(help="Start from these weights.")] = None,
+    ema_decay: Annotated[
+        float, typer.Option(help="Decay of the weights' moving average (what is exported).")
+    ] = TrainConfig.ema_decay,
+    val_per_task: Annotated[
+        int, typer.Option(help="Validation photos per task and set during training (0: all).")
+    ] = TrainConfig.val_per_task,
+    prompt_weight: Annotated[
+        float,
+        typer.Option(
+            help="Weight of the task prompt's supervision (naming each sample's kind of damage "
+            "and its noise level) beside the L1 loss; 0: the paper's unsupervised prompt."
+        ),
+    ] = TrainConfig.prompt_weight,
+    prompt_only: Annotated[
+        bool, typer.Option(help="Train only the task prompt on its supervision (fast).")
+    ] = False,
+    prompt_lr_scale: Annotated[
+        float,
+        typer.Option(help="Learning rate of the prompt and the routers' prompt inputs, x lr."),
+    ] = TrainConfig.prompt_lr_scale,
     minutes: Annotated[
         float | None,
         typer.Option(
@@ -102,7 +125,9 @@ def train(
             checkpoint_steps=checkpoint_steps, activation_checkpointing=activation_checkpointing,
             channels_last=channels_last, compile=compile, deterministic=deterministic,
             device=device, threads=threads, init=str(init) if init else None,
-            time_budget_minutes=minutes or 0.0,
+            time_budget_minutes=minutes or 0.0, prompt_weight=prompt_weight,
+            prompt_only=prompt_only, prompt_lr_scale=prompt_lr_scale,
+            ema_decay=ema_decay, val_per_task=val_per_task,
         )  # fmt: skip
     trainer = Trainer(settings, out, resume=resume)
     console = stderr()

@@ -26,11 +26,21 @@ from measr.degrade.spec import (
     seeded_rng,
     valid_names_hint,
 )
-from measr.degrade.tasks import MIXES, TASK_SPECS, mix_weights, pick_task, task_spec
+from measr.degrade.tasks import (
+    MIXES,
+    TASK_KINDS,
+    TASK_SPECS,
+    mix_weights,
+    pick_task,
+    task_kind,
+    task_noise_sigma,
+    task_spec,
+)
 
 __all__ = [
     "DEGRADATIONS",
     "MIXES",
+    "TASK_KINDS",
     "TASK_SPECS",
     "Spec",
     "Step",
@@ -53,6 +63,8 @@ __all__ = [
     "seeded_rng",
     "streak_kernel",
     "streak_layer",
+    "task_kind",
+    "task_noise_sigma",
     "task_spec",
     "transmission",
     "valid_names_hint",

@@ -127,6 +127,10 @@ def _jpeg(img: np.ndarray, arg: str | None, rng: np.random.Generator) -> np.ndar
     return add_jpeg(img, None if arg is None else int(arg), rng)
 
 
+def _none(img: np.ndarray, arg: str | None, rng: np.random.Generator) -> np.ndarray:
+    return img.copy()
+
+
 DEGRADATIONS: Mapping[str, Degradation] = MappingProxyType(
     {
         d.name: d
@@ -172,6 +176,13 @@ DEGRADATIONS: Mapping[str, Degradation] = MappingProxyType(
                 f"JPEG compression, QUALITY 1-100 (default: random in {JPEG.quality})",
                 _check_quality,
                 _jpeg,
+            ),
+            Degradation(
+                "none",
+                "none",
+                "no degradation: the clean image itself (what a clean photo must come out as)",
+                None,
+                _none,
             ),
         )
     }

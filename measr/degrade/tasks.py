@@ -2,8 +2,11 @@
 
 `three` is the paper's three-task setting (denoising, deraining, dehazing): noise counts as one
 task whose third is split evenly over sigma 15, 25 and 50. `five` adds deblurring and low-light
-enhancement, each task a fifth. The order of tasks in a mix is part of the data: training
-numbers tasks by their position in `mix_weights(mix)`, so keep it stable.
+enhancement, each task a fifth. `six` is `five` with clean photos as a task of their own (a
+tenth of the samples, the identity as target), so that the task prompt learns what "nothing
+to restore" looks like and the network learns to leave such photos alone. The order of tasks
+in a mix is part of the data: training numbers tasks by their position in `mix_weights(mix)`,
+so keep it stable.
 """
 
 from __future__ import annotations
@@ -24,7 +27,22 @@ TASK_SPECS: dict[str, str] = {
     "haze": "haze",
     "blur": "blur",
     "lowlight": "lowlight",
+    "clean": "none",
 }
+
+# The kind of damage of each task, as the task prompt learns to name it (noise levels are one
+# kind; the prompt estimates the level separately).
+TASK_KINDS: dict[str, str] = {
+    **{task: "noise" for task in NOISE_TASKS},
+    "rain": "rain",
+    "haze": "haze",
+    "blur": "blur",
+    "lowlight": "lowlight",
+    "clean": "clean",
+}
+
+# Share of clean photos in the `six` mix.
+CLEAN_SHARE = 0.1
 
 MIXES: dict[str, dict[str, float]] = {
     "three": {
@@ -39,6 +57,10 @@ MIXES: dict[str, dict[str, float]] = {
         "blur": 1.0 / 5,
         "lowlight": 1.0 / 5,
     },
+}
+MIXES["six"] = {
+    **{task: weight * (1 - CLEAN_SHARE) for task, weight in MIXES["five"].items()},
+    "clean": CLEAN_SHARE,
 }
 
 
@@ -88,6 +110,22 @@ def parse_reweighting(overrides: str, mix: str) -> list[tuple[str, float]]:
             raise MeasrError(f"bad reweighting '{item}' in the mix '{mix}'", hint=f"use {MIX_HINT}")
         pairs.append((task, factor))
     return pairs
+
+
+def task_kind(task: str) -> str:
+    """The kind of damage of a task ('noise25' -> 'noise'); MeasrError if unknown."""
+    task_spec(task)
+    return TASK_KINDS[task]
+
+
+def task_noise_sigma(task: str) -> float | None:
+    """The Gaussian noise sigma (0-255 scale) a task adds: its sigma for the noise tasks, 0 for
+    clean photos, None where the task's noise is not a single known sigma."""
+    if task == "clean":
+        return 0.0
+    if task in NOISE_TASKS:
+        return float(task_spec(task).partition(":")[2])
+    return None
 
 
 def task_spec(task: str) -> str:

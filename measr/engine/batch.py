@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from measr.engine.damage import DamageReading
 from measr.engine.inference import ProgressCallback
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP, Restoration, Restorer
 from measr.engine.routing import RoutingSummary
@@ -86,6 +87,7 @@ class FileResult:
     seconds: float = 0.0  # restoration time (decoding and encoding overlap with other files)
     error: str | None = None
     routing: RoutingSummary | None = None
+    damage: DamageReading | None = None
 
     def to_log(self) -> dict[str, Any]:
         """One JSON-lines record."""
@@ -96,6 +98,7 @@ class FileResult:
             "status": self.status,
             "seconds": round(self.seconds, 3),
             "error": self.error,
+            "damage": self.damage.to_dict() if self.damage else None,
             "routing": self.routing.to_dict() if self.routing else None,
         }
 
@@ -380,7 +383,7 @@ class BatchRun:
         self.log, self.on_result, self.on_tiles = log, on_result, on_tiles
         self.report = BatchReport()
         self.reads: deque[tuple[BatchJob, Future[Image]]] = deque()
-        self.writes: deque[tuple[BatchJob, Future[None], float, RoutingSummary | None]] = deque()
+        self.writes: deque[tuple[BatchJob, Future[None], FileResult]] = deque()
         self.claimed: dict[Path, int] = {}  # target -> descriptor of its lock
 
     def record(self, result: FileResult) -> None:
@@ -432,18 +435,21 @@ class BatchRun:
         writing = writer.submit(
             write_image, job.target, restored, quality=self.quality, overwrite=self.overwrite
         )
-        self.writes.append((job, writing, restoration.seconds, restoration.routing))
+        done = FileResult(
+            job, "done", restoration.seconds, routing=restoration.routing, damage=restoration.damage
+        )
+        self.writes.append((job, writing, done))
 
     def collect_writes(self, keep: int) -> None:
         """Record finished writes, waiting for the oldest while more than `keep` are pending."""
         while self.writes and (len(self.writes) > keep or self.writes[0][1].done()):
-            job, writing, seconds, routing = self.writes.popleft()
+            job, writing, done = self.writes.popleft()
             try:
                 writing.result()
             except Exception as error:
-                self.finish(FileResult(job, "failed", seconds, describe_error(error)))
+                self.finish(FileResult(job, "failed", done.seconds, describe_error(error)))
             else:
-                self.finish(FileResult(job, "done", seconds, routing=routing))
+                self.finish(done)
 
     def finish(self, result: FileResult) -> None:
         """Release the output's claim and record the result."""

@@ -16,6 +16,7 @@ from measr.engine.padding import pad_to_requirements, pad_to_size, padded_length
 from measr.engine.tiling import BlendAccumulator, Tile, tile_grid
 from measr.model import ForwardContext, MEASNet, RoutingRecord
 from measr.model.context import SharedStats
+from measr.model.task_prompt import PROMPT_CELL
 
 # Called with each batch of tiles and the routing the network recorded for it.
 RoutingSink = Callable[[list[Tile], RoutingRecord], None]
@@ -86,6 +87,32 @@ def as_model_input(pixels: Tensor, channels: int) -> Tensor:
     return planar.expand(channels, -1, -1) if planar.shape[0] == 1 else planar
 
 
+# Rows of the image the prompt's conv net reads at once (a multiple of its cell): 64 cells,
+# about 60 MB of features for a 4000 px wide photo.
+PROMPT_STRIP_ROWS = 64 * PROMPT_CELL
+
+
+def prompt_features(
+    model: MEASNet, image: Tensor, device: torch.device, dtype: torch.dtype
+) -> SharedStats:
+    """The task prompt's pooled features of the whole (H, W, C) image at full resolution, as
+    the shared statistic the prompt reads (`{key: (1, features)}`). The conv net reads
+    non-overlapping cells, so strips of whole cells give exactly the whole image's mean; an
+    image smaller than one cell is reflect-padded to the network's minimum first."""
+    channels = model.requirements.channels
+    planar = as_model_input(image, channels)[None]
+    if min(planar.shape[-2:]) < model.requirements.min_size:
+        planar, _ = pad_to_requirements(planar, model.requirements)
+    moments = None
+    for top in range(0, planar.shape[2] - PROMPT_CELL + 1, PROMPT_STRIP_ROWS):
+        strip = planar[:, :, top : top + PROMPT_STRIP_ROWS].to(device, dtype)
+        rows = strip.shape[2] // PROMPT_CELL * PROMPT_CELL
+        part = model.task_prompt.feature_moments(strip[:, :, :rows])
+        moments = part if moments is None else moments + part
+    assert moments is not None  # the image has at least one cell (padded above)
+    return {model.task_prompt.context_key: model.task_prompt.pool(moments).to(dtype)}
+
+
 def capture_global_context(
     model: MEASNet,
     pixels: np.ndarray,
@@ -93,17 +120,20 @@ def capture_global_context(
     device: torch.device,
     dtype: torch.dtype,
     layout: torch.memory_format = torch.contiguous_format,
+    prompt: SharedStats | None = None,
 ) -> SharedStats:
     """Every global statistic of the network (prompt, pooled statistics, routers, attention
-    maps, FFT cut-offs), computed once on the whole image, downscaled to fit `max_side`."""
+    maps, FFT cut-offs), computed once on the whole image, downscaled to fit `max_side`; the
+    prompt's pooled features are `prompt`'s when given (see `prompt_features`), so that the
+    routers of the context pass read the full-resolution photo's prompt."""
     small = torch.from_numpy(np.ascontiguousarray(context_image(pixels, max_side)))
     x = as_model_input(small, model.requirements.channels)[None].to(device, dtype)
     padded, _ = pad_to_requirements(x, model.requirements)
     padded = padded.contiguous(memory_format=layout)
-    ctx = ForwardContext(capture_global=True)
+    ctx = ForwardContext(capture_global=True, shared=prompt)
     model(padded, ctx)
     return_freed_memory()
-    return ctx.captured
+    return {**ctx.captured, **(prompt or {})}
 
 
 def tile_input(image: Tensor, tile: Tile, channels: int) -> Tensor:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from measr.engine.batch import RestoreSettings, describe_error, find_images
+from measr.engine.damage import DamageReading
 from measr.engine.restorer import Restorer
 from measr.engine.routing import RoutingSummary, check_routing_level, merge_summaries
 from measr.engine.routing_map import render_routing_map
@@ -24,6 +25,7 @@ class GroupRouting:
 
     images: dict[str, RoutingSummary] = field(default_factory=dict)  # path -> summary
     failed: dict[str, str] = field(default_factory=dict)  # path -> error
+    damage: dict[str, DamageReading] = field(default_factory=dict)  # path -> what was found
 
     @property
     def summary(self) -> RoutingSummary | None:
@@ -37,8 +39,43 @@ class GroupRouting:
             "images": len(self.images),
             "routing": summary.to_dict() if summary else None,
             "per_image": {path: s.to_dict() for path, s in self.images.items()},
+            "damage": {path: d.to_dict() for path, d in self.damage.items()},
             "failed": self.failed,
         }
+
+    def detected(self) -> dict[str, int]:
+        """How many of the group's images the prompt read as each kind of damage."""
+        counts: dict[str, int] = {}
+        for reading in self.damage.values():
+            counts[detected_group(reading)] = counts.get(detected_group(reading), 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+UNSURE = "unsure"
+
+
+def detected_group(reading: DamageReading) -> str:
+    """The group an image joins when grouped by detected damage: its most probable kind, or
+    'unsure' when the prompt is not confident."""
+    return reading.most_likely if reading.confident else UNSURE
+
+
+def regroup_by_damage(report: dict[str, GroupRouting]) -> dict[str, GroupRouting]:
+    """The same images grouped by the damage the prompt detected instead of by folder (images
+    of weights whose prompt names no kinds stay in their folder's group)."""
+    regrouped: dict[str, GroupRouting] = {}
+    for group, routing in report.items():
+        for path, summary in routing.images.items():
+            reading = routing.damage.get(path)
+            target = regrouped.setdefault(
+                detected_group(reading) if reading else group, GroupRouting()
+            )
+            target.images[path] = summary
+            if reading is not None:
+                target.damage[path] = reading
+        if routing.failed:
+            regrouped.setdefault(group, GroupRouting()).failed.update(routing.failed)
+    return regrouped
 
 
 def group_inputs(paths: Sequence[Path]) -> dict[str, list[Path]]:
@@ -102,4 +139,6 @@ def inspect_experts(
                 continue
             if restoration.routing is not None:
                 routing.images[str(path)] = restoration.routing
+            if restoration.damage is not None:
+                routing.damage[str(path)] = restoration.damage
     return report

@@ -17,12 +17,14 @@ from measr.engine.acceleration import (
     eager_unless,
     worth_compiling,
 )
+from measr.engine.damage import DamageReading
 from measr.engine.device import check_half, resolve_device
 from measr.engine.inference import (
     ProgressCallback,
     balanced_tile,
     capture_global_context,
     plan_tiles,
+    prompt_features,
     run_tiles,
 )
 from measr.engine.memory import MemoryPlan, plan_memory
@@ -48,6 +50,7 @@ class Restoration:
     shared_context: bool  # whether the tiles shared the whole image's global context
     routing: RoutingSummary | None = None
     expert_maps: dict[str, np.ndarray] = field(default_factory=dict)  # level -> (H, W) top-1
+    damage: DamageReading | None = None  # what the task prompt found, when it names kinds
 
 
 class Restorer:
@@ -224,7 +227,11 @@ class Restorer:
         if progress is not None:
             progress(0, len(tiles))
         with torch.inference_mode():
-            shared = self.global_context(image.numpy(), plan.context_side) if sharing else None
+            prompt = prompt_features(self.model, image, self.device, self.dtype)
+            damage = self.damage_of(prompt)
+            shared = prompt if shared_context else None
+            if sharing:
+                shared = self.global_context(image.numpy(), plan.context_side, prompt)
             with eager_unless(compiled):
                 restored = run_tiles(
                     self.model,
@@ -250,7 +257,14 @@ class Restorer:
             shared_context=sharing,
             routing=collector.summary() if collector else None,
             expert_maps=collector.maps if collector else {},
+            damage=damage,
         )
+
+    def damage_of(self, prompt: SharedStats) -> DamageReading | None:
+        """What the prompt reads off pooled features (`prompt_features`); None when these
+        weights' prompt names no kinds of damage."""
+        pooled = prompt[self.model.task_prompt.context_key]
+        return DamageReading.from_prompt(self.model.task_prompt.read(pooled))
 
     def tiles_for(
         self, height: int, width: int, tile: int | None, overlap: int
@@ -265,7 +279,9 @@ class Restorer:
             tile = balanced_tile(self.model, height, width, plan.tile, overlap)
         return plan, plan_tiles(self.model, height, width, tile, overlap)
 
-    def global_context(self, pixels: np.ndarray, max_side: int) -> SharedStats:
+    def global_context(
+        self, pixels: np.ndarray, max_side: int, prompt: SharedStats | None = None
+    ) -> SharedStats:
         """The whole image's global statistics, for its tiles to share, computed eagerly: the
         context image has a new size for every photo, and compiling its pass would cost minutes
         per photo (measured: timed runs on one 1024 px image recompiled every graph, 350 s a
@@ -278,6 +294,7 @@ class Restorer:
                 self.device,
                 self.dtype,
                 self.acceleration.memory_format,
+                prompt,
             )
 
 

@@ -29,6 +29,12 @@ class ModelConfig:
     prompt_atoms: int = 32
     prompt_dim: int = 256
     prompt_hidden: int = 64
+    # Kinds of damage the prompt's atoms are divided among and trained to name (measr's
+    # addition, see task_prompt.py); empty: the paper's unsupervised prompt (measr's first
+    # weights were trained so, and load so).
+    degradation_kinds: tuple[str, ...] = ()
+    # How the prompt pools its features over the image: "mean" (the paper) or "mean+std".
+    prompt_pooling: str = "mean"
     # STP-G-MESE: per-pixel top-k of n MLP experts at encoder levels 1..3.
     pixel_experts: int = 6
     pixel_top_k: int = 2
@@ -52,6 +58,10 @@ class ModelConfig:
             raise ValueError("pixel_top_k cannot exceed pixel_experts")
         if self.mee_top_k > len(self.mee_ranks):
             raise ValueError("mee_top_k cannot exceed the number of MEE experts")
+        if self.prompt_pooling not in ("mean", "mean+std"):
+            raise ValueError("prompt_pooling must be 'mean' or 'mean+std'")
+        if len(self.degradation_kinds) > self.prompt_atoms:
+            raise ValueError("degradation_kinds cannot outnumber prompt_atoms")
 
     @property
     def mee_experts(self) -> int:
@@ -99,14 +109,24 @@ class ModelConfig:
         return out
 
 
+# The kinds of damage new networks learn to name; "clean" is the absence of damage.
+DEGRADATION_KINDS = ("clean", "noise", "rain", "haze", "blur", "lowlight")
+
 CONFIGS: dict[str, ModelConfig] = {
-    "full": ModelConfig(name="full", notes="the paper's configuration (about 31.7 M parameters)"),
+    "full": ModelConfig(
+        name="full",
+        degradation_kinds=DEGRADATION_KINDS,
+        prompt_pooling="mean+std",
+        notes="the paper's configuration (about 31.7 M parameters)",
+    ),
     "small": ModelConfig(
         name="small",
         dim=24,
         encoder_blocks=(2, 3, 4, 6),
         decoder_blocks=(4, 3, 2),
         refinement_blocks=1,
+        degradation_kinds=DEGRADATION_KINDS,
+        prompt_pooling="mean+std",
         notes="CPU configuration: about a sixth of full's FLOPs at 256x256",
     ),
     "tiny": ModelConfig(
@@ -120,6 +140,8 @@ CONFIGS: dict[str, ModelConfig] = {
         prompt_dim=32,
         prompt_hidden=16,
         cross_attention_heads=2,
+        degradation_kinds=DEGRADATION_KINDS,
+        prompt_pooling="mean+std",
         notes="for tests only",
     ),
 }

@@ -17,7 +17,7 @@ from measr.model.context import ForwardContext
 from measr.model.fd_mee import FDMEE, MixtureOfLowRankExperts
 from measr.model.freq_cross_attention import FrequencyCrossAttention
 from measr.model.stp_g_mese import STPGMESE
-from measr.model.task_prompt import TaskPrompt
+from measr.model.task_prompt import PromptReading, TaskPrompt
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,12 @@ class InputRequirements:
 
 @dataclass
 class ModelOutput:
-    """The restored image (B, C, H, W) and, in training, the STP-G-MESE balance loss."""
+    """The restored image (B, C, H, W), what the task prompt read off each input, and, in
+    training, the STP-G-MESE balance loss."""
 
     image: Tensor
     balance_loss: Tensor
+    prompt: PromptReading
 
 
 class MEASNet(nn.Module):
@@ -53,7 +55,14 @@ class MEASNet(nn.Module):
         widths = (d, 2 * d, 4 * d, 8 * d)
         self.requirements = InputRequirements(c.in_channels, c.size_multiple, c.min_size)
 
-        self.task_prompt = TaskPrompt(c.in_channels, c.prompt_atoms, c.prompt_dim, c.prompt_hidden)
+        self.task_prompt = TaskPrompt(
+            c.in_channels,
+            c.prompt_atoms,
+            c.prompt_dim,
+            c.prompt_hidden,
+            c.degradation_kinds,
+            c.prompt_pooling,
+        )
         self.patch_embed = nn.Conv2d(c.in_channels, d, 3, padding=1, bias=c.bias)
 
         def stage(count: int, width: int, heads: int) -> TransformerStage:
@@ -155,9 +164,9 @@ class MEASNet(nn.Module):
 
     def forward(self, image: Tensor, ctx: ForwardContext | None = None) -> ModelOutput:
         self.check_input(image)
-        prompt, atom_weights = self.task_prompt(image, ctx)
+        prompt, reading = self.task_prompt(image, ctx)
         if ctx is not None and ctx.record_routing:
-            ctx.routing.prompt_weights = atom_weights.detach()
+            ctx.routing.prompt_weights = reading.atom_weights.detach()
 
         # Fix: the public code computes the level-2 and level-3 STP-G-MESE outputs and then feeds
         # the un-routed input to the encoder, so only level 1 was routed. Here every level is.
@@ -180,4 +189,4 @@ class MEASNet(nn.Module):
         x = self.decoder1(self.decoder1_experts(x, ctx), ctx)
         x = self.refinement(x, ctx)
         restored = self.output(x) + image
-        return ModelOutput(restored, loss1 + loss2 + loss3)
+        return ModelOutput(restored, loss1 + loss2 + loss3, reading)

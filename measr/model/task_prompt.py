@@ -1,7 +1,24 @@
 """Task prompt (MEASNet Sec. III-B): a 'what degradation is this' vector learned from the
-degraded image itself, with no user hint."""
+degraded image itself, with no user hint.
+
+measr departs from the paper here, on purpose: learned only through the restoration loss, the
+prompt of measr's first weights collapsed (its softmax over atoms uniform on every input), so the
+routers that read it learned nothing from it. With `kinds` configured, the atoms are divided
+among kinds of damage (atom a belongs to kind a mod K) and the probability of a kind is the
+total weight of its atoms: training supervises that with each synthetic sample's known damage,
+and a linear head on the same pooled features estimates the Gaussian noise level. Inference
+stays blind: the image is all the prompt sees.
+
+The paper pools the conv features by their mean over the image. A mean of local (9 px)
+features cannot tell a low-contrast photo (haze) from one whose edges are soft (blur), nor
+a texture that is everywhere (rain streaks) from one that varies with the content: with
+`pooling="mean+std"` the features' standard deviation over the image joins their mean. Both
+are sums over cells, so they still accumulate exactly over strips of a large photo.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -9,13 +26,70 @@ from torch import Tensor, nn
 
 from measr.model.context import ForwardContext, global_stat
 
+# The conv net reads non-overlapping cells of this many pixels a side (two 3x3 convolutions of
+# stride 3, then 1x1 convolutions), so the mean of its features over an image is a mean over
+# cells, and can be accumulated over strips of the image whose heights are multiples of it.
+PROMPT_CELL = 9
+# The noise-level head predicts sigma / NOISE_SCALE (sigma on the 0-255 scale).
+NOISE_SCALE = 50.0
+FEATURES = 32
+
+
+POOLINGS = ("mean", "mean+std")
+
+
+@dataclass
+class FeatureMoments:
+    """Sums over cells of the prompt's conv features (B, 32) and of their squares, and the
+    number of cells; moments of strips of an image add up to the image's."""
+
+    total: Tensor
+    squares: Tensor
+    cells: int
+
+    def __add__(self, other: FeatureMoments) -> FeatureMoments:
+        return FeatureMoments(
+            self.total + other.total, self.squares + other.squares, self.cells + other.cells
+        )
+
+
+@dataclass
+class PromptReading:
+    """What the prompt read off each image of a batch."""
+
+    atom_weights: Tensor  # (B, atoms): the softmax over the dictionary's atoms
+    kind_log_probabilities: Tensor | None  # (B, kinds), when the prompt names kinds of damage
+    noise_sigma: Tensor | None  # (B,): estimated Gaussian noise sigma, 0-255 scale
+    kinds: tuple[str, ...] = ()  # the names of the kinds, in the order of their probabilities
+
+    @property
+    def kind_probabilities(self) -> Tensor | None:
+        """(B, kinds) probabilities of each kind of damage, or None."""
+        logp = self.kind_log_probabilities
+        return None if logp is None else logp.exp()
+
 
 class TaskPrompt(nn.Module):
     """Conv net -> global average pool -> logits over a learned dictionary of atoms -> softmax ->
-    weighted sum of atoms -> GELU. One prompt per image; the atom weights are inspectable."""
+    weighted sum of atoms -> GELU. One prompt per image; the atom weights are inspectable, and,
+    with `kinds`, they name the damage (see the module's docstring)."""
 
-    def __init__(self, in_channels: int, atoms: int, prompt_dim: int, hidden: int) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        atoms: int,
+        prompt_dim: int,
+        hidden: int,
+        kinds: tuple[str, ...] = (),
+        pooling: str = "mean",
+    ) -> None:
         super().__init__()
+        if kinds and len(kinds) > atoms:
+            raise ValueError(f"{len(kinds)} kinds of damage need at least as many atoms")
+        if pooling not in POOLINGS:
+            raise ValueError(f"prompt pooling must be one of {POOLINGS}, not '{pooling}'")
+        self.pooling = pooling
+        pooled = FEATURES * (2 if pooling == "mean+std" else 1)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, hidden, 3, stride=3),
             nn.LeakyReLU(0.1),
@@ -25,25 +99,61 @@ class TaskPrompt(nn.Module):
             nn.LeakyReLU(0.1),
             nn.Conv2d(hidden, hidden, 1),
             nn.LeakyReLU(0.1),
-            nn.Conv2d(hidden, 32, 1),
+            nn.Conv2d(hidden, FEATURES, 1),
         )
-        self.to_logits = nn.Linear(32, atoms)
+        self.to_logits = nn.Linear(pooled, atoms)
         self.dictionary = nn.Parameter(torch.randn(atoms, prompt_dim))
+        self.kinds = kinds
+        self.noise_level = nn.Linear(pooled, 1) if "noise" in kinds else None
+        # (kinds, atoms): 0 where the atom belongs to the kind, -inf elsewhere.
+        membership = torch.full((len(kinds), atoms), float("-inf"))
+        for atom in range(atoms if kinds else 0):
+            membership[atom % len(kinds), atom] = 0.0
+        self.register_buffer("kind_mask", membership, persistent=False)
         self.context_key = ""
 
-    def pooled_features(self, image: Tensor) -> Tensor:
-        """Mean of the conv features over the image, (B, 32). The conv net is local (stride 9
-        overall), so this mean can also be accumulated over tiles aligned to 9 pixels."""
-        return self.features(image).mean(dim=(2, 3))
-
-    def atom_weights(self, pooled: Tensor) -> Tensor:
-        """Softmax over the dictionary's atoms, (B, atoms)."""
-        return torch.softmax(self.to_logits(pooled), dim=-1)
-
-    def forward(self, image: Tensor, ctx: ForwardContext | None = None) -> tuple[Tensor, Tensor]:
-        """The prompt (B, prompt_dim) and the atom weights (B, atoms) of each image."""
-        batch = image.shape[0]
-        weights = global_stat(
-            ctx, self.context_key, batch, lambda: self.atom_weights(self.pooled_features(image))
+    def feature_moments(self, image: Tensor) -> FeatureMoments:
+        """Sums of the conv features and of their squares over the image's cells."""
+        features = self.features(image).float()
+        return FeatureMoments(
+            features.sum(dim=(2, 3)),
+            features.square().sum(dim=(2, 3)),
+            features.shape[2] * features.shape[3],
         )
-        return F.gelu(weights @ self.dictionary), weights
+
+    def pool(self, moments: FeatureMoments) -> Tensor:
+        """The pooled features (B, 32), or (B, 64) with their standard deviation."""
+        mean = moments.total / moments.cells
+        if self.pooling == "mean":
+            return mean
+        variance = (moments.squares / moments.cells - mean.square()).clamp_min(0)
+        return torch.cat([mean, (variance + 1e-8).sqrt()], dim=1)
+
+    def pooled_features(self, image: Tensor) -> Tensor:
+        """The image's pooled features. The conv net is local (cells of PROMPT_CELL pixels), so
+        they can also be accumulated over strips of the image (`feature_moments`, `pool`)."""
+        return self.pool(self.feature_moments(image)).to(image.dtype)
+
+    def read(self, pooled: Tensor) -> PromptReading:
+        """The atom weights, kind probabilities and noise level of pooled features (B, 32)."""
+        logits = self.to_logits(pooled).float()
+        kind_logp = None
+        if self.kinds:
+            grouped = torch.logsumexp(logits[:, None, :] + self.kind_mask, dim=-1)
+            kind_logp = grouped - torch.logsumexp(logits, dim=-1, keepdim=True)
+        sigma = None
+        if self.noise_level is not None:
+            sigma = self.noise_level(pooled).float()[:, 0] * NOISE_SCALE
+        return PromptReading(torch.softmax(logits, dim=-1), kind_logp, sigma, self.kinds)
+
+    def forward(
+        self, image: Tensor, ctx: ForwardContext | None = None
+    ) -> tuple[Tensor, PromptReading]:
+        """The prompt (B, prompt_dim) and what it read off each image. In a shared context the
+        pooled features are the global statistic: the whole image's, accumulated at full
+        resolution, so every tile's prompt is the whole photo's."""
+        batch = image.shape[0]
+        pooled = global_stat(ctx, self.context_key, batch, lambda: self.pooled_features(image))
+        reading = self.read(pooled)
+        weights = reading.atom_weights.to(self.dictionary.dtype)
+        return F.gelu(weights @ self.dictionary), reading

@@ -60,12 +60,13 @@ def score(
 
 @dataclass(frozen=True)
 class Scoring:
-    """Which validation set export scores the weights on."""
+    """Which validation set export scores the weights on: by default every photo (the ship
+    rule is decided on all of them, not on the few a run validates on as it trains)."""
 
     tasks: str
     val_root: Path | None
     crop: int = 192
-    per_task: int = 4
+    per_task: int = 0
 
 
 def publish(
@@ -160,7 +161,7 @@ def export_run(
     config = TrainConfig.load(run_dir)
     model, state = ema_model(run_dir)
     root = val_root or (Path(config.val) if config.val else None)
-    scoring = Scoring(config.tasks, root, config.val_crop, config.val_per_task)
+    scoring = Scoring(config.tasks, root, config.val_crop)
     provenance = run_provenance(config, state)
     return publish(model, name, out_dir, provenance, scoring,
                    half=half, default=default, manifest=manifest)  # fmt: skip

@@ -25,6 +25,7 @@ from measr.errors import MeasrError
 from measr.model import MEASNet, build_model, get_config
 from measr.training.checkpoint import load_checkpoint, save_checkpoint
 from measr.training.data import SampleIndices, TrainingSamples
+from measr.training.prompt import PromptTargets, label_kind, prompt_parameters, supervised_prompt
 from measr.training.schedule import warmup_cosine
 from measr.training.validation import ValidationItem, default_validation_set, evaluate
 from measr.weights import load_model
@@ -66,6 +67,13 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     init: str | None = None  # start from these weights (safetensors) instead of random
+    # Weight of the prompt's supervision (cross-entropy of the kind of damage + noise level);
+    # 0 leaves the prompt to the restoration loss alone, as the paper does.
+    prompt_weight: float = 0.0
+    # Train only the task prompt on that supervision (no restoration pass: fast).
+    prompt_only: bool = False
+    # Learning rate of the prompt net and the routers' prompt inputs, as a multiple of lr.
+    prompt_lr_scale: float = 1.0
     # Stop after this many minutes of this invocation (0: no limit). The learning-rate schedule
     # then follows whichever of steps and time is further along, so a timed run still anneals.
     time_budget_minutes: float = 0.0
@@ -108,6 +116,11 @@ class TrainConfig:
             )
         if not self.data and not self.paired:
             raise MeasrError("no training data", "pass --data FOLDER (clean photos)")
+        if self.prompt_only and self.prompt_weight <= 0:
+            raise MeasrError("--prompt-only needs --prompt-weight above 0")
+        for name in ("steps", "batch"):
+            if getattr(self, name) < 1:
+                raise MeasrError(f"--{name} must be at least 1, not {getattr(self, name)}")
 
 
 @dataclass
@@ -122,6 +135,8 @@ class StepRecord:
     patches_per_s: float
     elapsed_s: float
     validation: dict[str, tuple[float, float]] | None = None
+    prompt: float | None = None  # the prompt's supervision loss, when trained
+    prompt_accuracy: float | None = None  # kinds named right on the validation set
 
     def to_json(self) -> str:
         record = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -195,8 +210,12 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model.set_activation_checkpointing(config.activation_checkpointing)
         self.ema = AveragedModel(self.model, avg_fn=ema_average(config.ema_decay), use_buffers=True)
+        self.targets: PromptTargets | None = None
+        if config.prompt_weight > 0:
+            tasks = list(mix_weights(config.tasks))
+            self.targets = PromptTargets.for_tasks(tasks, self.model.config.degradation_kinds)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            self._parameter_groups(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.step, self.wall_seconds, self.cpu_seconds = 0, 0.0, 0.0
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -224,8 +243,33 @@ class Trainer:
                 raise MeasrError(
                     f"--init weights are for '{model.config.name}', not '{self.config.config}'"
                 )
-            return model
-        return build_model(self.config.config)
+        else:
+            model = build_model(self.config.config)
+        if self.config.prompt_weight > 0 and not model.config.degradation_kinds:
+            model = supervised_prompt(model, self._anchor_images())
+        return model
+
+    def _anchor_images(self, count: int = 32) -> Tensor:
+        """The run's first samples (degraded), to re-anchor the routers of upgraded weights."""
+        c = self.config
+        paired = {task: Path(root) for task, root in (p.split("=", 1) for p in c.paired)}
+        samples = TrainingSamples([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired)
+        return torch.stack([samples[i][0] for i in range(count)])
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """One group of parameters, or two when the prompt's learn at their own rate (the
+        `lr_scale` of a group multiplies the schedule's rate)."""
+        prompt = {id(p) for p in prompt_parameters(self.model)}
+        if self.config.prompt_only:
+            return [{"params": [p for p in self.model.parameters() if id(p) in prompt]}]
+        if self.config.prompt_lr_scale == 1.0:
+            return [{"params": list(self.model.parameters())}]
+        rest = [p for p in self.model.parameters() if id(p) not in prompt]
+        prompt_group = [p for p in self.model.parameters() if id(p) in prompt]
+        return [
+            {"params": rest, "lr_scale": 1.0},
+            {"params": prompt_group, "lr_scale": self.config.prompt_lr_scale},
+        ]
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -300,9 +344,10 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, tuple[float, float]]:
-        """PSNR/SSIM per task of the EMA weights on the fixed validation set."""
+        """PSNR/SSIM per task of the EMA weights on the fixed validation set (none when only
+        the prompt trains: the restoration does not change)."""
         items = self.validation_items()
-        if not items:
+        if not items or self.config.prompt_only:
             return {}
         model = self.ema.module
         model.eval()
@@ -312,6 +357,25 @@ class Trainer:
                 return model(x.to(self.device)).image.float()
 
         return evaluate(items, restore)
+
+    @torch.no_grad()
+    def prompt_accuracy(self) -> float | None:
+        """Share of the validation images whose kind of damage the EMA weights' prompt names
+        (None when the prompt names no kinds or there is no validation set)."""
+        items = self.validation_items()
+        model: MEASNet = self.ema.module  # type: ignore[assignment]
+        kinds = model.config.degradation_kinds
+        if not items or not kinds:
+            return None
+        model.eval()
+        right = 0
+        for item in items:
+            x = torch.from_numpy(item.degraded.transpose(2, 0, 1).copy())[None].to(self.device)
+            _, reading = model.task_prompt(x)
+            assert reading.kind_log_probabilities is not None
+            named = kinds[int(reading.kind_log_probabilities.argmax())]
+            right += named == label_kind(item.task)
+        return right / len(items)
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(
@@ -339,36 +403,50 @@ class Trainer:
         total = max(round(self.step / self.progress()), 1) if self.progress() > 0 else c.steps
         return c.lr * warmup_cosine(self.step, total, c.warmup)
 
-    def train_step(self, degraded: Tensor, clean: Tensor) -> tuple[float, float, float]:
-        """One optimiser step; returns (loss, l1, balance)."""
+    def train_step(
+        self, degraded: Tensor, clean: Tensor, task: Tensor
+    ) -> tuple[float, float, float, float]:
+        """One optimiser step; returns (loss, l1, balance, prompt supervision)."""
+        c = self.config
         self.model.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate()
-        memory = torch.channels_last if self.config.channels_last else torch.contiguous_format
+            group["lr"] = self.learning_rate() * group.get("lr_scale", 1.0)
+        memory = torch.channels_last if c.channels_last else torch.contiguous_format
         degraded = degraded.to(self.device, non_blocking=True, memory_format=memory)
         clean = clean.to(self.device, non_blocking=True)
+        zero = degraded.new_zeros(())
         with self._autocast():
-            out = self.forward(degraded)
-        l1 = F.l1_loss(out.image.float(), clean)
-        loss = l1 + self.config.balance_weight * out.balance_loss.float()
+            if c.prompt_only:
+                _, reading = self.model.task_prompt(degraded)
+                l1, balance = zero, zero
+            else:
+                out = self.forward(degraded)
+                reading = out.prompt
+                l1 = F.l1_loss(out.image.float(), clean)
+                balance = out.balance_loss.float()
+        prompt = zero
+        if self.targets is not None:
+            cross_entropy, noise = self.targets.loss(reading, task)
+            prompt = cross_entropy + noise
+        loss = l1 + c.balance_weight * balance + c.prompt_weight * prompt
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.config.clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        if c.clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
         self.optimizer.step()
         self.ema.update_parameters(self.model)
-        return loss.item(), l1.item(), out.balance_loss.item()
+        return loss.item(), l1.item(), balance.item(), prompt.item()
 
     def run(self, progress: Progress | None = None) -> None:
         c = self.config
         last_checkpoint = self._last_log_time = time.monotonic()
         wall_base, cpu_base = self.wall_seconds, self.cpu_seconds
         wall_start, cpu_start = time.monotonic(), time.process_time()
-        window: list[tuple[float, float, float]] = []
-        for degraded, clean, _task in self.batches():
+        window: list[tuple[float, float, float, float]] = []
+        for degraded, clean, task in self.batches():
             if self.finished():
                 break
-            window.append(self.train_step(degraded, clean))
+            window.append(self.train_step(degraded, clean, task))
             self.step += 1
             # Before the log: under a time budget, the step that spends it is the last one,
             # and it must be logged and validated as such.
@@ -388,14 +466,17 @@ class Trainer:
         by_time = time.monotonic() - last >= c.checkpoint_minutes * 60
         return by_steps or by_time or self.finished()
 
-    def _log(self, window: list[tuple[float, float, float]], progress: Progress | None) -> None:
+    def _log(
+        self, window: list[tuple[float, float, float, float]], progress: Progress | None
+    ) -> None:
         c = self.config
         now = time.monotonic()
         throughput = len(window) * c.batch * self.dist.world / max(now - self._last_log_time, 1e-9)
-        validation = None
+        validation, accuracy = None, None
         if c.val and (self.step % c.val_every == 0 or self.finished()):
-            validation = self.validate()
-        loss, l1, balance = (sum(v[i] for v in window) / len(window) for i in range(3))
+            validation = self.validate() or None
+            accuracy = self.prompt_accuracy()
+        loss, l1, balance, prompt = (sum(v[i] for v in window) / len(window) for i in range(4))
         record = StepRecord(
             step=self.step,
             loss=loss,
@@ -405,6 +486,8 @@ class Trainer:
             patches_per_s=round(throughput, 3),
             elapsed_s=round(self.wall_seconds, 1),
             validation=validation,
+            prompt=prompt if self.targets is not None else None,
+            prompt_accuracy=accuracy,
         )
         if self.dist.is_main:
             with open(self.run_dir / METRICS_NAME, "a") as handle:

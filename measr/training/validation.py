@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from measr.degrade import parse_spec, task_spec
+from measr.degrade import mix_weights, parse_spec, task_spec
 from measr.evaluation.metrics import as_rgb, psnr, ssim
 from measr.evaluation.sets import list_items, load_item, paired_set, synthesise, synthetic_set
 from measr.io import read_image
@@ -39,13 +39,19 @@ def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
+def limit_of(per_task: int) -> int | None:
+    """The number of photos `per_task` asks for: None (all of them) for 0."""
+    return per_task or None
+
+
 def synthetic_items(
     folder: Path, tasks: list[str], crop: int, per_task: int, seed: int = VALIDATION_SEED
 ) -> list[ValidationItem]:
-    """Each task's degradation of centre crops of the first `per_task` photos of a clean folder,
-    made exactly as `measr benchmark quality` makes a synthetic set (seeded, stored in 8 bits)."""
+    """Each task's degradation of centre crops of the first `per_task` photos of a clean folder
+    (0: all of them), made exactly as `measr benchmark quality` makes a synthetic set (seeded,
+    stored in 8 bits)."""
     items = []
-    for item in list_items(synthetic_set(folder, "noise"), per_task):
+    for item in list_items(synthetic_set(folder, "noise"), limit_of(per_task)):
         clean = centre_crop(as_rgb(read_image(item.clean).pixels), crop)
         for task in tasks:
             degraded = synthesise(clean, parse_spec(task_spec(task)), seed, item.name)
@@ -54,10 +60,10 @@ def synthetic_items(
 
 
 def paired_items(task: str, folder: Path, crop: int, limit: int) -> list[ValidationItem]:
-    """Centre crops of up to `limit` pairs of a paired folder (`degraded/`, `clean/`)."""
+    """Centre crops of up to `limit` pairs of a paired folder (`degraded/`, `clean/`; 0: all)."""
     pairs = paired_set(folder)
     items = []
-    for item in list_items(pairs, limit):
+    for item in list_items(pairs, limit_of(limit)):
         degraded, clean = load_item(pairs, item, seed=0)
         items.append(
             ValidationItem(task, item.name, centre_crop(degraded, crop), centre_crop(clean, crop))
@@ -69,7 +75,8 @@ def default_validation_set(
     root: Path, tasks: list[str], crop: int = 192, per_task: int = 4
 ) -> list[ValidationItem]:
     """The project's validation set from `root` (../shared/data/val layout): synthetic tasks on
-    Kodak24 and McMaster crops, real blur pairs and real indoor haze pairs where present."""
+    Kodak24 and McMaster crops, real blur pairs and real indoor haze pairs where present;
+    `per_task` photos of each folder (0: every photo, as the ship rule decides)."""
     synthetic = [t for t in tasks if t != "blur"]
     items: list[ValidationItem] = []
     for name in ("kodak24", "mcmaster"):
@@ -84,6 +91,22 @@ def default_validation_set(
                 label = "haze-its" if task == "haze" else task
                 items += paired_items(label, root / folder, crop, per_task)
     return items
+
+
+def prompt_validation_set(root: Path, crop: int = 192, per_task: int = 0) -> list[ValidationItem]:
+    """Images whose damage is known, for `measr benchmark prompt`: every synthetic task of the
+    `six` mix (synthetic blur labelled 'blur-synthetic'; clean photos as 'clean') on the
+    Kodak24 and McMaster crops, then the real blur ('blur') and indoor haze ('haze-its') pairs."""
+    tasks = list(mix_weights("six"))
+    items = default_validation_set(root, tasks, crop, per_task)
+    synthetic_blur = []
+    for name in ("kodak24", "mcmaster"):
+        if (root / name / "clean").is_dir():
+            synthetic_blur += synthetic_items(root / name / "clean", ["blur"], crop, per_task)
+    relabelled = [
+        ValidationItem("blur-synthetic", i.name, i.degraded, i.clean) for i in synthetic_blur
+    ]
+    return items + relabelled
 
 
 Restore = Callable[[torch.Tensor], torch.Tensor]

@@ -1,0 +1,364 @@
+"""Does the task prompt know what damage it sees, and do the routers listen to it?
+
+On labelled images (validation crops whose damage is known) this measures:
+
+* **naming**: how often the prompt's most probable kind of damage is the true one (and, for the
+  noise tasks, whether its noise estimate is nearest the true sigma), with the confusion matrix;
+  for weights whose prompt names no kinds, "not named";
+* a **probe** of what the prompt carries, whatever its head: nearest class centroid of the log
+  atom weights, each image classified by centroids of the other photos;
+* the **atom entropy** per task, against the uniform distribution's log(atoms);
+* the **mutual information** between task and expert choice at each STP-G-MESE level (each pixel's
+  top-k selections) and FD-MEE band (each image's top-k), in bits;
+* whether the routers **use** the prompt: the same images routed with the prompt shuffled across
+  them, the share of pixels whose expert choice stays the same and the change of PSNR.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from measr.degrade import task_kind
+from measr.evaluation.metrics import psnr
+from measr.model import ForwardContext, MEASNet, RoutingRecord
+
+# Labels of validation sets that are not task names.
+LABEL_KINDS = {"haze-its": "haze", "blur-synthetic": "blur"}
+NOISE_TASK_SIGMAS = {"noise15": 15.0, "noise25": 25.0, "noise50": 50.0}
+
+
+def label_kind(label: str) -> str:
+    """The kind of damage of a task or validation label ('noise25' -> 'noise')."""
+    return LABEL_KINDS.get(label) or task_kind(label)
+
+
+class LabelledImage(Protocol):
+    """An image whose damage is known (a `measr.training.validation.ValidationItem`)."""
+
+    @property
+    def task(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def degraded(self) -> np.ndarray: ...
+    @property
+    def clean(self) -> np.ndarray: ...
+
+
+@dataclass
+class ImageReading:
+    """What the network did with one labelled image."""
+
+    task: str
+    name: str
+    atom_weights: np.ndarray  # (atoms,)
+    kind_probabilities: np.ndarray | None  # (kinds,)
+    noise_sigma: float | None
+    pixel_counts: dict[str, np.ndarray]  # level -> selections per expert
+    band_choices: dict[str, np.ndarray]  # band -> (k,) experts chosen
+    psnr: float
+    shuffled_psnr: float
+    same_choice: dict[str, float]  # level -> share of pixels whose top-k set did not change
+
+
+def atom_entropy(weights: np.ndarray) -> float:
+    """Entropy (nats) of a distribution over atoms."""
+    p = weights[weights > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def mutual_information(joint_counts: np.ndarray) -> float:
+    """I(row; column) in bits of a table of co-occurrence counts (rows: tasks)."""
+    total = joint_counts.sum()
+    if total <= 0:
+        return 0.0
+    joint = joint_counts / total
+    rows = joint.sum(axis=1, keepdims=True)
+    cols = joint.sum(axis=0, keepdims=True)
+    nonzero = joint > 0
+    return float((joint[nonzero] * np.log2(joint[nonzero] / (rows @ cols)[nonzero])).sum())
+
+
+def named_task(kind: str, sigma: float | None) -> str:
+    """The task a kind and noise estimate stand for: the noise task of the nearest sigma."""
+    if kind != "noise" or sigma is None:
+        return kind
+    return min(NOISE_TASK_SIGMAS, key=lambda task: abs(NOISE_TASK_SIGMAS[task] - sigma))
+
+
+def true_task(label: str) -> str:
+    """The task name a label is scored against at the task level (kinds, noise by sigma)."""
+    return label if label in NOISE_TASK_SIGMAS else label_kind(label)
+
+
+@torch.no_grad()
+def read_images(
+    model: MEASNet, images: Sequence[LabelledImage], batch: int = 8, seed: int = 0
+) -> list[ImageReading]:
+    """Run every image (all of one size) through the network, once as it is and once with the
+    prompts of the batch shuffled among its images (a fixed derangement)."""
+    model.eval()
+    key = model.task_prompt.context_key
+    generator = torch.Generator().manual_seed(seed)
+    readings = []
+    for start in range(0, len(images), batch):
+        group = list(images[start : start + batch])
+        x = torch.stack([torch.from_numpy(im.degraded.transpose(2, 0, 1).copy()) for im in group])
+        ctx = ForwardContext(record_routing=True, capture_global=True)
+        out = model(x, ctx)
+        pooled = ctx.captured[key]
+        order = derangement(len(group), generator)
+        shuffled_ctx = ForwardContext(record_routing=True, shared={key: pooled[order]})
+        shuffled = model(x, shuffled_ctx)
+        readings += [
+            reading_of(i, im, out, shuffled.image, ctx.routing, shuffled_ctx.routing)
+            for i, im in enumerate(group)
+        ]
+    return readings
+
+
+def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A permutation of range(n) that moves every element (the identity for n = 1)."""
+    if n == 1:
+        return torch.zeros(1, dtype=torch.long)
+    shift = int(torch.randint(1, n, (1,), generator=generator))
+    return (torch.arange(n) + shift) % n
+
+
+def reading_of(
+    i: int,
+    image: LabelledImage,
+    out: Any,
+    shuffled: torch.Tensor,
+    routing: RoutingRecord,
+    shuffled_routing: RoutingRecord,
+) -> ImageReading:
+    prompt = out.prompt
+    kinds = prompt.kind_probabilities
+    sigma = prompt.noise_sigma
+    pixel_counts, same = {}, {}
+    for level, record in routing.pixel.items():
+        experts = record.experts[i].long()  # (k, h, w)
+        counts = torch.bincount(experts.reshape(-1), minlength=model_experts(routing))
+        pixel_counts[level] = counts.numpy().astype(np.float64)
+        other = shuffled_routing.pixel[level].experts[i].long()
+        kept = (experts.sort(0).values == other.sort(0).values).all(0)
+        same[level] = float(kept.float().mean())
+
+    def restored(t: torch.Tensor) -> np.ndarray:
+        return t[i].clamp(0, 1).permute(1, 2, 0).float().numpy()
+
+    return ImageReading(
+        task=image.task,
+        name=image.name,
+        atom_weights=prompt.atom_weights[i].float().numpy(),
+        kind_probabilities=None if kinds is None else kinds[i].float().numpy(),
+        noise_sigma=None if sigma is None else max(float(sigma[i]), 0.0),
+        pixel_counts=pixel_counts,
+        band_choices={b: r.experts[i].numpy() for b, r in routing.image.items()},
+        psnr=psnr(restored(out.image), image.clean),
+        shuffled_psnr=psnr(restored(shuffled), image.clean),
+        same_choice=same,
+    )
+
+
+def model_experts(routing: RoutingRecord) -> int:
+    """Number of pixel experts, read off the routing record (largest index + 1, at least 1)."""
+    return max((int(r.experts.max()) + 1 for r in routing.pixel.values()), default=1)
+
+
+@dataclass
+class PromptReport:
+    """The measurements of the module docstring, per task and overall."""
+
+    weights: str
+    kinds: tuple[str, ...]
+    atoms: int
+    tasks: list[str]
+    count: dict[str, int]
+    kind_accuracy: float | None
+    task_accuracy: float | None
+    accuracy_by_task: dict[str, float]
+    confusion: dict[str, dict[str, int]]  # true label -> named kind -> count
+    probe_accuracy: float
+    entropy_by_task: dict[str, float]
+    uniform_entropy: float
+    mutual_information: dict[str, float]  # level or band -> bits
+    task_entropy_bits: float
+    same_choice_when_shuffled: dict[str, float]
+    psnr_change_when_shuffled: float
+    mean_noise_estimate: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+    def markdown(self) -> str:
+        """The report as Markdown tables."""
+        lines = [f"# Task prompt report: {self.weights}", ""]
+        named = (
+            "not named (the prompt names no kinds)"
+            if self.kind_accuracy is None
+            else (
+                f"{self.kind_accuracy:.1%} (kinds), {self.task_accuracy:.1%} (tasks, noise by "
+                "its estimated sigma)"
+            )
+        )
+        lines += [
+            f"- damage named right: {named}",
+            f"- probe (nearest centroid of log atom weights, other photos): "
+            f"{self.probe_accuracy:.1%}",
+            f"- atom entropy: uniform is {self.uniform_entropy:.3f} nats",
+            f"- routing with the prompt shuffled across images: PSNR change "
+            f"{self.psnr_change_when_shuffled:+.3f} dB; same expert choice: "
+            + ", ".join(f"{k} {v:.1%}" for k, v in self.same_choice_when_shuffled.items()),
+            f"- mutual information task; expert choice (bits, H(task) = "
+            f"{self.task_entropy_bits:.2f}): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in self.mutual_information.items()),
+            "",
+            "| task | n | named right | atom entropy (nats) | noise estimate (sigma) |",
+            "|---|---|---|---|---|",
+        ]
+        for task in self.tasks:
+            right = self.accuracy_by_task.get(task)
+            noise = self.mean_noise_estimate.get(task)
+            lines.append(
+                f"| {task} | {self.count[task]} | "
+                f"{'-' if right is None else f'{right:.1%}'} | "
+                f"{self.entropy_by_task[task]:.3f} | {'-' if noise is None else f'{noise:.1f}'} |"
+            )
+        if self.kinds:
+            lines += ["", "Confusion (rows: true set; columns: the kind named):", ""]
+            lines.append("| set | " + " | ".join(self.kinds) + " |")
+            lines.append("|---" * (len(self.kinds) + 1) + "|")
+            for task in self.tasks:
+                row = self.confusion.get(task, {})
+                lines.append(
+                    f"| {task} | " + " | ".join(str(row.get(k, 0)) for k in self.kinds) + " |"
+                )
+        return "\n".join(lines) + "\n"
+
+
+def probe_accuracy(readings: list[ImageReading]) -> float:
+    """Nearest-centroid classification of the kind from standardised log atom weights; each
+    image against centroids of the images of other photos (no photo is its own reference)."""
+    features = np.log(np.stack([r.atom_weights for r in readings]) + 1e-12)
+    features = (features - features.mean(0)) / (features.std(0) + 1e-12)
+    kinds = np.array([label_kind(r.task) for r in readings])
+    names = np.array([r.name for r in readings])
+    classes = sorted(set(kinds))
+    right = 0
+    for i in range(len(readings)):
+        others = names != names[i]
+        distances = []
+        for kind in classes:
+            members = others & (kinds == kind)
+            if not members.any():
+                distances.append(math.inf)
+                continue
+            distances.append(float(np.linalg.norm(features[i] - features[members].mean(0))))
+        right += classes[int(np.argmin(distances))] == kinds[i]
+    return right / len(readings)
+
+
+def summarise(
+    readings: list[ImageReading],
+    kinds: tuple[str, ...],
+    weights: str,
+    tasks: list[str] | None = None,
+) -> PromptReport:
+    """The report of a list of readings (tasks listed in the order given, else first seen)."""
+    tasks = tasks or list(dict.fromkeys(r.task for r in readings))
+    by_task: dict[str, list[ImageReading]] = {
+        t: [r for r in readings if r.task == t] for t in tasks
+    }
+    kind_right, task_right = [], []
+    confusion: dict[str, dict[str, int]] = {}
+    accuracy_by_task: dict[str, float] = {}
+    for task, group in by_task.items():
+        rights = []
+        for r in group:
+            if r.kind_probabilities is None:
+                continue
+            named = kinds[int(np.argmax(r.kind_probabilities))]
+            confusion.setdefault(task, {}).setdefault(named, 0)
+            confusion[task][named] += 1
+            rights.append(named == label_kind(task))
+            task_right.append(named_task(named, r.noise_sigma) == true_task(task))
+        kind_right += rights
+        if rights:
+            accuracy_by_task[task] = float(np.mean(rights))
+    task_ids = {t: i for i, t in enumerate(tasks)}
+    information = {}
+    for level in readings[0].pixel_counts:
+        joint = np.zeros((len(tasks), len(readings[0].pixel_counts[level])))
+        for r in readings:
+            joint[task_ids[r.task]] += r.pixel_counts[level] / r.pixel_counts[level].sum()
+        information[level] = mutual_information(joint)
+    for band in readings[0].band_choices:
+        experts = 1 + max(int(r.band_choices[band].max()) for r in readings)
+        joint = np.zeros((len(tasks), experts))
+        for r in readings:
+            joint[task_ids[r.task], r.band_choices[band]] += 1
+        information[band] = mutual_information(joint)
+    counts = np.array([len(by_task[t]) for t in tasks], dtype=float)
+    shares = counts / counts.sum()
+    noise = {
+        t: float(np.mean([r.noise_sigma for r in g if r.noise_sigma is not None]))
+        for t, g in by_task.items()
+        if any(r.noise_sigma is not None for r in g)
+    }
+    return PromptReport(
+        weights=weights,
+        kinds=kinds,
+        atoms=len(readings[0].atom_weights),
+        tasks=tasks,
+        count={t: len(g) for t, g in by_task.items()},
+        kind_accuracy=float(np.mean(kind_right)) if kind_right else None,
+        task_accuracy=float(np.mean(task_right)) if task_right else None,
+        accuracy_by_task=accuracy_by_task,
+        confusion=confusion,
+        probe_accuracy=probe_accuracy(readings),
+        entropy_by_task={
+            t: float(np.mean([atom_entropy(r.atom_weights) for r in g])) for t, g in by_task.items()
+        },
+        uniform_entropy=math.log(len(readings[0].atom_weights)),
+        mutual_information=information,
+        task_entropy_bits=float(-(shares * np.log2(shares)).sum()),
+        same_choice_when_shuffled={
+            level: float(np.mean([r.same_choice[level] for r in readings]))
+            for level in readings[0].same_choice
+        },
+        psnr_change_when_shuffled=float(
+            np.mean([r.shuffled_psnr - r.psnr for r in readings if math.isfinite(r.psnr)])
+        ),
+        mean_noise_estimate=noise,
+    )
+
+
+def run_prompt_report(
+    model: MEASNet,
+    images: Sequence[LabelledImage],
+    weights: str,
+    progress: Callable[[int, int], None] | None = None,
+    batch: int = 8,
+) -> PromptReport:
+    """Read every image and summarise (images grouped by size so they batch)."""
+    by_size: dict[tuple[int, ...], list[LabelledImage]] = {}
+    for image in images:
+        by_size.setdefault(image.degraded.shape, []).append(image)
+    readings: list[ImageReading] = []
+    done = 0
+    for group in by_size.values():
+        for start in range(0, len(group), batch):
+            readings += read_images(model, group[start : start + batch], batch)
+            done += len(group[start : start + batch])
+            if progress is not None:
+                progress(done, len(images))
+    tasks = list(dict.fromkeys(image.task for image in images))
+    return summarise(readings, model.config.degradation_kinds, weights, tasks)

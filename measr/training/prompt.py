@@ -1,0 +1,97 @@
+"""Supervising the task prompt: every synthetic sample's damage is known, so the prompt is
+trained to name it (cross-entropy on the kinds its atoms are divided among) and to estimate the
+Gaussian noise level (smooth L1), beside the restoration loss. Inference stays blind.
+
+Weights trained without this (measr's first ones, whose prompt collapsed to a constant) are
+upgraded by `supervised_prompt`: the same network with kinds of damage configured and a fresh
+noise-level head. Their routers learned to read a constant prompt, so their prompt weights
+only carry a bias; the upgrade moves that bias into each level's prompt projection and starts
+the projection's weights at zero. The upgraded network restores exactly as before, and the
+routers then learn what the (now informative) prompt means from the restoration loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from measr.degrade import task_kind, task_noise_sigma
+from measr.evaluation.prompt import label_kind
+from measr.model import MEASNet
+from measr.model.configs import DEGRADATION_KINDS
+from measr.model.stp_g_mese import STPGMESE
+from measr.model.task_prompt import NOISE_SCALE, PromptReading
+
+__all__ = ["PromptTargets", "label_kind", "prompt_parameters", "supervised_prompt"]
+
+
+@dataclass(frozen=True)
+class PromptTargets:
+    """What the prompt should read off a sample of each task of a mix (indexed like the mix)."""
+
+    kinds: Tensor  # (tasks,) index of the task's kind in the model's degradation_kinds
+    sigmas: Tensor  # (tasks,) Gaussian noise sigma, NaN where it is not one known value
+
+    @classmethod
+    def for_tasks(cls, tasks: list[str], kinds: tuple[str, ...]) -> PromptTargets:
+        sigmas = [task_noise_sigma(t) for t in tasks]
+        return cls(
+            torch.tensor([kinds.index(task_kind(t)) for t in tasks]),
+            torch.tensor([float("nan") if s is None else s for s in sigmas]),
+        )
+
+    def loss(self, reading: PromptReading, task: Tensor) -> tuple[Tensor, Tensor]:
+        """(cross-entropy of the kinds, smooth L1 of sigma / NOISE_SCALE) for a batch whose
+        samples came from tasks `task` (B,)."""
+        if reading.kind_log_probabilities is None:
+            raise ValueError("this network's prompt names no kinds of damage")
+        logp = reading.kind_log_probabilities
+        kind = self.kinds.to(logp.device)[task.to(logp.device)]
+        cross_entropy = F.nll_loss(logp, kind)
+        sigma = self.sigmas.to(logp.device)[task.to(logp.device)]
+        known = ~torch.isnan(sigma)
+        if reading.noise_sigma is None or not bool(known.any()):
+            return cross_entropy, logp.new_zeros(())
+        estimate = reading.noise_sigma[known] / NOISE_SCALE
+        return cross_entropy, F.smooth_l1_loss(estimate, sigma[known] / NOISE_SCALE, beta=0.1)
+
+
+def supervised_prompt(model: MEASNet, images: Tensor) -> MEASNet:
+    """The same network with its prompt naming `DEGRADATION_KINDS` and pooling the mean and
+    standard deviation of its features (`model` itself when it already names kinds). The
+    logits start from the old ones (zero weight on the new standard deviations), and each
+    router's prompt projection is re-anchored on the mean prompt of `images` (B, C, H, W), so
+    that the upgraded network restores them exactly as `model` did."""
+    if model.config.degradation_kinds:
+        return model
+    config = dataclasses.replace(
+        model.config, degradation_kinds=DEGRADATION_KINDS, prompt_pooling="mean+std"
+    )
+    upgraded = MEASNet(config).to(next(model.parameters()).device)
+    state = model.state_dict()
+    old_logits = state["task_prompt.to_logits.weight"]
+    widened = torch.zeros_like(upgraded.task_prompt.to_logits.weight)
+    widened[:, : old_logits.shape[1]] = old_logits
+    state["task_prompt.to_logits.weight"] = widened
+    missing, unexpected = upgraded.load_state_dict(state, strict=False)
+    if any(not name.startswith("task_prompt.noise_level.") for name in missing) or unexpected:
+        raise RuntimeError(f"unexpected tensors upgrading the prompt: {missing} {unexpected}")
+    with torch.no_grad():
+        prompt, _ = model.task_prompt(images)
+        mean_prompt = prompt.mean(dim=0)
+        for router in (m for m in upgraded.modules() if isinstance(m, STPGMESE)):
+            anchor = router.prompt_projection(mean_prompt)
+            router.prompt_projection.weight.zero_()
+            router.prompt_projection.bias.copy_(anchor)
+    return upgraded
+
+
+def prompt_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters that read or make the prompt: the prompt net and each router's prompt
+    projection and prompt gate (trained at a higher learning rate when asked)."""
+    keys = ("task_prompt.", "prompt_projection.", "gate.gate_prompt.", "gate.noise_prompt.")
+    return [p for name, p in model.named_parameters() if any(k in name for k in keys)]
