@@ -202,3 +202,37 @@ def test_hidden_files_in_the_training_data_are_left_out(photos: Path, tmp_path: 
     run = Trainer(settings(data, steps=2), tmp_path / "run")
     run.run()
     assert run.step == 2
+
+
+def test_the_ship_rule_wants_the_mean_up_and_no_set_down_by_more_than_0_3_db() -> None:
+    from measr.training.export import ShipDecision
+
+    default = {"noise25": (26.0, 0.7), "rain": (25.0, 0.8), "haze": (18.0, 0.8)}
+
+    def decide(**changes: float) -> ShipDecision:
+        candidate = {t: (p + changes.get(t, 0.0), s) for t, (p, s) in default.items()}
+        candidate["clean"] = (40.0, 0.99)  # only the candidate knows it: not compared
+        return ShipDecision(candidate, default, "old")
+
+    assert decide(noise25=0.5, rain=-0.25).ships
+    assert not decide(noise25=1.5, rain=-0.35).ships  # one set down too far
+    assert not decide(noise25=0.1, rain=-0.2).ships  # mean down
+    assert decide(haze=0.2).sets == ["noise25", "rain", "haze"]
+    assert "worst rain -0.350 dB" in decide(noise25=1.5, rain=-0.35).reason()
+
+
+def test_export_with_ship_compares_against_the_default_and_ships_by_the_rule(
+    photos: Path, val_root: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "weights.txt"
+    run = tmp_path / "run"
+    Trainer(settings(photos, steps=1), run).run()
+    first = export_run(run, "first", tmp_path / "w", half="no", default=True, manifest=manifest)
+    assert first.decision is None
+    again = export_run(
+        run, "again", tmp_path / "w", ship=True, manifest=manifest, val_root=val_root
+    )
+    assert again.decision is not None and again.decision.default_name == "first"
+    assert again.decision.mean_change == pytest.approx(0.0, abs=0.01)  # the same weights
+    default = next(e for e in read_manifest(manifest) if e.is_default).name
+    assert default == ("again" if again.decision.ships else "first")

@@ -148,6 +148,13 @@ def export(
     out_dir: Annotated[Path, typer.Option(help="Where the .safetensors goes.")] = Path("weights"),
     half: Annotated[str, typer.Option(help="auto (fp16 if lossless), yes or no.")] = "auto",
     default: Annotated[bool, typer.Option(help="Make this the default weights.")] = False,
+    ship: Annotated[
+        bool,
+        typer.Option(
+            help="Make this the default if it beats the current default by the ship rule "
+            "(mean PSNR up over the validation sets, none down by more than 0.3 dB; every photo)."
+        ),
+    ] = False,
     val: Annotated[Path | None, typer.Option(help="Validation root (default: the run's).")] = None,
     tasks: Annotated[str, typer.Option(help="Task mix scored for a .safetensors source.")] = "five",
     note: Annotated[
@@ -159,14 +166,24 @@ def export(
         provenance = dict(n.split("=", 1) for n in note or [])
         scoring = Scoring(tasks, val)
         result = export_weights_file(
-            source, name, out_dir, scoring, provenance, half=half, default=default
+            source, name, out_dir, scoring, provenance, half=half, default=default, ship=ship
         )
     else:
-        result = export_run(source, name, out_dir, half=half, default=default, val_root=val)
+        result = export_run(
+            source, name, out_dir, half=half, default=default, ship=ship, val_root=val
+        )
     console = stderr()
     for task, (p, s) in result.scores.items():
         fp16 = f"  fp16 {result.half_scores[task][0]:.3f}" if result.half_scores else ""
         console.print(f"{task:12s} PSNR {p:.3f}  SSIM {s:.4f}{fp16}")
+    if result.decision is not None:
+        decision = result.decision
+        for task in decision.sets:
+            console.print(
+                f"{task:12s} {decision.default[task][0]:.3f} -> {decision.candidate[task][0]:.3f}"
+                f"  ({decision.change(task):+.3f} dB)"
+            )
+        console.print(decision.reason())
     dtype = "float16" if result.half else "float32"
     console.print(f"wrote {result.entry.file} ({dtype}), sha256 {result.entry.sha256[:16]}...")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from measr.degrade import mix_weights
-from measr.manifest import WeightsEntry, sha256_of, upsert_entry
+from measr.manifest import WeightsEntry, find_entry, sha256_of, upsert_entry, verify
 from measr.model import MEASNet, ModelConfig
 from measr.training.checkpoint import load_checkpoint
 from measr.training.trainer import TrainConfig
@@ -18,6 +18,48 @@ from measr.weights import CONFIG_KEY, load_model, read_metadata, save_weights
 
 # fp16 storage is used only when it moves no validation PSNR by this much (dB).
 HALF_TOLERANCE_DB = 0.01
+# The ship rule: new weights replace the default when their mean PSNR over the validation sets
+# both are scored on is higher and no set falls by more than this (dB).
+MAX_SET_DROP_DB = 0.3
+
+
+@dataclass(frozen=True)
+class ShipDecision:
+    """New weights against the default, set by set, on every validation photo."""
+
+    candidate: dict[str, tuple[float, float]]
+    default: dict[str, tuple[float, float]]
+    default_name: str
+
+    @property
+    def sets(self) -> list[str]:
+        """The sets both were scored on (a set only one knows, e.g. clean, is not compared)."""
+        return [t for t in self.candidate if t in self.default]
+
+    def change(self, task: str) -> float:
+        return self.candidate[task][0] - self.default[task][0]
+
+    @property
+    def mean_change(self) -> float:
+        return sum(self.change(t) for t in self.sets) / max(len(self.sets), 1)
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        task = min(self.sets, key=self.change)
+        return task, self.change(task)
+
+    @property
+    def ships(self) -> bool:
+        return bool(self.sets) and self.mean_change > 0 and self.worst[1] >= -MAX_SET_DROP_DB
+
+    def reason(self) -> str:
+        task, drop = self.worst
+        verdict = "ships" if self.ships else "does not ship"
+        return (
+            f"{verdict}: mean {self.mean_change:+.3f} dB over {len(self.sets)} sets against "
+            f"'{self.default_name}', worst {task} {drop:+.3f} dB (rule: mean up, none below "
+            f"-{MAX_SET_DROP_DB} dB)"
+        )
 
 
 @dataclass
@@ -28,6 +70,7 @@ class ExportResult:
     half: bool
     scores: dict[str, tuple[float, float]]
     half_scores: dict[str, tuple[float, float]]
+    decision: ShipDecision | None = None
 
 
 def ema_model(run_dir: Path) -> tuple[MEASNet, dict]:
@@ -54,6 +97,7 @@ def score(
     if val_root is None:
         return {}
     items = default_validation_set(val_root, list(mix_weights(tasks)), crop, per_task)
+    model.eval()
     with torch.no_grad():
         return evaluate(items, lambda x: model(x).image)
 
@@ -69,6 +113,20 @@ class Scoring:
     per_task: int = 0
 
 
+def ship_decision(
+    scores: dict[str, tuple[float, float]], scoring: Scoring, manifest: Path | None = None
+) -> ShipDecision:
+    """`scores` against the current default of weights.txt, scored now on the same photos
+    (the default on its own task mix)."""
+    entry = find_entry(None, manifest)
+    verify(entry)
+    tasks = entry.fields.get("tasks", scoring.tasks)
+    default_scores = score(
+        load_model(entry.file), tasks, scoring.val_root, scoring.crop, scoring.per_task
+    )
+    return ShipDecision(scores, default_scores, entry.name)
+
+
 def publish(
     model: MEASNet,
     name: str,
@@ -78,10 +136,12 @@ def publish(
     *,
     half: str = "auto",
     default: bool = False,
+    ship: bool = False,
     manifest: Path | None = None,
 ) -> ExportResult:
     """Score `model`, store it (fp16 when that moves no validation PSNR by HALF_TOLERANCE_DB),
-    and add it to weights.txt with its provenance and scores."""
+    and add it to weights.txt with its provenance and scores. `default` makes it the default;
+    `ship` does when it beats the current default by the ship rule (`ShipDecision`)."""
     model = model.eval()
     measure = partial(score, tasks=scoring.tasks, val_root=scoring.val_root,
                       crop=scoring.crop, per_task=scoring.per_task)  # fmt: skip
@@ -92,6 +152,8 @@ def publish(
         and all(abs(half_scores[t][0] - scores[t][0]) < HALF_TOLERANCE_DB for t in scores)
     )
     final = half_scores if use_half and half_scores else scores
+    decision = ship_decision(final, scoring, manifest) if ship else None
+    default = default or (decision is not None and decision.ships)
     fields = {
         "config": model.config.name,
         "tasks": scoring.tasks,
@@ -106,7 +168,7 @@ def publish(
     save_weights(model, path, half=use_half, metadata=fields)
     entry = WeightsEntry(name, path, sha256_of(path), fields)
     upsert_entry(entry, manifest)
-    return ExportResult(entry, use_half, scores, half_scores)
+    return ExportResult(entry, use_half, scores, half_scores, decision)
 
 
 def run_provenance(config: TrainConfig, state: dict) -> dict[str, str]:
@@ -154,6 +216,7 @@ def export_run(
     *,
     half: str = "auto",
     default: bool = False,
+    ship: bool = False,
     manifest: Path | None = None,
     val_root: Path | None = None,
 ) -> ExportResult:
@@ -164,7 +227,7 @@ def export_run(
     scoring = Scoring(config.tasks, root, config.val_crop)
     provenance = run_provenance(config, state)
     return publish(model, name, out_dir, provenance, scoring,
-                   half=half, default=default, manifest=manifest)  # fmt: skip
+                   half=half, default=default, ship=ship, manifest=manifest)  # fmt: skip
 
 
 def export_weights_file(
@@ -176,10 +239,11 @@ def export_weights_file(
     *,
     half: str = "auto",
     default: bool = False,
+    ship: bool = False,
     manifest: Path | None = None,
 ) -> ExportResult:
     """List an existing weights file (e.g. trained on a lent GPU) in weights.txt, re-scored here.
     Its own metadata (steps, GPU minutes) is kept in the provenance."""
     metadata = {k: v for k, v in read_metadata(weights).items() if k != CONFIG_KEY}
     return publish(load_model(weights), name, out_dir, {**metadata, **provenance}, scoring,
-                   half=half, default=default, manifest=manifest)  # fmt: skip
+                   half=half, default=default, ship=ship, manifest=manifest)  # fmt: skip
