@@ -76,6 +76,8 @@ def test_results_mirror_the_input_tree_and_are_logged(photos: Path, tmp_path: Pa
     assert {r["path"] for r in records} == {"a.png", "sub/b.jpg", "sub/deeper/c.png"}
     assert all(r["seconds"] > 0 and r["error"] is None for r in records)
     assert set(records[0]["routing"]["pixel_usage"]) == {"encoder1", "encoder2", "encoder3"}
+    damage = records[0]["damage"]
+    assert damage["found"] and sum(damage["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert "done" in result.stdout and "skipped" in result.stdout  # the summary table
 
 

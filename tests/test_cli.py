@@ -76,7 +76,7 @@ def test_restore_keeps_size_depth_channels_and_alpha(
 def test_restore_line_announces_untrained_weights(folder: Path) -> None:
     result = measr("restore", write_picture(folder / "a.png"))
     assert "UNTRAINED" in result.stdout
-    assert "atoms " in result.stdout and "experts L1 " in result.stdout
+    assert "found: " in result.stdout and "experts L1 " in result.stdout
 
 
 def test_trained_weights_are_not_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

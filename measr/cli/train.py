@@ -99,7 +99,9 @@ def train(
     ] = False,
     prompt_lr_scale: Annotated[
         float,
-        typer.Option(help="Learning rate of the prompt and the routers' prompt inputs, x lr."),
+        typer.Option(
+            help="Learning rate of the routers' prompt inputs (projections, gates), x lr."
+        ),
     ] = TrainConfig.prompt_lr_scale,
     minutes: Annotated[
         float | None,

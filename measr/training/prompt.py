@@ -26,7 +26,13 @@ from measr.model.configs import DEGRADATION_KINDS
 from measr.model.stp_g_mese import STPGMESE
 from measr.model.task_prompt import NOISE_SCALE, PromptReading
 
-__all__ = ["PromptTargets", "label_kind", "prompt_parameters", "supervised_prompt"]
+__all__ = [
+    "PromptTargets",
+    "label_kind",
+    "prompt_parameters",
+    "router_prompt_parameters",
+    "supervised_prompt",
+]
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,13 @@ def supervised_prompt(model: MEASNet, images: Tensor) -> MEASNet:
 
 
 def prompt_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters that read or make the prompt: the prompt net and each router's prompt
-    projection and prompt gate (trained at a higher learning rate when asked)."""
-    keys = ("task_prompt.", "prompt_projection.", "gate.gate_prompt.", "gate.noise_prompt.")
+    """The parameters of the prompt net itself (what `--prompt-only` trains)."""
+    return [p for name, p in model.named_parameters() if "task_prompt." in name]
+
+
+def router_prompt_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters through which the routers read the prompt: each STP-G-MESE level's
+    prompt projection and the prompt's share of its gate and gate noise (trained at a higher
+    learning rate when asked: upgraded weights start them at zero)."""
+    keys = ("prompt_projection.", "gate.gate_prompt.", "gate.noise_prompt.")
     return [p for name, p in model.named_parameters() if any(k in name for k in keys)]

@@ -25,7 +25,13 @@ from measr.errors import MeasrError
 from measr.model import MEASNet, build_model, get_config
 from measr.training.checkpoint import load_checkpoint, save_checkpoint
 from measr.training.data import SampleIndices, TrainingSamples
-from measr.training.prompt import PromptTargets, label_kind, prompt_parameters, supervised_prompt
+from measr.training.prompt import (
+    PromptTargets,
+    label_kind,
+    prompt_parameters,
+    router_prompt_parameters,
+    supervised_prompt,
+)
 from measr.training.schedule import warmup_cosine
 from measr.training.validation import ValidationItem, default_validation_set, evaluate
 from measr.weights import load_model
@@ -72,7 +78,8 @@ class TrainConfig:
     prompt_weight: float = 0.0
     # Train only the task prompt on that supervision (no restoration pass: fast).
     prompt_only: bool = False
-    # Learning rate of the prompt net and the routers' prompt inputs, as a multiple of lr.
+    # Learning rate of the routers' prompt inputs (projection, prompt gates), as a multiple of
+    # lr; upgraded weights start them at zero (measr.training.prompt).
     prompt_lr_scale: float = 1.0
     # Stop after this many minutes of this invocation (0: no limit). The learning-rate schedule
     # then follows whichever of steps and time is further along, so a timed run still anneals.
@@ -257,18 +264,18 @@ class Trainer:
         return torch.stack([samples[i][0] for i in range(count)])
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
-        """One group of parameters, or two when the prompt's learn at their own rate (the
-        `lr_scale` of a group multiplies the schedule's rate)."""
-        prompt = {id(p) for p in prompt_parameters(self.model)}
+        """One group of parameters, or two when the routers' prompt inputs learn at their own
+        rate (the `lr_scale` of a group multiplies the schedule's rate)."""
         if self.config.prompt_only:
-            return [{"params": [p for p in self.model.parameters() if id(p) in prompt]}]
+            return [{"params": prompt_parameters(self.model)}]
         if self.config.prompt_lr_scale == 1.0:
             return [{"params": list(self.model.parameters())}]
-        rest = [p for p in self.model.parameters() if id(p) not in prompt]
-        prompt_group = [p for p in self.model.parameters() if id(p) in prompt]
+        readers = {id(p) for p in router_prompt_parameters(self.model)}
+        rest = [p for p in self.model.parameters() if id(p) not in readers]
+        reading = [p for p in self.model.parameters() if id(p) in readers]
         return [
             {"params": rest, "lr_scale": 1.0},
-            {"params": prompt_group, "lr_scale": self.config.prompt_lr_scale},
+            {"params": reading, "lr_scale": self.config.prompt_lr_scale},
         ]
 
     # -- state ---------------------------------------------------------------------------------
