@@ -6,7 +6,7 @@ it. The bounded version of this check runs in every test run (hypothesis, in
 tests/test_io_hostile.py); this harness is for longer searches:
 
     pip install -e '.[fuzz]'
-    mkdir -p fuzz/corpus && cp SMALL_IMAGES fuzz/corpus/   # seeds: any small image files
+    python fuzz/seeds.py fuzz/corpus   # small images, and the hostile cases found so far
     python fuzz/fuzz_read_image.py -max_total_time=300 -rss_limit_mb=4096 fuzz/corpus
 
 atheris keeps the inputs that reach new code in the corpus folder, and writes an input that

@@ -1,10 +1,30 @@
 """measr: all-in-one photo restoration with MEASNet."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from measr import allocator  # noqa: F401  # first: it sets how torch allocates, before torch does
-from measr.engine import Restorer
 from measr.errors import MeasrError
-from measr.model import build_model
+
+if TYPE_CHECKING:
+    from measr.engine import Restorer
+    from measr.model import build_model
 
 __version__ = "0.1.0"
 
 __all__ = ["MeasrError", "Restorer", "__version__", "build_model"]
+
+
+def __getattr__(name: str) -> Any:
+    """`Restorer` and `build_model`, imported when first used: importing PyTorch takes seconds,
+    and the `measr` command must handle signals before it starts (measr.cli.main)."""
+    if name == "Restorer":
+        from measr.engine import Restorer
+
+        return Restorer
+    if name == "build_model":
+        from measr.model import build_model
+
+        return build_model
+    raise AttributeError(f"module 'measr' has no attribute '{name}'")

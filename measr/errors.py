@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import IntEnum
 
 
@@ -48,3 +49,16 @@ class ImageWriteError(MeasrError):
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message, hint, ExitCode.INPUT)
+
+
+def printable(text: str) -> str:
+    """`text` as it is, or, when it holds a line break or another unprintable character, as
+    Python's escaped repr: names from the file system must not split a one-line message (or
+    forge another line)."""
+    return text if text.isprintable() else repr(text)
+
+
+def quoted(name: object) -> str:
+    """A file name in a one-line message: 'name', or its escaped repr (see `printable`)."""
+    text = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+    return f"'{text}'" if text.isprintable() else repr(text)

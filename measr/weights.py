@@ -19,9 +19,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from measr.errors import WeightsError
+from measr.allocator import available_memory
+from measr.errors import WeightsError, quoted
 from measr.io.oserrors import explain
-from measr.model import MEASNet, ModelConfig
+from measr.model import MEASNet, ModelConfig, parameter_count
 
 CONFIG_KEY = "measr.config"
 # Extensions of PyTorch pickle checkpoints, and how their contents start: a zip archive
@@ -30,6 +31,8 @@ PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl")
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 # Where checkpoints of other projects keep the state dict, when it is not the file itself.
 _STATE_DICT_KEYS = ("state_dict", "model", "params_ema", "params")
+# Loading holds every number twice as float32: the network's, and the file's as read.
+_LOAD_BYTES_PER_NUMBER = 2 * 4
 
 
 def save_weights(
@@ -111,7 +114,53 @@ def read_config(path: str | Path) -> ModelConfig:
             f"weights '{path}' carry no measr configuration",
             "they were not written by measr: use weights exported with `measr export`",
         )
-    return ModelConfig.from_json(metadata[CONFIG_KEY])
+    try:
+        return ModelConfig.from_json(metadata[CONFIG_KEY])
+    except WeightsError as error:
+        message = f"cannot load weights {quoted(path)}: {error.message}"
+        raise WeightsError(message, error.hint) from None
+
+
+def check_fits_in_memory(config: ModelConfig, source: str | Path) -> None:
+    """Refuse a configuration (read from an untrusted file) whose network cannot be built, or
+    would not fit in the memory there is, before anything of its size is allocated."""
+    try:
+        numbers = parameter_count(config)
+    except Exception as error:  # the layers refuse some sizes, each in its own way
+        raise WeightsError(
+            f"cannot load weights {quoted(source)}: invalid model configuration: the network "
+            f"cannot be built ({type(error).__name__}: {error})",
+            "the file is damaged or was not written by measr; use weights exported by measr",
+        ) from None
+    needed, available = numbers * _LOAD_BYTES_PER_NUMBER, available_memory()
+    if needed > available:
+        raise WeightsError(
+            f"cannot load weights {quoted(source)}: their configuration is a network of "
+            f"{numbers / 1e6:,.1f} million parameters, which needs {in_memory_units(needed)} "
+            f"to load, and {in_memory_units(available)} of memory is available",
+            "free memory, or use weights of a smaller configuration, such as `measr models` lists",
+        )
+
+
+def in_memory_units(size: int) -> str:
+    """A byte count as people read memory sizes: '3.2 GiB', '812 MiB'."""
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+
+
+def check_finite_weights(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity: the network would turn every photo black."""
+    broken = [
+        name
+        for name, tensor in state.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if broken:
+        raise WeightsError(
+            f"weights {quoted(source)} hold non-finite values (NaN or infinity) in "
+            f"{len(broken)} of their tensors (e.g. {broken[0]})",
+            "the file is damaged, or was saved from a training run that diverged; "
+            "use other weights",
+        )
 
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -149,6 +198,7 @@ def load_into(
             f"'{target.name}' needs {tuple(model.state_dict()[name].shape)})",
             "use the configuration the weights were trained with",
         )
+    check_finite_weights(state, source)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise WeightsError(
@@ -162,6 +212,7 @@ def load_into(
 def load_model(path: str | Path) -> MEASNet:
     """A network built from the configuration stored in a weights file, with its weights."""
     config = read_config(path)
+    check_fits_in_memory(config, path)
     model = MEASNet(config)
     load_into(model, load_state(path), str(path), config)
     return model

@@ -44,6 +44,26 @@ def png_claiming(width: int, height: int, bit_depth: int = 8, color_type: int = 
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
 
 
+# Chunks whose payload Pillow inflates while parsing a PNG header, and the bytes of that payload
+# before the compressed data (keyword, separators, flags).
+INFLATED_CHUNKS = {b"zTXt": b"Comment\0\0", b"iTXt": b"Comment\0\1\0\0\0", b"iCCP": b"icc\0\0"}
+PILLOW_TEXT_LIMIT = 1 << 20  # PngImagePlugin.MAX_TEXT_CHUNK
+
+
+def with_text_bomb(png: bytes, kind: bytes = b"zTXt") -> bytes:
+    """The PNG with a chunk inserted after IHDR (byte 33) whose payload inflates to twice
+    Pillow's text limit (from 2 KiB): Pillow then refuses the whole header (issue 21)."""
+    inflated = zlib.compress(b"A" * 2 * PILLOW_TEXT_LIMIT, 9)
+    return png[:33] + png_chunk(kind, INFLATED_CHUNKS[kind] + inflated) + png[33:]
+
+
+def oriented_png(samples: np.ndarray, orientation: int) -> bytes:
+    """A PNG of samples as stored, with an eXIf chunk giving the EXIF orientation."""
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    return pil_bytes(PILImage.fromarray(samples), "PNG", exif=exif.tobytes())
+
+
 def permissions_enforced(folder: Path) -> bool:
     """Whether this user is refused a chmod-000 file (root, as in CI, is not)."""
     probe = folder / ".permission-probe"
@@ -105,6 +125,11 @@ def _photo_bytes(pil_format: str, height: int = 48, width: int = 64, seed: int =
     return pil_bytes(PILImage.fromarray(samples), pil_format)
 
 
+def _sideways_photo() -> bytes:
+    """A 4 x 8 photo stored sideways, EXIF orientation 6, behind a text chunk Pillow refuses."""
+    return with_text_bomb(oriented_png(rgb_samples(4, 8, seed=6), 6))
+
+
 def _animation(pil_format: str) -> bytes:
     """Three frames saved as one animated file."""
     frames = [PILImage.fromarray(rgb_samples(8, 8, seed)) for seed in range(3)]
@@ -154,6 +179,15 @@ BAD_FILES: dict[str, tuple[Callable[[], bytes], str]] = {
     "bad/animated.gif": (lambda: _animation("GIF"), "animated GIF (3 frames)"),
     "bad/animated.webp": (lambda: _animation("WEBP"), "animated WebP (3 frames)"),
     "bad/animated.png": (lambda: _animation("PNG"), "animated PNG (3 frames)"),
+    # One metadata chunk that Pillow refuses must not switch the header checks off.
+    "bad/bomb behind text.png": (
+        lambda: with_text_bomb(png_claiming(100_000, 100_000)),
+        "above the limit",
+    ),
+    "bad/animated behind text.png": (
+        lambda: with_text_bomb(_animation("PNG")),
+        "animated PNG (3 frames)",
+    ),
     "bad/float32.tif": (_float_tiff, "32-bit floating-point"),
     "bad/unreadable.png": (lambda: _photo_bytes("PNG"), "permission denied"),
     # Valid, but measr reads GIFs without writing them: a batch needs --ext to restore it.
@@ -177,6 +211,10 @@ ODD_FILES: dict[str, tuple[Callable[[], bytes], tuple[int, int]]] = {
     "фото ünïcödé/照片 1.png": (lambda: _photo_bytes("PNG", 20, 30), (20, 30)),
     "with space/a photo.jpg": (lambda: _photo_bytes("JPEG", 24, 18), (24, 18)),
     "camera/IMG_0001.JPG": (lambda: _photo_bytes("JPEG", 30, 40), (30, 40)),
+    "camera/sideways behind text.png": (_sideways_photo, (8, 4)),  # restored upright
+    # Names near the 255-byte limit: a lock or temporary file named after them must still fit.
+    f"long/{'l' * 246}.png": (lambda: _photo_bytes("PNG", 8, 10), (8, 10)),
+    f"long/{'é' * 122}.png": (lambda: _photo_bytes("PNG", 10, 8), (10, 8)),
 }
 
 

@@ -6,6 +6,7 @@ import builtins
 import errno
 import io
 import os
+import runpy
 import tempfile
 import time
 import tracemalloc
@@ -16,7 +17,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hostile_inputs import permissions_enforced, pil_bytes, png_chunk, png_claiming
+from hostile_inputs import (
+    INFLATED_CHUNKS,
+    oriented_png,
+    permissions_enforced,
+    pil_bytes,
+    png_chunk,
+    png_claiming,
+    with_text_bomb,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
@@ -27,6 +36,7 @@ from measr.errors import ImageReadError, ImageWriteError
 from measr.io import Image, image_from_array, read_image, to_uint, write_image
 
 RNG = np.random.default_rng(7)
+FUZZ_FOLDER = Path(__file__).resolve().parent.parent / "fuzz"
 
 
 def _skip_unless_permissions_enforced(folder: Path) -> None:
@@ -152,6 +162,75 @@ def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
     path.write_bytes(pil_bytes(PILImage.fromarray(_rgb(40, 50)), "PNG"))
     _expect_read_error(path, "2000 pixels", "limit of 1999 pixels", max_pixels=1999)
     assert read_image(path, max_pixels=2000).width == 50
+
+
+# --- a header Pillow refuses (issue 21) -----------------------------------------------------
+# A PNG chunk that inflates past Pillow's text limit makes Pillow refuse the whole header; the
+# checks that rely on the header must still run.
+
+
+@pytest.mark.parametrize("kind", sorted(INFLATED_CHUNKS))
+def test_a_chunk_pillow_refuses_does_not_switch_off_the_pixel_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: bytes
+) -> None:
+    """21000 x 21000 is within OpenCV's own limit: without the header check it would be
+    decoded (gigabytes) before measr refused it."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(with_text_bomb(png_claiming(21_000, 21_000), kind))
+
+    def must_not_decode(*args: object) -> None:
+        raise AssertionError("the pixels of a refused image were decoded")
+
+    monkeypatch.setattr(read_module.cv2, "imdecode", must_not_decode)
+    _expect_read_error(path, "21000 x 21000", "above the limit")
+
+
+def test_an_animated_png_behind_such_a_chunk_is_refused_as_animated(tmp_path: Path) -> None:
+    frames = [PILImage.fromarray(_rgb(8, 8)) for _ in range(3)]
+    animation = pil_bytes(frames[0], "PNG", save_all=True, append_images=frames[1:])
+    path = tmp_path / "clip.png"
+    path.write_bytes(with_text_bomb(animation))
+    _expect_read_error(path, "animated PNG", "3 frames")
+
+
+def test_the_exif_orientation_behind_such_a_chunk_is_applied(tmp_path: Path) -> None:
+    stored = _rgb(4, 8)
+    path = tmp_path / "sideways.png"
+    path.write_bytes(with_text_bomb(oriented_png(stored, 6)))
+    upright = read_image(path)
+    assert upright.source_format == "png"
+    np.testing.assert_array_equal(to_uint(upright.pixels, 8), np.rot90(stored, k=-1))
+
+
+def test_gray_behind_such_a_chunk_stays_gray(tmp_path: Path) -> None:
+    path = tmp_path / "gray_alpha.png"
+    gray_alpha = PILImage.fromarray(_rgb(6, 9)[:, :, :2], "LA")
+    path.write_bytes(with_text_bomb(pil_bytes(gray_alpha, "PNG")))
+    image = read_image(path)
+    assert image.is_gray and image.alpha is not None
+
+
+@settings(max_examples=100, deadline=None)
+@given(exif=st.binary(max_size=64), order=st.sampled_from([b"II*\x00", b"MM\x00*"]))
+def test_damaged_exif_behind_such_a_chunk_never_escapes(exif: bytes, order: bytes) -> None:
+    """measr reads the eXIf chunk itself then: any bytes in it (behind a valid TIFF byte-order
+    mark, so the parser goes past its first check) give an image or a clean refusal."""
+    png = pil_bytes(PILImage.fromarray(_rgb(4, 8)), "PNG")
+    data = with_text_bomb(png[:33] + png_chunk(b"eXIf", order + exif) + png[33:])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "exif.png"
+        path.write_bytes(data)
+        image = read_image(path)
+    assert (image.height, image.width) in ((4, 8), (8, 4))
+
+
+def test_a_line_break_in_a_file_name_stays_escaped_in_the_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes\nforged line.png"
+    path.write_text("not an image")
+    with pytest.raises(ImageReadError) as caught:
+        read_image(path)
+    assert "\n" not in caught.value.one_line()
+    assert "notes\\nforged line.png" in caught.value.message
 
 
 def test_zero_sized_png_header(tmp_path: Path) -> None:
@@ -446,21 +525,10 @@ def test_full_disk_mid_write_injected(tmp_path: Path, monkeypatch: pytest.Monkey
 # --- fuzzing the decode path ------------------------------------------------------------------
 
 
-def _seed_files() -> list[bytes]:
-    """Small valid files in every readable format, the starting points for mutations."""
-    rgb = PILImage.fromarray(_rgb(12, 12))
-    return [
-        pil_bytes(rgb, "PNG"),
-        pil_bytes(rgb, "JPEG", quality=90),
-        pil_bytes(rgb, "JPEG", quality=90, progressive=True),
-        pil_bytes(rgb.convert("RGBA"), "WEBP"),
-        pil_bytes(rgb, "TIFF"),
-        pil_bytes(rgb, "BMP"),
-        pil_bytes(rgb.convert("LA"), "PNG"),
-    ]
-
-
-SEEDS = _seed_files()
+# The starting points for mutations: the seeds of the atheris harness (fuzz/seeds.py), small
+# valid files in every readable format and the hostile PNGs found so far.
+SEED_FILES: dict[str, bytes] = runpy.run_path(str(FUZZ_FOLDER / "seeds.py"))["seed_files"]()
+SEEDS = list(SEED_FILES.values())
 FUZZ_MAX_PIXELS = 1 << 20  # keeps any header a mutation inflates from allocating much
 
 
@@ -510,6 +578,18 @@ def test_fuzz_mutated_images(
         data[position % len(data)] ^= mask
     data = data[: max(0, round(len(data) * keep))] if keep < 1.0 else data
     _read_fuzzed(fuzz_dir, bytes(data))
+
+
+def test_the_fuzz_seeds_keep_the_contract_and_hold_the_text_chunk_case(fuzz_dir: Path) -> None:
+    """Every seed decodes or fails cleanly; the seeds for issue 21 are read through a header
+    Pillow refuses."""
+    for data in SEEDS:
+        _read_fuzzed(fuzz_dir, data)
+    with pytest.raises(ValueError, match="MAX_TEXT_CHUNK"):
+        PILImage.open(io.BytesIO(SEED_FILES["text_bomb.png"]))
+    path = fuzz_dir / "clip.png"
+    path.write_bytes(SEED_FILES["text_bomb_animated.png"])
+    _expect_read_error(path, "animated PNG (3 frames)")
 
 
 def test_image_too_wide_for_the_format(tmp_path: Path) -> None:

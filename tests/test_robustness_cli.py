@@ -9,7 +9,11 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +24,11 @@ from tiny_weights import write_picture, write_weights
 from typer.testing import CliRunner, Result
 
 import measr.io.read as read_module
+from measr import Restorer, build_model
 from measr.cli.app import app
 from measr.engine.batch import LOG_NAME
+from measr.engine.restorer import MAX_THREADS
+from measr.errors import MeasrError
 from measr.io import image_from_array, read_image, write_image
 from measr.manifest import MANIFEST_ENV
 
@@ -49,8 +56,9 @@ def measr(*args: str | Path) -> Result:
 
 
 def deny_reading(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
-    """Opening `path` fails as a chmod-000 file does for a normal user. Root (as in CI) reads
-    such files anyway, so the refusal is injected there instead."""
+    """Opening `path` fails as a chmod-000 file does for a normal user, and os.access (which
+    command-line parsers ask) says so too. Root (as in CI) reads such files anyway, so the
+    refusal is injected there instead."""
     if permissions_enforced(path.parent.parent):
         return
 
@@ -59,7 +67,15 @@ def deny_reading(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(file))
         return builtins.open(file, *args, **kwargs)
 
+    real_access = os.access
+
+    def guarded_access(file: Any, mode: int, *args: Any, **kwargs: Any) -> bool:
+        if os.fspath(file) == os.fspath(path) and mode & (os.R_OK | os.W_OK | os.X_OK):
+            return False
+        return real_access(file, mode, *args, **kwargs)
+
     monkeypatch.setattr(read_module, "open", guarded_open, raising=False)
+    monkeypatch.setattr(os, "access", guarded_access)
 
 
 def deny_creating_in(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
@@ -345,3 +361,115 @@ def test_a_really_full_disk_fails_the_large_output_and_keeps_the_small_ones(
     assert_one_line_per_failure(result, {"b_large.png": "no space left on the disk"})
     assert sorted(p.name for p in small_disk.iterdir()) == ["a.png", "c.png", LOG_NAME]
     assert read_image(small_disk / "c.png").width == 16
+
+
+# --- names, logs, options and signals (issue 21) ---------------------------------------------
+
+
+def test_a_line_break_in_a_file_name_cannot_split_or_forge_error_lines(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "notes\nfailed: forged.png").write_text("not an image")
+    result = measr("batch", source, tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("failed: 'notes\\nfailed: forged.png': "), lines
+    assert "text file" in lines[0]
+    single = measr("restore", source / "notes\nfailed: forged.png")
+    assert single.exit_code == 4, single.output
+    assert len(error_lines(single)) == 1 and "notes\\nfailed: forged.png" in single.stderr
+
+
+def unblock_later(fifo: Path, seconds: float) -> threading.Timer:
+    """Open the pipe for reading after a while: a writer waiting for a reader (the bug) then
+    goes on, so that a regression fails the test instead of hanging it."""
+    readers: list[int] = []
+    timer = threading.Timer(
+        seconds, lambda: readers.append(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+    )
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("where", ["--log", "OUT"])
+def test_a_named_pipe_as_the_batch_log_is_refused_without_blocking(
+    four_photos: Path, tmp_path: Path, where: str
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    fifo = tmp_path / "log.fifo" if where == "--log" else out / LOG_NAME
+    os.mkfifo(fifo)
+    options = ["--log", str(fifo)] if where == "--log" else []
+    timer = unblock_later(fifo, seconds=30)
+    try:
+        result = measr("batch", four_photos, out, *options)
+    finally:
+        timer.cancel()
+    assert result.exit_code == 4, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and "cannot write the batch log" in lines[0], lines
+    assert "not a regular file" in lines[0]
+    assert list(out.rglob("*.png")) == []
+
+
+def test_batch_into_its_own_folder_never_replaces_the_originals_unless_asked(
+    four_photos: Path,
+) -> None:
+    originals = {p: p.read_bytes() for p in four_photos.rglob("*.png")}
+    result = measr("batch", four_photos, four_photos, "--overwrite")
+    assert result.exit_code == 2, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and "would be written over itself" in lines[0], lines
+    assert "--replace-originals" in lines[0]
+    assert {p: p.read_bytes() for p in four_photos.rglob("*.png")} == originals
+    assert not (four_photos / LOG_NAME).exists()
+    asked = measr("batch", four_photos, four_photos, "--overwrite", "--replace-originals")
+    assert asked.exit_code == 0, asked.output
+    done = [r for r in log_records(four_photos / LOG_NAME) if r["status"] == "done"]
+    assert len(done) == len(originals)
+
+
+def test_threads_have_an_upper_bound(tmp_path: Path) -> None:
+    source = write_picture(tmp_path / "a.png", 16, 16)
+    result = runner.invoke(app, ["restore", str(source), "--threads", "100000"])
+    assert result.exit_code == 2, result.output
+    assert "--threads" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "a_restored.png").exists()
+    with pytest.raises(MeasrError, match="--threads must be between 1 and"):
+        Restorer(build_model("tiny"), device="cpu", threads=MAX_THREADS + 1)
+
+
+def test_train_with_zero_steps_is_one_error_line_and_leaves_no_run_folder(tmp_path: Path) -> None:
+    write_picture(tmp_path / "photos" / "a.png", 64, 64)
+    run = tmp_path / "run"
+    options = ["--data", tmp_path / "photos", "--config", "tiny", "--device", "cpu"]
+    result = runner.invoke(app, list(map(str, ["train", "--out", run, "--steps", "0", *options])))
+    assert result.exit_code == 2, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and "--steps must be at least 1, not 0" in lines[0], lines
+    assert "Traceback" not in result.output
+    assert not run.exists()
+
+
+def handles_signal(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for `signum` (its bit in /proc/PID/status SigCgt)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)
+
+
+def test_sigterm_while_measr_starts_up_is_a_clean_interruption(tmp_path: Path) -> None:
+    """The command spends seconds importing PyTorch; SIGTERM then must not kill it silently
+    (exit 143) but stop it as Ctrl-C does."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc to see when the handler is in place")
+    command = [sys.executable, "-m", "measr.cli", "models"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while process.poll() is None and not handles_signal(process.pid, signal.SIGTERM):
+        assert time.monotonic() < deadline, "SIGTERM was never handled"
+        time.sleep(0.002)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr

@@ -4,8 +4,11 @@ file that would run code without running it; corrupt or mismatched files are one
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shlex
+import typing
 from pathlib import Path
 
 import pytest
@@ -14,10 +17,14 @@ from safetensors.torch import save_file
 from tiny_weights import write_picture, write_weights
 from typer.testing import CliRunner, Result
 
-from measr import build_model
+import measr.weights as weights_module
+from measr import Restorer, build_model
 from measr.cli.app import app
+from measr.engine.batch import plan_jobs, run_batch
 from measr.manifest import MANIFEST_ENV
-from measr.weights import load_model, read_metadata
+from measr.model import CONFIGS, ModelConfig
+from measr.model.configs import FIELD_LIMITS
+from measr.weights import CONFIG_KEY, load_model, read_metadata, save_weights
 
 runner = CliRunner()
 
@@ -178,3 +185,121 @@ def test_weights_of_another_configuration_than_listed_are_refused(folder: Path) 
     manifest.write_text(manifest.read_text().replace("config=tiny", "config=small"))
     result = measr("restore", write_picture(folder / "a.png"), "--threads", "1")
     assert_one_error_line(result, 3, "hold configuration 'tiny', but weights.txt says 'small'")
+
+
+# --- weights passed by path, untrusted configurations, non-finite numbers (issue 21) -----------
+
+
+def test_a_listed_weights_file_passed_by_path_is_checked_against_its_checksum(
+    folder: Path,
+) -> None:
+    weights = folder / "tiny-test.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x01")  # one byte changed
+    result = measr("restore", write_picture(folder / "a.png"), "--weights", weights)
+    assert_one_error_line(result, 3, "do not match their checksum in weights.txt")
+    assert not (folder / "a_restored.png").exists()
+
+
+def test_a_weights_file_no_manifest_lists_loads_with_one_warning_line(folder: Path) -> None:
+    unlisted = folder / "elsewhere.safetensors"
+    unlisted.write_bytes((folder / "tiny-test.safetensors").read_bytes())
+    result = measr(
+        "restore", write_picture(folder / "a.png"), "--weights", unlisted, "--threads", "1"
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: "), lines
+    assert "elsewhere.safetensors" in lines[0] and "no checksum verified them" in lines[0]
+    listed = measr("restore", write_picture(folder / "b.png"), "--weights", "tiny-test")
+    assert "warning" not in listed.stderr
+
+
+def forbid_building(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make building a network from a weights file fail the test."""
+
+    def must_not_build(config: ModelConfig) -> None:
+        raise AssertionError(f"a network of {config} was built")
+
+    monkeypatch.setattr(weights_module, "MEASNet", must_not_build)
+
+
+def tiny_config_with(**changes: object) -> str:
+    """The tiny configuration's JSON with some fields replaced."""
+    return json.dumps({**json.loads(build_model("tiny").config.to_json()), **changes})
+
+
+@pytest.mark.parametrize(
+    ("config", "cause"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2, 3]", "JSON list, not an object"),
+        (tiny_config_with(pixel_top_k=9), "pixel_top_k cannot exceed pixel_experts"),
+        (tiny_config_with(dim=480), "dim=480 is outside"),
+        (tiny_config_with(dim="48"), "dim is str, not int"),
+        (tiny_config_with(heads=[3, 1, 2, 2]), "heads[0]=3 does not divide 8"),
+        (tiny_config_with(max_cutoff=float("nan")), "max_cutoff=nan"),
+        (tiny_config_with(mee_ranks=list(range(1, 100))), "mee_ranks has 99 values"),
+    ],
+    ids=["not-json", "list", "top-k", "dim", "type", "heads", "nan", "length"],
+)
+def test_an_untrusted_configuration_is_one_error_line_before_anything_is_built(
+    folder: Path, config: str, cause: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forged = folder / "forged.safetensors"
+    save_file({"weight": torch.zeros(2)}, str(forged), metadata={CONFIG_KEY: config})
+    forbid_building(monkeypatch)
+    result = measr("restore", write_picture(folder / "a.png"), "--weights", forged)
+    assert_one_error_line(result, 3, "forged.safetensors", "invalid model configuration", cause)
+
+
+def test_every_numeric_configuration_field_has_bounds_that_the_named_ones_keep() -> None:
+    for config_field in dataclasses.fields(ModelConfig):
+        kind = typing.get_type_hints(ModelConfig)[config_field.name]
+        element = typing.get_args(kind)[0] if typing.get_origin(kind) is tuple else kind
+        if element in (int, float):
+            assert config_field.name in FIELD_LIMITS, config_field.name
+    for config in CONFIGS.values():
+        assert ModelConfig.from_json(config.to_json()) == config
+
+
+def test_a_configuration_too_large_for_the_memory_is_refused_before_it_is_built(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(weights_module, "available_memory", lambda: 2**20)  # a 1 MiB machine
+    forbid_building(monkeypatch)
+    result = measr("restore", write_picture(folder / "a.png"), "--weights", "tiny-test")
+    assert_one_error_line(result, 3, "0.4 million parameters", "1 MiB of memory is available")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_weights_holding_nan_or_infinity_are_refused(folder: Path, value: float) -> None:
+    model = build_model("tiny")
+    with torch.no_grad():
+        model.output.weight[0, 0, 0, 0] = value
+    broken = folder / "diverged.safetensors"
+    save_weights(model, broken)
+    result = measr("restore", write_picture(folder / "a.png"), "--weights", broken)
+    assert_one_error_line(result, 3, "diverged.safetensors", "non-finite values", "output.weight")
+    assert not (folder / "a_restored.png").exists()
+
+
+def restorer_that_outputs_nan() -> Restorer:
+    """A network that passed the load checks yet computes NaN (as float16 overflow can)."""
+    model = build_model("tiny")
+    with torch.no_grad():
+        model.output.weight.fill_(float("nan"))
+    return Restorer(model, device="cpu", threads=1)
+
+
+def test_a_non_finite_result_is_one_error_line_and_writes_nothing(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Restorer, "from_spec", lambda *args, **kwargs: restorer_that_outputs_nan())
+    result = measr("restore", write_picture(folder / "a.png"))
+    assert_one_error_line(result, 3, "non-finite values (NaN or infinity)")
+    assert not (folder / "a_restored.png").exists()
+    source, out = folder / "in", folder / "out"
+    write_picture(source / "b.png", 16, 16)
+    report = run_batch(restorer_that_outputs_nan(), plan_jobs(source, out), log_path=None)
+    assert report.count("failed") == 1 and "non-finite" in str(report.results[0].error)
+    assert not (out / "b.png").exists()

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import signal
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from measr import __version__
-from measr.cli import INTERRUPTED, batch, import_weights, inspect, models, restore, train
+from measr.cli import (
+    INTERRUPTED,
+    batch,
+    import_weights,
+    inspect,
+    models,
+    restore,
+    stop_on_sigterm,
+    train,
+)
 from measr.cli.benchmark import benchmark_app
 from measr.cli.render import print_error, stderr
 from measr.errors import MeasrError
@@ -64,13 +72,9 @@ app.add_typer(benchmark_app, name="benchmark")
 train.register(app)
 
 
-def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM stops a run the way Ctrl-C does: cleanly, with exit code 130."""
-    raise KeyboardInterrupt
-
-
 def main() -> None:
-    """Console-script entry point."""
+    """Entry point of `python -m measr.cli.app`. The `measr` command starts at
+    `measr.cli.main` instead, which handles SIGTERM before the seconds of imports above."""
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     app()
 

@@ -31,14 +31,23 @@ from measr.engine.batch import (
     FileResult,
     parse_shard,
     plan_jobs,
+    refuse_replacing_originals,
     run_batch,
 )
+from measr.errors import printable
 
 
 def batch(
-    in_dir: Annotated[Path, typer.Argument(metavar="IN_DIR", help="Folder of images (recursive).")],
+    # readable=False: measr explains unreadable folders itself (exit 4), not Typer (exit 2).
+    in_dir: Annotated[
+        Path,
+        typer.Argument(metavar="IN_DIR", readable=False, help="Folder of images (recursive)."),
+    ],
     out_dir: Annotated[
-        Path, typer.Argument(metavar="OUT_DIR", help="Results go here, under the same paths.")
+        Path,
+        typer.Argument(
+            metavar="OUT_DIR", readable=False, help="Results go here, under the same paths."
+        ),
     ],
     include: Annotated[
         list[str] | None,
@@ -55,11 +64,22 @@ def batch(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo outputs that exist.")
     ] = False,
+    replace_originals: Annotated[
+        bool,
+        typer.Option(
+            "--replace-originals",
+            help="With --overwrite and OUT_DIR = IN_DIR: write over the original photos "
+            "(refused otherwise; the originals are lost).",
+        ),
+    ] = False,
     quality: Annotated[
         int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the outputs.")
     ] = 95,
     log: Annotated[
-        Path | None, typer.Option(help=f"JSON-lines log, appended (default: OUT_DIR/{LOG_NAME}).")
+        Path | None,
+        typer.Option(
+            readable=False, help=f"JSON-lines log, appended (default: OUT_DIR/{LOG_NAME})."
+        ),
     ] = None,
     shard: Annotated[
         str, typer.Option(metavar="I/N", help="Take files I, I+N, I+2N... of the sorted list.")
@@ -84,6 +104,8 @@ def batch(
         ext=ext,
         shard=parse_shard(shard),
     )
+    if overwrite and not replace_originals:
+        refuse_replacing_originals(jobs)
     restorer = open_restorer(weights, device, threads, half, compile)
     warn_if_untrained(restorer)
     console = stderr()
@@ -92,8 +114,8 @@ def batch(
 
         def show(result: FileResult) -> None:
             if result.status == "failed":
-                line = Text(f"failed: {result.job.relative}: {result.error}", style="red")
-                progress.console.print(line, soft_wrap=True)
+                what = f"failed: {printable(result.job.relative)}: {result.error}"
+                progress.console.print(Text(what, style="red"), soft_wrap=True)
             progress.advance(task)
 
         # A second line for the tiles of a photo restored in several (hidden otherwise).

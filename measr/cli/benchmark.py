@@ -32,7 +32,7 @@ from measr.evaluation import (
     write_text,
 )
 from measr.evaluation.methods import MEASR
-from measr.evaluation.prompt import run_prompt_report
+from measr.evaluation.prompt import run_prompt_report, whole_photo_naming
 from measr.evaluation.quality import quality_markdown
 from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX
 from measr.evaluation.speed import Mode
@@ -163,6 +163,9 @@ def quality(
         out.print(f"[dim]{note}[/]")
 
 
+WHOLE_PHOTO = 1 << 20  # a crop larger than any photo: the whole photo
+
+
 @benchmark_app.command()
 def prompt(
     val: Annotated[Path, typer.Option(help="Validation root (../shared/data/val layout).")] = Path(
@@ -193,6 +196,10 @@ def prompt(
             restorer.name,
             lambda done, total: progress.update(task, completed=done, total=total),
         )
+        progress.update(task, description="naming whole photos")
+        whole = prompt_validation_set(val, WHOLE_PHOTO, per_task)
+        accuracy, by_task = whole_photo_naming(restorer.model, whole)
+        report.whole_photo_accuracy, report.whole_photo_accuracy_by_task = accuracy, by_task
     if json_path is not None:
         write_json(json_path, report.to_dict())
     if markdown_path is not None:

@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
+from measr.cli.render import warn_if_unverified
 from measr.engine import Restorer
 from measr.engine.batch import RestoreSettings
-from measr.engine.restorer import DEFAULT_TILE_OVERLAP
+from measr.engine.restorer import DEFAULT_TILE_OVERLAP, MAX_THREADS
 from measr.errors import ExitCode, MeasrError
 
 WeightsOption = Annotated[
@@ -29,7 +30,8 @@ DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")
 ]
 ThreadsOption = Annotated[
-    int | None, typer.Option("--threads", min=1, help="CPU threads for PyTorch.")
+    int | None,
+    typer.Option("--threads", min=1, max=MAX_THREADS, help="CPU threads for PyTorch."),
 ]
 HalfOption = Annotated[bool, typer.Option("--half", help="Run in float16 (CUDA only).")]
 CompileOption = Annotated[
@@ -68,12 +70,15 @@ NoSharedContextOption = Annotated[
 def open_restorer(
     weights: str | None, device: str, threads: int | None, half: bool, compile: str = "no"
 ) -> Restorer:
-    """The Restorer the --weights, --device, --threads, --half and --compile options ask for."""
+    """The Restorer the --weights, --device, --threads, --half and --compile options ask for
+    (with a warning on stderr when no checksum verified its weights)."""
     if compile not in COMPILE_CHOICES:
         raise MeasrError(f"--compile must be yes or no, not '{compile}'")
-    return Restorer.from_spec(
+    restorer = Restorer.from_spec(
         weights, device=device, threads=threads, half=half, compile=COMPILE_CHOICES[compile]
     )
+    warn_if_unverified(restorer)
+    return restorer
 
 
 def restore_settings(

@@ -18,7 +18,7 @@ from rich.text import Text
 from measr.engine import Restoration, Restorer, RoutingSummary
 from measr.engine.batch import BatchReport
 from measr.engine.routing import shares
-from measr.errors import MeasrError
+from measr.errors import MeasrError, quoted
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -69,6 +69,17 @@ def warn_if_untrained(restorer: Restorer) -> None:
     warning = untrained_warning(restorer)
     if warning is not None:
         stderr().print(warning, soft_wrap=True)
+
+
+def warn_if_unverified(restorer: Restorer) -> None:
+    """Say on stderr when the weights came from a file no weights.txt lists: nothing checked
+    them against a checksum."""
+    if restorer.unverified_file is not None:
+        notice = (
+            f"warning: weights {quoted(restorer.unverified_file)} are not listed in "
+            "weights.txt, so no checksum verified them"
+        )
+        stderr().print(Text(notice, style="yellow"), soft_wrap=True)
 
 
 def percent(share: float) -> str:

@@ -47,10 +47,20 @@ def refuse_unwritable(target: Path) -> None:
 
 
 def restore(
-    source: Annotated[Path, typer.Argument(metavar="IN", help="The image to restore.")],
+    # readable=False: Typer's own check answers an unreadable file with a usage error (exit
+    # 2); read_image says "permission denied" with exit code 4, as for every bad input.
+    source: Annotated[
+        Path, typer.Argument(metavar="IN", readable=False, help="The image to restore.")
+    ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", metavar="OUT", help="Default: <stem>_restored.<ext>."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="OUT",
+            readable=False,
+            help="Default: <stem>_restored.<ext>.",
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace OUT if it exists.")

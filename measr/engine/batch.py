@@ -9,10 +9,13 @@ vanish with it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import fnmatch
+import hashlib
 import json
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -29,13 +32,17 @@ from measr.engine.damage import DamageReading
 from measr.engine.inference import ProgressCallback
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP, Restoration, Restorer
 from measr.engine.routing import RoutingSummary
-from measr.errors import ExitCode, ImageWriteError, MeasrError
+from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
 from measr.io import Image, is_input_path, is_supported_path, read_image, write_image
 from measr.io.oserrors import explain
 from measr.io.write import leftover_temporaries
 
 LOG_NAME = "measr-batch.jsonl"
 LOCK_SUFFIX = ".measr-lock"
+# A lock is named by a hash of its output's name, so that it fits the file system's 255-byte
+# limit whenever the output does; a short readable prefix says whose lock it is.
+_LOCK_NAME_PREFIX_CHARS = 32
+_LOCK_HASH_HEX_DIGITS = 16
 # Files decoded ahead of the network and results waiting to be encoded: enough to hide the
 # I/O behind the compute, few enough to bound the memory held by decoded images.
 PIPELINE_DEPTH = 2
@@ -164,7 +171,7 @@ def refuse_unlistable(error: OSError) -> None:
     would silently leave its images out."""
     cause, hint = explain(error)
     raise MeasrError(
-        f"cannot list the folder '{error.filename}': {cause}",
+        f"cannot list the folder {quoted(error.filename)}: {cause}",
         f"{hint}, or move it out of the input folder",
         ExitCode.INPUT,
     )
@@ -227,18 +234,37 @@ def check_distinct_targets(jobs: Iterable[BatchJob]) -> None:
     for job in jobs:
         if job.target in seen:
             raise MeasrError(
-                f"'{seen[job.target]}' and '{job.relative}' would both be written to "
-                f"'{job.target}'",
+                f"{quoted(seen[job.target])} and {quoted(job.relative)} would both be written "
+                f"to {quoted(job.target)}",
                 "drop --ext, or exclude one of them",
             )
         seen[job.target] = job.relative
+
+
+def refuse_replacing_originals(jobs: Iterable[BatchJob]) -> None:
+    """Refuse a plan whose outputs are its inputs (OUT_DIR is IN_DIR, same names): with
+    --overwrite, the restored images would silently replace the original photos."""
+    for job in jobs:
+        if same_place(job.source, job.target):
+            raise MeasrError(
+                f"{quoted(job.relative)} would be written over itself: OUT_DIR is IN_DIR, so "
+                "--overwrite would replace the original photos",
+                "choose another OUT_DIR or add --suffix; to replace the originals on purpose, "
+                "add --replace-originals",
+            )
+
+
+def same_place(a: Path, b: Path) -> bool:
+    """Whether two paths name the same entry of the same folder (the folders' links resolved,
+    not the entries': a link to a photo is the place a batch would write)."""
+    return a.name == b.name and a.parent.resolve() == b.parent.resolve()
 
 
 def unwritable_output(target: Path, error: OSError) -> ImageWriteError:
     """The per-file error for an output whose folder refuses the lock file (read-only, full,
     a file where a folder should be)."""
     cause, hint = explain(error)
-    return ImageWriteError(f"cannot write '{target}': {cause}", hint)
+    return ImageWriteError(f"cannot write {quoted(target)}: {cause}", hint)
 
 
 def read_source(job: BatchJob) -> Image:
@@ -247,15 +273,17 @@ def read_source(job: BatchJob) -> Image:
     image = read_image(job.source)
     if not is_supported_path(job.target):
         raise ImageWriteError(
-            f"cannot write '{job.target}': measr does not write {job.target.suffix} files",
+            f"cannot write {quoted(job.target)}: measr does not write {job.target.suffix} files",
             "choose the output format with --ext png (or jpg, tif, webp, bmp)",
         )
     return image
 
 
 def lock_path(target: Path) -> Path:
-    """The hidden lock file that claims `target` while it is being made."""
-    return target.with_name(f".{target.name}{LOCK_SUFFIX}")
+    """The hidden lock file beside `target` that claims it while it is being made: the start
+    of its name and a hash of the whole name, short whatever the output's name is."""
+    digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:_LOCK_HASH_HEX_DIGITS]
+    return target.with_name(f".{target.name[:_LOCK_NAME_PREFIX_CHARS]}.{digest}{LOCK_SUFFIX}")
 
 
 def claim(target: Path) -> int | None:
@@ -321,12 +349,10 @@ class BatchLog:
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self.descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self.descriptor = open_log(path)
             except OSError as error:
                 cause, hint = explain(error)
-                raise MeasrError(
-                    f"cannot write the batch log '{path}': {cause}", hint, ExitCode.INPUT
-                ) from None
+                raise log_error(path, cause, hint) from None
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record."""
@@ -354,6 +380,33 @@ class BatchLog:
         if self.descriptor is not None:
             os.close(self.descriptor)
             self.descriptor = None
+
+
+def log_error(path: Path, cause: str, hint: str) -> MeasrError:
+    """The error that stops a batch whose log cannot be kept."""
+    return MeasrError(f"cannot write the batch log {quoted(path)}: {cause}", hint, ExitCode.INPUT)
+
+
+def open_log(path: Path) -> int:
+    """A descriptor appending to the log file at `path` (created if missing). Only a regular
+    file will do: opening a named pipe for writing blocks until someone reads it, so the open
+    does not wait (O_NONBLOCK), and what it opened is checked."""
+    not_regular = log_error(
+        path,
+        "it is not a regular file (a pipe, device or socket)",
+        "pass --log a regular file, or a path that does not exist yet",
+    )
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
+    except OSError as error:
+        if error.errno == errno.ENXIO:  # a pipe nobody reads, or a socket
+            raise not_regular from None
+        raise
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise not_regular
+    os.set_blocking(descriptor, True)
+    return descriptor
 
 
 def describe_error(error: BaseException) -> str:

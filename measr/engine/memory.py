@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from measr.allocator import KEEPS_FREED_MEMORY, c_library
+from measr.allocator import KEEPS_FREED_MEMORY, available_memory, c_library
 from measr.model import ModelConfig
 
 # Peak activation memory of one inference pass, in bytes per input pixel per channel of the
@@ -56,15 +55,7 @@ def free_memory(device: torch.device) -> int:
     """Bytes currently available on the device (GPU: free device memory; CPU: MemAvailable)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    # Without /proc (macOS, Windows): the physical memory size, a weaker bound.
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return available_memory()
 
 
 def bytes_per_pixel(config: ModelConfig, half: bool = False, striped: bool = False) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from measr.model.context import SharedStats
 from measr.weights import PICKLE_SUFFIXES, load_model, read_metadata
 
 DEFAULT_TILE_OVERLAP = 32
+# More threads than this only slow PyTorch down (and each one costs a stack).
+MAX_THREADS = 4 * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,16 @@ class Restorer:
         half: bool = False,
         trained: bool | None = None,
         compile: bool | None = False,
+        unverified_file: Path | None = None,
     ) -> None:
         self.device = resolve_device(device or "auto")
         if half:
             check_half(self.device, model.requirements)
         if threads is not None:
-            if threads < 1:
-                raise MeasrError(f"--threads must be at least 1, not {threads}")
+            if not 1 <= threads <= MAX_THREADS:
+                raise MeasrError(
+                    f"--threads must be between 1 and {MAX_THREADS} (4 per CPU core), not {threads}"
+                )
             torch.set_num_threads(threads)
         self.half = half
         self.dtype = torch.float16 if half else torch.float32
@@ -86,6 +92,8 @@ class Restorer:
         self.name = name or model.config.name
         # True/False from weights.txt; None for a file the manifest does not list.
         self.is_trained = trained
+        # The weights file when no manifest listed it, so no checksum vouches for it.
+        self.unverified_file = unverified_file
 
     @classmethod
     def from_name(
@@ -131,14 +139,17 @@ class Restorer:
         manifest_path: Path | None = None,
         compile: bool | None = False,
     ) -> Restorer:
-        """Weights from a safetensors file (its configuration is in its metadata); whether they
-        are trained comes from weights.txt when it lists the file, else from the file's metadata
-        (`measr export` writes trained=yes)."""
+        """Weights from a safetensors file (its configuration is in its metadata). A file that
+        weights.txt lists is checked against its sha256 first, and whether it is trained comes
+        from there; any other file loads unverified (`unverified_file`), its training status
+        from its metadata (`measr export` writes trained=yes)."""
         path = Path(path)
         if not path.is_file():
             raise WeightsError(f"weights file '{path}' does not exist", "check the path")
-        model = load_model(path)
         listed = [e for e in manifest.read_manifest(manifest_path) if same_file(e.file, path)]
+        if listed:
+            manifest.verify(listed[0])
+        model = load_model(path)
         if listed:
             trained: bool | None = listed[0].is_trained
         else:
@@ -152,6 +163,7 @@ class Restorer:
             half=half,
             trained=trained,
             compile=compile,
+            unverified_file=None if listed else path,
         )
 
     @classmethod
@@ -245,6 +257,7 @@ class Restorer:
                     layout=self.acceleration.memory_format,
                     progress=progress,
                 ).numpy()
+        check_finite_result(restored, self.half)
         np.clip(restored, 0.0, 1.0, out=restored)
         if image.shape[2] == 1:
             restored = gray_from_rgb(restored)
@@ -314,6 +327,19 @@ def checked_pixels(pixels: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(pixels, dtype=np.float32)
     # torch shares memory with the array and warns about read-only ones (e.g. memory maps).
     return array if array.flags.writeable else array.copy()
+
+
+def check_finite_result(restored: np.ndarray, half: bool) -> None:
+    """Refuse a result holding NaN or infinity (clipping would turn it into black or white
+    pixels that look like a photo), so that nothing is written from it."""
+    if np.isfinite(restored).all():
+        return
+    hint = "run without --half (float16 overflowed)" if half else "the weights may be damaged"
+    raise MeasrError(
+        "the network produced non-finite values (NaN or infinity)",
+        f"{hint}; try other weights",
+        ExitCode.MODEL,
+    )
 
 
 def looks_like_path(spec: str) -> bool:

@@ -194,6 +194,9 @@ class PromptReport:
     same_choice_when_shuffled: dict[str, float]
     psnr_change_when_shuffled: float
     mean_noise_estimate: dict[str, float] = field(default_factory=dict)
+    # Naming on the whole photos (the prompt alone, as `measr restore` reads a photo).
+    whole_photo_accuracy: float | None = None
+    whole_photo_accuracy_by_task: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -209,8 +212,11 @@ class PromptReport:
                 "its estimated sigma)"
             )
         )
+        whole = self.whole_photo_accuracy
         lines += [
             f"- damage named right: {named}",
+            f"- on the whole photos: {'-' if whole is None else f'{whole:.1%}'}"
+            + "".join(f", {t} {a:.0%}" for t, a in self.whole_photo_accuracy_by_task.items()),
             f"- probe (nearest centroid of log atom weights, other photos): "
             f"{self.probe_accuracy:.1%}",
             f"- atom entropy: uniform is {self.uniform_entropy:.3f} nats",
@@ -242,6 +248,27 @@ class PromptReport:
                     f"| {task} | " + " | ".join(str(row.get(k, 0)) for k in self.kinds) + " |"
                 )
         return "\n".join(lines) + "\n"
+
+
+@torch.no_grad()
+def whole_photo_naming(
+    model: MEASNet, images: Sequence[LabelledImage]
+) -> tuple[float | None, dict[str, float]]:
+    """Share of the images (whole photos, any size) whose kind of damage the prompt alone
+    names, overall and per task; (None, {}) when the prompt names no kinds."""
+    kinds = model.config.degradation_kinds
+    if not kinds or not images:
+        return None, {}
+    model.eval()
+    right: dict[str, list[bool]] = {}
+    for image in images:
+        x = torch.from_numpy(image.degraded.transpose(2, 0, 1).copy())[None]
+        _, reading = model.task_prompt(x)
+        assert reading.kind_log_probabilities is not None
+        named = kinds[int(reading.kind_log_probabilities.argmax())]
+        right.setdefault(image.task, []).append(named == label_kind(image.task))
+    overall = [r for rights in right.values() for r in rights]
+    return float(np.mean(overall)), {t: float(np.mean(r)) for t, r in right.items()}
 
 
 def probe_accuracy(readings: list[ImageReading]) -> float:

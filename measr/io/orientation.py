@@ -1,12 +1,19 @@
-"""Applying the EXIF orientation tag (0x0112) to decoded pixels, with numpy only."""
+"""The EXIF orientation tag (0x0112): reading it from raw EXIF bytes, and applying it to decoded
+pixels with numpy only."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 import numpy as np
 
 EXIF_ORIENTATION_TAG = 0x0112
+_EXIF_PREFIX = b"Exif\x00\x00"  # starts JPEG APP1 segments; PNG's eXIf chunk goes without it
+_BYTE_ORDERS = {b"II": "<", b"MM": ">"}  # TIFF's little- and big-endian markers
+_TIFF_MAGIC = 42
+_IFD_ENTRY_BYTES = 12
+_TIFF_SHORT = 3
 
 
 def _transpose(a: np.ndarray) -> np.ndarray:
@@ -33,3 +40,25 @@ def apply_orientation(pixels: np.ndarray, orientation: int | None) -> np.ndarray
     upright = _UPRIGHT.get(orientation or 1, _UPRIGHT[1])
     # OpenCV wants contiguous memory; the flips above are strided views.
     return np.ascontiguousarray(upright(pixels))
+
+
+def orientation_from_exif(exif: bytes) -> int | None:
+    """The orientation tag of raw EXIF data (a TIFF structure), 1..8, or None when the data has
+    none or is damaged. Reads only the first directory, bounds-checked at every step, since the
+    bytes come from an untrusted file."""
+    data = exif.removeprefix(_EXIF_PREFIX)
+    order = _BYTE_ORDERS.get(data[:2])
+    if order is None or len(data) < 8:
+        return None
+    magic, directory = struct.unpack_from(f"{order}HI", data, 2)
+    if magic != _TIFF_MAGIC or directory + 2 > len(data):
+        return None
+    (entries,) = struct.unpack_from(f"{order}H", data, directory)
+    for index in range(entries):
+        start = directory + 2 + index * _IFD_ENTRY_BYTES
+        if start + _IFD_ENTRY_BYTES > len(data):
+            return None
+        tag, kind, count, value = struct.unpack_from(f"{order}HHIH", data, start)
+        if tag == EXIF_ORIENTATION_TAG:
+            return value if kind == _TIFF_SHORT and count == 1 and 1 <= value <= 8 else None
+    return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import threading
 import warnings
 from collections.abc import Iterator
@@ -13,9 +12,11 @@ from typing import BinaryIO
 from PIL import Image as PILImage
 
 from measr.io.orientation import EXIF_ORIENTATION_TAG
+from measr.io.png_chunks import read_ihdr, read_png_facts
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_GRAY_COLOR_TYPES = (0, 4)  # gray, gray + alpha (IHDR colour type)
+# Pillow's mode for each PNG colour type, for headers measr reads itself (16-bit gray: "I;16").
+_PNG_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
 # Animation formats: their extra frames are a sequence, not a variant of the first picture.
 # (Multi-page TIFFs and MPO camera JPEGs, whose extra frames are pages or previews, read their
 # first image instead.)
@@ -62,14 +63,35 @@ def _pillow_size_limit_off() -> Iterator[None]:
 
 
 def read_header(stream: BinaryIO) -> Header | None:
-    """The header of the image in stream, or None when Pillow does not recognise it."""
+    """The header of the image in stream, or None when neither Pillow nor, for a PNG, measr's
+    own chunk reader can make sense of it."""
     try:
         with _pillow_size_limit_off(), PILImage.open(stream) as im:
             return _header_of(im, stream)
     except Exception:
-        # Pillow is only a header probe here: any failure on hostile bytes (and it raises many
-        # kinds) just means "unknown", and OpenCV's decoder gets the final say.
+        # Pillow raises many kinds of errors on hostile bytes, some on files OpenCV decodes (a
+        # PNG text chunk past Pillow's text limit): "unreadable" must not mean "no limits", so
+        # a PNG's own chunks are read instead. Other formats get OpenCV's final say.
+        return _png_header(stream)
+
+
+def _png_header(stream: BinaryIO) -> Header | None:
+    """The Header of a PNG from measr's guarded chunk reader (None when it is not a PNG)."""
+    facts = read_png_facts(stream)
+    if facts is None:
         return None
+    ihdr = facts.ihdr
+    sixteen_bit_gray = ihdr.color_type == 0 and ihdr.bit_depth == 16
+    return Header(
+        format="png",
+        width=ihdr.width,
+        height=ihdr.height,
+        mode="I;16" if sixteen_bit_gray else _PNG_MODES.get(ihdr.color_type, "RGB"),
+        frames=facts.frames,
+        animated=facts.frames > 1,
+        orientation=facts.orientation,
+        gray=ihdr.color_type in _PNG_GRAY_COLOR_TYPES,
+    )
 
 
 def _header_of(im: PILImage.Image, stream: BinaryIO) -> Header:
@@ -103,16 +125,7 @@ def _exif_orientation(im: PILImage.Image) -> int | None:
 def _is_gray(im: PILImage.Image, stream: BinaryIO) -> bool:
     """Whether the file stores gray samples (Pillow widens 16-bit gray+alpha PNGs to RGBA)."""
     if im.format == "PNG":
-        color_type = _png_color_type(stream)
-        if color_type is not None:
-            return color_type in _PNG_GRAY_COLOR_TYPES
+        ihdr = read_ihdr(stream)
+        if ihdr is not None:
+            return ihdr.color_type in _PNG_GRAY_COLOR_TYPES
     return PILImage.getmodebase(im.mode) == "L"
-
-
-def _png_color_type(stream: BinaryIO) -> int | None:
-    """The colour type byte of a PNG's IHDR chunk, which always comes first."""
-    stream.seek(0)
-    head = stream.read(26)
-    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        return None
-    return int(struct.unpack_from(">B", head, 25)[0])

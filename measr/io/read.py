@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image as PILImage
 
-from measr.errors import ImageReadError
+from measr.errors import ImageReadError, quoted
 from measr.io.formats import format_for_path
 from measr.io.image import Image, from_uint
 from measr.io.opencv import quiet_opencv
@@ -79,7 +79,7 @@ def _to_image(
 
 def _read_error(file: Path, cause: str, hint: str) -> ImageReadError:
     """The standard 'cannot read' error naming the file."""
-    return ImageReadError(f"cannot read '{file}': {cause}", hint)
+    return ImageReadError(f"cannot read {quoted(file)}: {cause}", hint)
 
 
 def _os_read_error(file: Path, exc: OSError) -> ImageReadError:
@@ -96,7 +96,7 @@ def _check_is_regular_file(file: Path, max_pixels: int) -> None:
         if file.is_symlink():
             raise _read_error(
                 file,
-                f"it is a broken symbolic link (to '{_link_target(file)}')",
+                f"it is a broken symbolic link (to {quoted(_link_target(file))})",
                 "fix the link or pass the file it should point to",
             ) from exc
         raise _read_error(file, "no such file", "check the path") from exc

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from measr.errors import ImageWriteError
+from measr.errors import ImageWriteError, quoted
 from measr.io.formats import SUPPORTED_EXTENSIONS, OutputFormat, format_for_path
 from measr.io.image import Image, convert_bit_depth, to_uint
 from measr.io.opencv import quiet_opencv
@@ -19,8 +19,8 @@ from measr.io.oserrors import explain
 from measr.io.png import encode_gray_alpha_png
 
 _PNG_COMPRESSION = 6  # zlib's usual trade-off; OpenCV's default (1) makes much larger files
-# The temporary file name adds ~20 characters; keep it under the usual 255-byte name limit.
-_TEMP_NAME_STEM_CHARS = 200
+# The temporary file name adds ~20 bytes; keep it under the usual 255-byte name limit.
+_TEMP_NAME_STEM_BYTES = 200
 _TEMP_TOKEN_BYTES = 6  # the random part of a temporary name, as hex
 
 
@@ -48,7 +48,7 @@ def write_image(
 
 def _write_error(target: Path, cause: str, hint: str) -> ImageWriteError:
     """The standard 'cannot write' error naming the file."""
-    return ImageWriteError(f"cannot write '{target}': {cause}", hint)
+    return ImageWriteError(f"cannot write {quoted(target)}: {cause}", hint)
 
 
 def _os_write_error(target: Path, exc: OSError) -> ImageWriteError:
@@ -158,20 +158,30 @@ def _create_folder(target: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         cause, hint = explain(exc)
-        raise _write_error(target, f"cannot create folder '{folder}': {cause}", hint) from exc
+        raise _write_error(target, f"cannot create folder {quoted(folder)}: {cause}", hint) from exc
 
 
 def _temporary_path(target: Path) -> Path:
     """A hidden, unique name next to the target (same folder, so os.replace is atomic)."""
-    stem = target.name[:_TEMP_NAME_STEM_CHARS]
+    stem = _temporary_stem(target)
     return target.with_name(f".{stem}.{secrets.token_hex(_TEMP_TOKEN_BYTES)}.tmp")
+
+
+def _temporary_stem(target: Path) -> str:
+    """The start of the target's name that begins its temporary files' names: at most
+    _TEMP_NAME_STEM_BYTES bytes once encoded (a non-ASCII character takes up to 4), cut
+    between characters."""
+    stem = target.name[:_TEMP_NAME_STEM_BYTES]
+    while len(os.fsencode(stem)) > _TEMP_NAME_STEM_BYTES:
+        stem = stem[:-1]
+    return stem
 
 
 def leftover_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     """Temporary files of `target` that a killed writer left behind (SIGKILL, power cut): only
     safe to delete when no other process can be writing `target` at the moment."""
     target = Path(target)
-    stem = glob.escape(target.name[:_TEMP_NAME_STEM_CHARS])
+    stem = glob.escape(_temporary_stem(target))
     return list(target.parent.glob(f".{stem}.{'?' * 2 * _TEMP_TOKEN_BYTES}.tmp"))
 
 

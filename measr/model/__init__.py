@@ -1,6 +1,8 @@
 """The MEASNet network: named configurations, the factory, the routing record. Tensors only:
 weights on disk are `measr.weights`."""
 
+import torch
+
 from measr.model.configs import CONFIGS, ModelConfig, get_config
 from measr.model.context import ForwardContext, RoutingRecord
 from measr.model.measnet import InputRequirements, MEASNet, ModelOutput
@@ -10,6 +12,15 @@ def build_model(name_or_config: str | ModelConfig) -> MEASNet:
     """The network for a named configuration ('full', 'small', 'tiny') or an explicit one."""
     config = get_config(name_or_config) if isinstance(name_or_config, str) else name_or_config
     return MEASNet(config)
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """How many numbers (parameters and buffers) the network of `config` holds, counted without
+    allocating them: the network is built on PyTorch's meta device, which records shapes only."""
+    with torch.device("meta"):
+        model = MEASNet(config)
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(tensor.numel() for tensor in tensors)
 
 
 __all__ = [
@@ -22,4 +33,5 @@ __all__ = [
     "RoutingRecord",
     "build_model",
     "get_config",
+    "parameter_count",
 ]

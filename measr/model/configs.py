@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from measr.errors import MeasrError
+from measr.errors import MeasrError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -85,17 +87,43 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
-        """Inverse of `to_json`; tuples are restored from JSON lists."""
-        raw: dict[str, Any] = json.loads(text)
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(raw) - set(known)
+        """Inverse of `to_json`, for text from a file (weights metadata, checkpoints): every
+        field is checked for its type and bounds (FIELD_LIMITS) before anything is built, and
+        anything wrong is a WeightsError saying what."""
+        try:
+            raw = json.loads(text)
+        except (ValueError, RecursionError):
+            raise _invalid("it is not JSON") from None
+        if not isinstance(raw, dict):
+            raise _invalid(f"it is a JSON {type(raw).__name__}, not an object")
+        hints = typing.get_type_hints(cls)
+        unknown = set(raw) - set(hints)
         if unknown:
-            raise MeasrError(
-                f"weights carry unknown configuration fields {sorted(unknown)}",
+            raise WeightsError(
+                f"unknown model configuration fields {sorted(unknown)[:8]}",
                 "they were made by a newer measr: upgrade measr",
             )
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-        return cls(**values)
+        values = {name: _checked_field(name, hints[name], value) for name, value in raw.items()}
+        try:
+            config = cls(**values)
+        except (TypeError, ValueError) as error:  # a missing name, or __post_init__'s checks
+            raise _invalid(str(error)) from None
+        config.check_shapes()
+        return config
+
+    def check_shapes(self) -> None:
+        """Refuse sizes that build a network whose forward pass cannot run: attention heads
+        must divide the channels of their level, frequency groups the decoder's channels, and
+        depthwise kernels must be odd to keep the map's size."""
+        for level, heads in enumerate(self.heads):
+            if (self.dim * 2**level) % heads:
+                raise _invalid(f"heads[{level}]={heads} does not divide {self.dim * 2**level}")
+        for name in ("cross_attention_heads", "fd_groups"):
+            if (2 * self.dim) % getattr(self, name):
+                raise _invalid(f"{name}={getattr(self, name)} does not divide {2 * self.dim}")
+        for name in ("fd_kernel", "mee_striped_kernel"):
+            if getattr(self, name) % 2 == 0:
+                raise _invalid(f"{name}={getattr(self, name)} is even")
 
     def differences(self, other: ModelConfig) -> list[str]:
         """Fields that differ between two configurations, as 'field: a != b'."""
@@ -107,6 +135,93 @@ class ModelConfig:
             if a != b:
                 out.append(f"{f.name}: {a} != {b}")
         return out
+
+
+# Bounds of every numeric field (each element, for tuples) of a configuration read from a file:
+# generous around the named configurations below, tight enough that nothing absurd is built
+# (`measr.weights` then estimates the parameter count against the memory there is).
+FIELD_LIMITS: dict[str, tuple[float, float]] = {
+    "in_channels": (3, 3),  # the engine feeds RGB (gray images are widened)
+    "dim": (4, 256),
+    "encoder_blocks": (1, 32),
+    "decoder_blocks": (1, 32),
+    "refinement_blocks": (0, 32),
+    "heads": (1, 64),
+    "ffn_expansion": (0.25, 8.0),
+    "prompt_atoms": (1, 1024),
+    "prompt_dim": (1, 4096),
+    "prompt_hidden": (1, 4096),
+    "pixel_experts": (1, 64),
+    "pixel_top_k": (1, 64),
+    "pixel_expert_expansion": (0.25, 8.0),
+    "mee_ranks": (1, 256),
+    "mee_top_k": (1, 64),
+    "fd_groups": (1, 64),
+    "fd_kernel": (1, 15),
+    "mee_striped_kernel": (1, 15),
+    "mee_calibration_steps": (0, 4),  # the smallest input side grows 4x a step
+    "cross_attention_heads": (1, 64),
+    "max_cutoff": (0.01, 0.5),  # cycles per pixel; Nyquist is 0.5
+    "cutoff_softness": (0.0001, 1.0),
+}
+MAX_TUPLE_LENGTH = 64  # elements of variable-length tuples (mee_ranks, degradation_kinds)
+MAX_TEXT_CHARS = 1000  # characters of a text field (name, notes, a kind of damage)
+# What JSON value each field type accepts (an int is a valid float).
+_JSON_TYPES: dict[type, tuple[type, ...]] = {
+    bool: (bool,),
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+}
+
+
+def _invalid(reason: str) -> WeightsError:
+    """The error for a configuration that cannot be built."""
+    return WeightsError(
+        f"invalid model configuration: {reason}",
+        "the file is damaged or was not written by measr; use weights exported by measr",
+    )
+
+
+def _checked_field(name: str, hint: Any, value: Any) -> Any:
+    """`value` (parsed JSON) as field `name` of type `hint` holds it, within FIELD_LIMITS; JSON
+    lists become tuples."""
+    if typing.get_origin(hint) is not tuple:
+        return _checked_scalar(name, hint, value)
+    element, *rest = typing.get_args(hint)
+    length = None if rest == [Ellipsis] else 1 + len(rest)
+    if not isinstance(value, list):
+        raise _invalid(f"{name} is not a list")
+    if (length is not None and len(value) != length) or len(value) > MAX_TUPLE_LENGTH:
+        expected = length if length is not None else f"at most {MAX_TUPLE_LENGTH}"
+        raise _invalid(f"{name} has {len(value)} values (expected {expected})")
+    return tuple(_checked_scalar(name, element, item) for item in value)
+
+
+def _checked_scalar(name: str, kind: Any, value: Any) -> Any:
+    """One bool, int, float or str of field `name`, of the right JSON type and within bounds."""
+    if not _has_json_type(value, kind):
+        expected = getattr(kind, "__name__", str(kind))
+        raise _invalid(f"{name} is {type(value).__name__}, not {expected}")
+    if kind is bool:
+        return value
+    if kind is str:
+        if len(value) > MAX_TEXT_CHARS:
+            raise _invalid(f"{name} is {len(value)} characters long")
+        return value
+    low, high = FIELD_LIMITS[name]  # every numeric field has bounds (a test checks)
+    finite = not isinstance(value, float) or math.isfinite(value)  # huge ints stay exact
+    if not (finite and low <= value <= high):
+        raise _invalid(f"{name}={str(value)[:24]} is outside {low:g}..{high:g}")
+    return float(value) if kind is float else value
+
+
+def _has_json_type(value: object, kind: Any) -> bool:
+    """Whether a parsed JSON value is of the field type `kind` (true and false are not
+    numbers here, though Python counts them as ints)."""
+    if isinstance(value, bool) and kind is not bool:
+        return False
+    return isinstance(value, _JSON_TYPES.get(kind, ()))
 
 
 # The kinds of damage new networks learn to name; "clean" is the absence of damage.

@@ -1,0 +1,5 @@
+"""`python -m measr.cli`: the `measr` command."""
+
+from measr.cli import main
+
+main()
