@@ -13,8 +13,8 @@ from typing import Any
 from measr.model.task_prompt import PromptReading
 
 # The most probable kind is named alone when its probability reaches this; below it the reading
-# says it is unsure and gives the two most probable kinds. Chosen on the validation images
-# (`measr benchmark prompt`, docs/prompt.md): named kinds above it are right 97 % of the time.
+# says it is unsure and gives the two most probable kinds. Not yet calibrated: no shipped weights
+# name kinds so far; calibrate it on `measr benchmark prompt` when such weights ship.
 CONFIDENT = 0.6
 # A second kind is named beside a confident first one when it reaches this share.
 ALSO = 0.25
