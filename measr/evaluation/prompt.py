@@ -16,6 +16,7 @@ On labelled images (validation crops whose damage is known) this measures:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,13 +25,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from measr.degrade import task_kind
+from measr.degrade import task_kind, task_noise_sigma
+from measr.degrade.tasks import NOISE_TASKS
 from measr.evaluation.metrics import psnr
 from measr.model import ForwardContext, MEASNet, RoutingRecord
 
 # Labels of validation sets that are not task names.
 LABEL_KINDS = {"haze-its": "haze", "blur-synthetic": "blur"}
-NOISE_TASK_SIGMAS = {"noise15": 15.0, "noise25": 25.0, "noise50": 50.0}
+NOISE_TASK_SIGMAS = {task: float(task_noise_sigma(task) or 0) for task in NOISE_TASKS}
 
 
 def label_kind(label: str) -> str:
@@ -117,7 +119,15 @@ def read_images(
         shuffled_ctx = ForwardContext(record_routing=True, shared={key: pooled[order]})
         shuffled = model(x, shuffled_ctx)
         readings += [
-            reading_of(i, im, out, shuffled.image, ctx.routing, shuffled_ctx.routing)
+            reading_of(
+                i,
+                model.config.pixel_experts,
+                im,
+                out,
+                shuffled.image,
+                ctx.routing,
+                shuffled_ctx.routing,
+            )
             for i, im in enumerate(group)
         ]
     return readings
@@ -133,6 +143,7 @@ def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
 
 def reading_of(
     i: int,
+    experts_per_level: int,
     image: LabelledImage,
     out: Any,
     shuffled: torch.Tensor,
@@ -145,7 +156,7 @@ def reading_of(
     pixel_counts, same = {}, {}
     for level, record in routing.pixel.items():
         experts = record.experts[i].long()  # (k, h, w)
-        counts = torch.bincount(experts.reshape(-1), minlength=model_experts(routing))
+        counts = torch.bincount(experts.reshape(-1), minlength=experts_per_level)
         pixel_counts[level] = counts.numpy().astype(np.float64)
         other = shuffled_routing.pixel[level].experts[i].long()
         kept = (experts.sort(0).values == other.sort(0).values).all(0)
@@ -166,11 +177,6 @@ def reading_of(
         shuffled_psnr=psnr(restored(shuffled), image.clean),
         same_choice=same,
     )
-
-
-def model_experts(routing: RoutingRecord) -> int:
-    """Number of pixel experts, read off the routing record (largest index + 1, at least 1)."""
-    return max((int(r.experts.max()) + 1 for r in routing.pixel.values()), default=1)
 
 
 @dataclass
@@ -199,7 +205,7 @@ class PromptReport:
     whole_photo_accuracy_by_task: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        return dataclasses.asdict(self)
 
     def markdown(self) -> str:
         """The report as Markdown tables."""
@@ -252,7 +258,7 @@ class PromptReport:
 
 @torch.no_grad()
 def whole_photo_naming(
-    model: MEASNet, images: Sequence[LabelledImage]
+    model: MEASNet, images: Sequence[LabelledImage], device: torch.device | None = None
 ) -> tuple[float | None, dict[str, float]]:
     """Share of the images (whole photos, any size) whose kind of damage the prompt alone
     names, overall and per task; (None, {}) when the prompt names no kinds."""
@@ -262,7 +268,7 @@ def whole_photo_naming(
     model.eval()
     right: dict[str, list[bool]] = {}
     for image in images:
-        x = torch.from_numpy(image.degraded.transpose(2, 0, 1).copy())[None]
+        x = torch.from_numpy(image.degraded.transpose(2, 0, 1).copy())[None].to(device)
         _, reading = model.task_prompt(x)
         assert reading.kind_log_probabilities is not None
         named = kinds[int(reading.kind_log_probabilities.argmax())]

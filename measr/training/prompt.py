@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from measr.degrade import task_kind, task_noise_sigma
-from measr.evaluation.prompt import label_kind
 from measr.model import MEASNet
 from measr.model.configs import DEGRADATION_KINDS
 from measr.model.stp_g_mese import STPGMESE
@@ -28,7 +27,6 @@ from measr.model.task_prompt import NOISE_SCALE, PromptReading
 
 __all__ = [
     "PromptTargets",
-    "label_kind",
     "prompt_parameters",
     "router_prompt_parameters",
     "supervised_prompt",

@@ -22,12 +22,12 @@ from torch.utils.data import DataLoader
 from measr.degrade import mix_weights
 from measr.engine.device import resolve_device
 from measr.errors import MeasrError
+from measr.evaluation.prompt import whole_photo_naming
 from measr.model import MEASNet, build_model, get_config
 from measr.training.checkpoint import load_checkpoint, save_checkpoint
 from measr.training.data import SampleIndices, TrainingSamples
 from measr.training.prompt import (
     PromptTargets,
-    label_kind,
     prompt_parameters,
     router_prompt_parameters,
     supervised_prompt,
@@ -258,9 +258,7 @@ class Trainer:
 
     def _anchor_images(self, count: int = 32) -> Tensor:
         """The run's first samples (degraded), to re-anchor the routers of upgraded weights."""
-        c = self.config
-        paired = {task: Path(root) for task, root in (p.split("=", 1) for p in c.paired)}
-        samples = TrainingSamples([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired)
+        samples = self.samples()
         return torch.stack([samples[i][0] for i in range(count)])
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
@@ -321,12 +319,16 @@ class Trainer:
 
     # -- data and validation ---------------------------------------------------------------------
 
-    def batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    def samples(self) -> TrainingSamples:
+        """The run's training samples (sample i is a pure function of the seed and i)."""
         c = self.config
         paired = {task: Path(root) for task, root in (p.split("=", 1) for p in c.paired)}
-        samples = TrainingSamples([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired)
+        return TrainingSamples([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired)
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        c = self.config
         loader = DataLoader(
-            samples,
+            self.samples(),
             batch_size=c.batch,
             sampler=SampleIndices(self.step * c.batch, self.dist.rank, self.dist.world),
             num_workers=c.workers,
@@ -365,24 +367,12 @@ class Trainer:
 
         return evaluate(items, restore)
 
-    @torch.no_grad()
     def prompt_accuracy(self) -> float | None:
         """Share of the validation images whose kind of damage the EMA weights' prompt names
         (None when the prompt names no kinds or there is no validation set)."""
-        items = self.validation_items()
         model: MEASNet = self.ema.module  # type: ignore[assignment]
-        kinds = model.config.degradation_kinds
-        if not items or not kinds:
-            return None
-        model.eval()
-        right = 0
-        for item in items:
-            x = torch.from_numpy(item.degraded.transpose(2, 0, 1).copy())[None].to(self.device)
-            _, reading = model.task_prompt(x)
-            assert reading.kind_log_probabilities is not None
-            named = kinds[int(reading.kind_log_probabilities.argmax())]
-            right += named == label_kind(item.task)
-        return right / len(items)
+        accuracy, _ = whole_photo_naming(model, self.validation_items(), self.device)
+        return accuracy
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(
