@@ -2,9 +2,11 @@
 
 Every function takes an explicit `numpy.random.Generator`, returns a new array and leaves its
 input alone. Parameter ranges live in `measr.degrade.ranges`; the spec language used by the CLI
-and by training ("noise:25+jpeg:40") lives in `measr.degrade.spec`.
+and by training ("noise:25+jpeg:40") lives in `measr.degrade.spec`. Their batched torch twins,
+which degrade a training batch on its device, live in `measr.degrade.batched`.
 """
 
+from measr.degrade.batched import Recipe, degrade_batch, draw_recipe
 from measr.degrade.blur import (
     add_blur,
     add_defocus_blur,
@@ -42,6 +44,7 @@ __all__ = [
     "MIXES",
     "TASK_KINDS",
     "TASK_SPECS",
+    "Recipe",
     "Spec",
     "Step",
     "add_blur",
@@ -54,7 +57,9 @@ __all__ = [
     "add_rain",
     "apply_degradation",
     "defocus_kernel",
+    "degrade_batch",
     "depth_proxy",
+    "draw_recipe",
     "mix_weights",
     "motion_kernel",
     "parse_spec",
