@@ -16,6 +16,10 @@ from pathlib import Path
 from measr.errors import WeightsError
 
 MANIFEST_ENV = "MEASR_WEIGHTS_MANIFEST"
+MANIFEST_NAME = "weights.txt"
+# Where a wheel keeps the manifest and the weights it lists, inside the package (setup.py
+# copies them there at build time; a checkout has no such folder).
+SHIPPED_FOLDER = "shipped"
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,14 @@ class WeightsEntry:
 
 
 def default_manifest_path() -> Path:
-    """`$MEASR_WEIGHTS_MANIFEST`, else the `weights.txt` of the checkout measr runs from."""
+    """`$MEASR_WEIGHTS_MANIFEST`, else the copy a wheel carries as package data, else the
+    `weights.txt` of the checkout measr runs from."""
     override = os.environ.get(MANIFEST_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "weights.txt"
+    package = Path(__file__).resolve().parent
+    shipped = package / SHIPPED_FOLDER / MANIFEST_NAME
+    return shipped if shipped.exists() else package.parent / MANIFEST_NAME
 
 
 def parse_line(line: str, root: Path) -> WeightsEntry | None:
