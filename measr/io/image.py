@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from measr.io.metadata import NO_METADATA, Metadata
+
 _MAX_VALUE = {8: 255, 16: 65535}
 _DTYPE_FOR_DEPTH: dict[int, np.dtype[Any]] = {8: np.dtype(np.uint8), 16: np.dtype(np.uint16)}
 
@@ -59,6 +61,7 @@ class Image:
     alpha: np.ndarray | None  # (H, W) in the file's dtype, never altered
     bit_depth: int  # 8 or 16: the sample depth of the file
     source_format: str  # "png", "jpeg", "tiff", "webp", "bmp", ...
+    metadata: Metadata = NO_METADATA  # written back where the output format holds it
 
     def __post_init__(self) -> None:
         """Reject shapes and dtypes the rest of measr cannot handle."""
@@ -97,13 +100,14 @@ class Image:
         return self.alpha is not None
 
     def with_pixels(self, new_pixels: np.ndarray) -> Image:
-        """A copy with restored pixels, keeping alpha, bit depth, gray-ness and source format."""
+        """A copy with restored pixels, keeping alpha, bit depth, gray-ness, source format and
+        metadata."""
         pixels = _as_pixel_array(new_pixels)
         if pixels.shape[:2] != self.pixels.shape[:2]:
             raise ValueError(f"new pixels {pixels.shape[:2]} != image {self.pixels.shape[:2]}")
         if self.is_gray and pixels.shape[2] == 3:
             pixels = gray_from_rgb(pixels)  # a gray image stays gray
-        return Image(pixels, self.alpha, self.bit_depth, self.source_format)
+        return Image(pixels, self.alpha, self.bit_depth, self.source_format, self.metadata)
 
 
 # ITU-R BT.601 luma weights of R, G and B.

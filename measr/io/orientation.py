@@ -4,16 +4,16 @@ pixels with numpy only."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 EXIF_ORIENTATION_TAG = 0x0112
-_EXIF_PREFIX = b"Exif\x00\x00"  # starts JPEG APP1 segments; PNG's eXIf chunk goes without it
+EXIF_PREFIX = b"Exif\x00\x00"  # starts JPEG APP1 segments; PNG's eXIf chunk goes without it
 _BYTE_ORDERS = {b"II": "<", b"MM": ">"}  # TIFF's little- and big-endian markers
 _TIFF_MAGIC = 42
 _IFD_ENTRY_BYTES = 12
-_TIFF_SHORT = 3
+TIFF_SHORT = 3
 
 
 def _transpose(a: np.ndarray) -> np.ndarray:
@@ -44,21 +44,42 @@ def apply_orientation(pixels: np.ndarray, orientation: int | None) -> np.ndarray
 
 def orientation_from_exif(exif: bytes) -> int | None:
     """The orientation tag of raw EXIF data (a TIFF structure), 1..8, or None when the data has
-    none or is damaged. Reads only the first directory, bounds-checked at every step, since the
-    bytes come from an untrusted file."""
-    data = exif.removeprefix(_EXIF_PREFIX)
+    none or is damaged."""
+    data = exif.removeprefix(EXIF_PREFIX)
+    order = exif_byte_order(data)
+    if order is None:
+        return None
+    for offset, tag, kind, count in first_directory_entries(data):
+        if tag == EXIF_ORIENTATION_TAG:
+            (value,) = struct.unpack_from(f"{order}H", data, offset + 8)
+            return value if kind == TIFF_SHORT and count == 1 and 1 <= value <= 8 else None
+    return None
+
+
+def exif_byte_order(data: bytes) -> str | None:
+    """struct's byte-order character of a bare TIFF structure ("<" or ">"), None if it is not
+    one."""
     order = _BYTE_ORDERS.get(data[:2])
     if order is None or len(data) < 8:
         return None
-    magic, directory = struct.unpack_from(f"{order}HI", data, 2)
-    if magic != _TIFF_MAGIC or directory + 2 > len(data):
-        return None
+    (magic,) = struct.unpack_from(f"{order}H", data, 2)
+    return order if magic == _TIFF_MAGIC else None
+
+
+def first_directory_entries(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """(offset, tag, type, count) of each entry of the first directory of a bare TIFF
+    structure. Only that directory is read, bounds-checked at every step, since the bytes come
+    from an untrusted file; a damaged directory ends the walk."""
+    order = exif_byte_order(data)
+    if order is None:
+        return
+    (directory,) = struct.unpack_from(f"{order}I", data, 4)
+    if directory + 2 > len(data):
+        return
     (entries,) = struct.unpack_from(f"{order}H", data, directory)
     for index in range(entries):
         start = directory + 2 + index * _IFD_ENTRY_BYTES
         if start + _IFD_ENTRY_BYTES > len(data):
-            return None
-        tag, kind, count, value = struct.unpack_from(f"{order}HHIH", data, start)
-        if tag == EXIF_ORIENTATION_TAG:
-            return value if kind == _TIFF_SHORT and count == 1 and 1 <= value <= 8 else None
-    return None
+            return
+        tag, kind, count = struct.unpack_from(f"{order}HHI", data, start)
+        yield start, tag, kind, count

@@ -14,7 +14,7 @@ _IDAT_CHUNK_BYTES = 1 << 20  # PNG chunks are limited to 2**31 - 1 bytes; split 
 _COMPRESSION_LEVEL = 6
 
 
-def _chunk(kind: bytes, payload: bytes) -> bytes:
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
     """One PNG chunk: length, type, payload, CRC-32 of type and payload."""
     crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
@@ -37,8 +37,8 @@ def encode_gray_alpha_png(gray: np.ndarray, alpha: np.ndarray) -> bytes:
     filtered[1:, 1:] -= rows[:-1]  # uint8 arithmetic wraps modulo 256, as the filter requires
     compressed = zlib.compress(filtered.tobytes(), _COMPRESSION_LEVEL)
     header = struct.pack(">IIBBBBB", width, height, bit_depth, _COLOR_TYPE_GRAY_ALPHA, 0, 0, 0)
-    parts = [_SIGNATURE, _chunk(b"IHDR", header)]
+    parts = [_SIGNATURE, png_chunk(b"IHDR", header)]
     for start in range(0, len(compressed), _IDAT_CHUNK_BYTES):
-        parts.append(_chunk(b"IDAT", compressed[start : start + _IDAT_CHUNK_BYTES]))
-    parts.append(_chunk(b"IEND", b""))
+        parts.append(png_chunk(b"IDAT", compressed[start : start + _IDAT_CHUNK_BYTES]))
+    parts.append(png_chunk(b"IEND", b""))
     return b"".join(parts)

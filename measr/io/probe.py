@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from PIL import Image as PILImage
 
+from measr.io.metadata import NO_METADATA, Metadata, metadata_of
 from measr.io.orientation import EXIF_ORIENTATION_TAG
 from measr.io.png_chunks import read_ihdr, read_png_facts
 
@@ -41,6 +42,7 @@ class Header:
     animated: bool
     orientation: int | None  # EXIF orientation 1..8 when the file has one
     gray: bool  # the file stores one gray channel (possibly plus alpha)
+    metadata: Metadata = NO_METADATA  # ICC profile, EXIF, text, DPI, as kept for the output
 
     @property
     def is_cmyk(self) -> bool:
@@ -100,6 +102,7 @@ def _header_of(im: PILImage.Image, stream: BinaryIO) -> Header:
     pil_format = im.format or ""
     animated = pil_format in _ANIMATION_FORMATS and bool(getattr(im, "is_animated", False))
     frames = int(getattr(im, "n_frames", 1)) if animated else 1
+    orientation = _exif_orientation(im)
     return Header(
         format=_FORMAT_NAMES.get(pil_format, pil_format.lower()),
         width=int(width),
@@ -107,8 +110,9 @@ def _header_of(im: PILImage.Image, stream: BinaryIO) -> Header:
         mode=im.mode,
         frames=frames,
         animated=animated,
-        orientation=_exif_orientation(im),
+        orientation=orientation,
         gray=_is_gray(im, stream),
+        metadata=metadata_of(im.info, pil_format, orientation),
     )
 
 

@@ -15,6 +15,7 @@ from PIL import Image as PILImage
 from measr.errors import ImageReadError, quoted
 from measr.io.formats import format_for_path
 from measr.io.image import Image, from_uint
+from measr.io.metadata import NO_METADATA
 from measr.io.opencv import quiet_opencv
 from measr.io.orientation import apply_orientation
 from measr.io.oserrors import explain
@@ -74,6 +75,7 @@ def _to_image(
         alpha=None if alpha is None else np.ascontiguousarray(alpha),
         bit_depth=bit_depth,
         source_format=_source_format(file, header),
+        metadata=NO_METADATA if header is None else header.metadata,
     )
 
 

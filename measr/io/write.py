@@ -12,12 +12,14 @@ import cv2
 import numpy as np
 
 from measr.errors import ImageWriteError, quoted
+from measr.io.embed import embed_metadata
 from measr.io.formats import SUPPORTED_EXTENSIONS, OutputFormat, format_for_path
 from measr.io.image import Image, convert_bit_depth, to_uint
 from measr.io.opencv import quiet_opencv
 from measr.io.oserrors import explain
 from measr.io.png import encode_gray_alpha_png
 
+_TIFF_INCHES = 2  # TIFF's ResolutionUnit for dots per inch
 _PNG_COMPRESSION = 6  # zlib's usual trade-off; OpenCV's default (1) makes much larger files
 # The temporary file name adds ~20 bytes; keep it under the usual 255-byte name limit.
 _TEMP_NAME_STEM_BYTES = 200
@@ -107,8 +109,22 @@ def _encode(target: Path, image: Image, output_format: OutputFormat, quality: in
     if image.alpha is not None and output_format.keeps_alpha:
         alpha = convert_bit_depth(image.alpha, depth)
     if image.is_gray and alpha is not None and output_format.name == "png":
-        return encode_gray_alpha_png(samples[:, :, 0], alpha)
+        encoded = encode_gray_alpha_png(samples[:, :, 0], alpha)
+        return embed_metadata(encoded, output_format.name, image.metadata, channels=1)
     array = _opencv_layout(samples, alpha, keep_gray=output_format.keeps_gray)
+    channels = 1 if array.ndim == 2 else 3
+    return embed_metadata(
+        _opencv_encode(target, image, array, output_format, quality),
+        output_format.name,
+        image.metadata,
+        channels,
+    )
+
+
+def _opencv_encode(
+    target: Path, image: Image, array: np.ndarray, output_format: OutputFormat, quality: int
+) -> bytes:
+    """cv2.imencode of the array in the output format, or the reason it failed."""
     failure = _write_error(
         target,
         f"OpenCV could not encode a {image.width} x {image.height} image as "
@@ -118,7 +134,9 @@ def _encode(target: Path, image: Image, output_format: OutputFormat, quality: in
     try:
         with quiet_opencv():
             ok, encoded = cv2.imencode(
-                output_format.cv2_extension, array, _encode_params(output_format, quality)
+                output_format.cv2_extension,
+                array,
+                _encode_params(output_format, quality, image.metadata.dpi),
             )
     except cv2.error as exc:
         raise failure from exc
@@ -140,14 +158,22 @@ def _opencv_layout(samples: np.ndarray, alpha: np.ndarray | None, *, keep_gray: 
     return np.dstack([bgr, alpha])
 
 
-def _encode_params(output_format: OutputFormat, quality: int) -> list[int]:
-    """cv2.imencode parameters for the format."""
+def _encode_params(
+    output_format: OutputFormat, quality: int, dpi: tuple[float, float] | None = None
+) -> list[int]:
+    """cv2.imencode parameters for the format (with the resolution, for TIFF)."""
     if output_format.name == "jpeg":
         return [cv2.IMWRITE_JPEG_QUALITY, quality]
     if output_format.name == "webp":
         return [cv2.IMWRITE_WEBP_QUALITY, quality]
     if output_format.name == "png":
         return [cv2.IMWRITE_PNG_COMPRESSION, _PNG_COMPRESSION]
+    if output_format.name == "tiff" and dpi is not None:
+        x, y = (round(v) for v in dpi)
+        return [
+            *(cv2.IMWRITE_TIFF_RESUNIT, _TIFF_INCHES),
+            *(cv2.IMWRITE_TIFF_XDPI, x, cv2.IMWRITE_TIFF_YDPI, y),
+        ]
     return []
 
 
