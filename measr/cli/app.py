@@ -41,6 +41,7 @@ class MeasrGroup(TyperGroup):
 app = typer.Typer(
     cls=MeasrGroup,
     help="Restore damaged photos (noise, rain, haze, blur, low light) with one network, MEASNet.",
+    epilog="Example: measr restore photo.jpg -o restored.jpg",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
@@ -63,11 +64,24 @@ def main_options(
     """Restore damaged photos (noise, rain, haze, blur, low light) with one network, MEASNet."""
 
 
-app.command("restore")(restore.restore)
-app.command("batch")(batch.batch)
-app.command("inspect-experts")(inspect.inspect_experts)
-app.command("models")(models.models)
-app.command("import-weights")(import_weights.import_weights)
+# Every command's help ends with an example (tests/test_cli_help.py checks each one).
+app.command(
+    "restore",
+    epilog="Example: measr restore photo.jpg -o restored.jpg --strength 0.8 "
+    "--routing-map experts.png",
+)(restore.restore)
+app.command(
+    "batch",
+    epilog="Example: measr batch photos/ restored/ --include '*.jpg' --log restored/log.jsonl",
+)(batch.batch)
+app.command(
+    "inspect-experts",
+    epilog="Example: measr inspect-experts photos/ --group-by damage --json report.json",
+)(inspect.inspect_experts)
+app.command("models", epilog="Example: measr models")(models.models)
+app.command("import-weights", epilog="Example: measr import-weights model.pth --config small")(
+    import_weights.import_weights
+)
 app.add_typer(benchmark_app, name="benchmark")
 train.register(app)
 

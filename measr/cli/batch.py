@@ -15,6 +15,7 @@ from measr.cli.options import (
     DeviceOption,
     HalfOption,
     NoSharedContextOption,
+    StrengthOption,
     ThreadsOption,
     TileOption,
     TileOverlapOption,
@@ -92,6 +93,7 @@ def batch(
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
+    strength: StrengthOption = 1.0,
 ) -> None:
     """Restore every image below IN_DIR into OUT_DIR. Existing outputs are skipped, so an
     interrupted run resumes; a bad file is reported and the rest go on (exit code 1)."""
@@ -132,7 +134,7 @@ def batch(
             report = run_batch(
                 restorer,
                 jobs,
-                settings=restore_settings(tile, tile_overlap, no_shared_context),
+                settings=restore_settings(tile, tile_overlap, no_shared_context, strength),
                 overwrite=overwrite,
                 quality=quality,
                 log_path=log or out_dir / LOG_NAME,

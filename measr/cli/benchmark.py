@@ -40,6 +40,7 @@ from measr.training.validation import prompt_validation_set
 
 benchmark_app = typer.Typer(
     help="Measure restoration quality (PSNR/SSIM against clean images) and speed.",
+    epilog="Example: measr benchmark speed --configs small --sizes 256,512",
     no_args_is_help=True,
 )
 
@@ -112,7 +113,9 @@ def _footnotes(report: QualityReport) -> list[str]:
     return notes
 
 
-@benchmark_app.command()
+@benchmark_app.command(
+    epilog="Example: measr benchmark quality --set kodak=/data/kodak24:noise:25 --limit 4"
+)
 def quality(
     sets: Annotated[list[str], typer.Option("--set", metavar=SET_SYNTAX, help=SET_HELP)],
     methods: Annotated[
@@ -166,7 +169,7 @@ def quality(
 WHOLE_PHOTO = 1 << 20  # a crop larger than any photo: the whole photo
 
 
-@benchmark_app.command()
+@benchmark_app.command(epilog="Example: measr benchmark prompt --val /data/val --crop 128")
 def prompt(
     val: Annotated[Path, typer.Option(help="Validation root (../shared/data/val layout).")] = Path(
         "../shared/data/val"
@@ -249,7 +252,9 @@ def _modes(text: str) -> list[Mode]:
     return [known[name] for name in _split(text)]
 
 
-@benchmark_app.command()
+@benchmark_app.command(
+    epilog="Example: measr benchmark speed --configs small --sizes 256,512 --device cpu"
+)
 def speed(
     configs: Annotated[str, typer.Option(help="Model configurations, comma-separated.")] = "small",
     sizes: Annotated[

@@ -13,6 +13,7 @@ from measr.cli.render import warn_if_unverified
 from measr.engine import Restorer
 from measr.engine.batch import RestoreSettings
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP, MAX_THREADS
+from measr.engine.strength import FULL_STRENGTH
 from measr.errors import ExitCode, MeasrError
 
 WeightsOption = Annotated[
@@ -81,11 +82,28 @@ def open_restorer(
     return restorer
 
 
+StrengthOption = Annotated[
+    float,
+    typer.Option(
+        "--strength",
+        min=0.0,
+        max=1.0,
+        help="How much of the restoration to keep: 1 the restored photo, 0 the input, "
+        "between them a blend of the two.",
+    ),
+]
+
+
 def restore_settings(
-    tile: int | None, tile_overlap: int = DEFAULT_TILE_OVERLAP, no_shared_context: bool = False
+    tile: int | None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    no_shared_context: bool = False,
+    strength: float = FULL_STRENGTH,
 ) -> RestoreSettings:
-    """The tiling options as engine settings."""
-    return RestoreSettings(tile, tile_overlap, shared_context=not no_shared_context)
+    """The tiling and strength options as engine settings."""
+    return RestoreSettings(
+        tile, tile_overlap, shared_context=not no_shared_context, strength=strength
+    )
 
 
 def refuse_existing(target: Path, overwrite: bool) -> None:

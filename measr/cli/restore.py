@@ -13,6 +13,7 @@ from measr.cli.options import (
     DeviceOption,
     HalfOption,
     NoSharedContextOption,
+    StrengthOption,
     ThreadsOption,
     TileOption,
     TileOverlapOption,
@@ -83,6 +84,7 @@ def restore(
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
+    strength: StrengthOption = 1.0,
 ) -> None:
     """Restore one image; prints one line: size, time, device, weights, the prompt's dominant
     atoms and the most-used experts."""
@@ -95,7 +97,7 @@ def restore(
     refuse_unwritable(target)  # after reading, so that an animated GIF is named as such
     restorer = open_restorer(weights, device, threads, half, compile)
     check_routing_level(restorer.model, map_level)
-    settings = restore_settings(tile, tile_overlap, no_shared_context)
+    settings = restore_settings(tile, tile_overlap, no_shared_context, strength)
     with progress_bar(stderr()) as bar:
         task = bar.add_task("restoring", total=None)
 

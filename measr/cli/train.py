@@ -192,5 +192,8 @@ def export(
 
 def register(app: typer.Typer) -> None:
     """Add `train` and `export` to the measr app."""
-    app.command()(train)
-    app.command()(export)
+    app.command(
+        epilog="Example: measr train --out runs/r1 --data /data/bsd400 --val /data/val "
+        "--tasks six --minutes 60"
+    )(train)
+    app.command(epilog="Example: measr export runs/r1 --name my-weights --ship")(export)

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -32,6 +32,7 @@ from measr.engine.damage import DamageReading
 from measr.engine.inference import ProgressCallback
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP, Restoration, Restorer
 from measr.engine.routing import RoutingSummary
+from measr.engine.strength import FULL_STRENGTH, blend, check_strength
 from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
 from measr.io import Image, is_input_path, is_supported_path, read_image, write_image
 from measr.io.oserrors import explain
@@ -70,12 +71,18 @@ class RestoreSettings:
     tile: int | None = None
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     shared_context: bool = True
+    strength: float = FULL_STRENGTH  # 0..1: how much of the restoration to keep (blend)
+
+    def __post_init__(self) -> None:
+        """Refuse a strength outside [0, 1] before any photo is restored."""
+        check_strength(self.strength)
 
     def restore(
         self, restorer: Restorer, pixels: np.ndarray, progress: ProgressCallback | None = None
     ) -> Restoration:
-        """`restorer.restore(pixels)` with these settings, recording the routing."""
-        return restorer.restore(
+        """`restorer.restore(pixels)` with these settings, recording the routing, blended with
+        the input at `strength`."""
+        restoration = restorer.restore(
             pixels,
             tile=self.tile,
             tile_overlap=self.tile_overlap,
@@ -83,6 +90,7 @@ class RestoreSettings:
             record_routing=True,
             progress=progress,
         )
+        return replace(restoration, pixels=blend(pixels, restoration.pixels, self.strength))
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class FileResult:
     error: str | None = None
     routing: RoutingSummary | None = None
     damage: DamageReading | None = None
+    strength: float | None = None  # the blend with the input, for restored files
 
     def to_log(self) -> dict[str, Any]:
         """One JSON-lines record."""
@@ -104,6 +113,7 @@ class FileResult:
             "output": str(self.job.target),
             "status": self.status,
             "seconds": round(self.seconds, 3),
+            "strength": self.strength,
             "error": self.error,
             "damage": self.damage.to_dict() if self.damage else None,
             "routing": self.routing.to_dict() if self.routing else None,
@@ -489,7 +499,12 @@ class BatchRun:
             write_image, job.target, restored, quality=self.quality, overwrite=self.overwrite
         )
         done = FileResult(
-            job, "done", restoration.seconds, routing=restoration.routing, damage=restoration.damage
+            job,
+            "done",
+            restoration.seconds,
+            routing=restoration.routing,
+            damage=restoration.damage,
+            strength=self.settings.strength,
         )
         self.writes.append((job, writing, done))
 
