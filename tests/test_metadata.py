@@ -189,3 +189,34 @@ def test_reset_orientation_changes_only_the_orientation() -> None:
     assert orientation_from_exif(raw) == 6 and orientation_from_exif(reset) == 1
     assert len(reset) == len(raw)
     assert sum(a != b for a, b in zip(raw, reset, strict=True)) == 1  # one byte: 6 -> 1
+
+
+@pytest.mark.parametrize("alpha", [False, True], ids=["rgb", "rgba"])
+def test_a_webp_output_carries_the_profile_and_exif(tmp_path: Path, alpha: bool) -> None:
+    source = write_camera_jpeg(tmp_path / "camera.jpg", display_p3_profile())
+    image = read_image(source)
+    if alpha:
+        opacity = np.full((image.height, image.width), 200, dtype=np.uint8)
+        image = type(image)(image.pixels, opacity, 8, "jpeg", image.metadata)
+    write_image(tmp_path / "out.webp", image)
+    with PILImage.open(tmp_path / "out.webp") as webp:
+        assert webp.size == (64, 96)
+        assert webp.info["icc_profile"] == display_p3_profile()
+        assert webp.getexif()[MAKE] == "measr test camera"
+        assert webp.getexif()[ORIENTATION] == 1
+        assert ("A" in webp.mode) == alpha
+        webp.load()  # the image data is intact after the chunks were added
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_a_tiff_output_carries_the_profile_and_resolution(tmp_path: Path, bit_depth: int) -> None:
+    source = write_tagged_png(tmp_path / "harbour.png", display_p3_profile())
+    image = read_image(source)
+    image = type(image)(image.pixels, None, bit_depth, "png", image.metadata)
+    write_image(tmp_path / "out.tif", image)
+    with PILImage.open(tmp_path / "out.tif") as tiff:
+        assert tiff.info["icc_profile"] == display_p3_profile()
+        assert tiff.info["dpi"] == pytest.approx((72, 72), abs=0.01)
+    restored = read_image(tmp_path / "out.tif")
+    assert restored.bit_depth == bit_depth
+    assert np.allclose(restored.pixels, image.pixels, atol=1 / 255)  # pixels read back intact

@@ -2,14 +2,16 @@
 touching the encoded pixels: segments for JPEG, chunks for PNG.
 
 JPEG takes EXIF (APP1), the ICC profile (APP2, split into numbered segments) and the density
-of its JFIF header; PNG takes iCCP, eXIf, pHYs and text chunks. TIFF's resolution goes through
-OpenCV's own parameters (measr.io.write); TIFF profiles and EXIF, and WebP and BMP metadata,
-are not written yet."""
+of its JFIF header; PNG takes iCCP, eXIf, pHYs and text chunks; WebP takes ICCP and EXIF
+chunks (in its extended, VP8X, layout); TIFF takes the profile as its ICC tag, and its
+resolution through OpenCV's own parameters (measr.io.write). TIFF EXIF, TIFF and WebP text, and
+BMP metadata are not written yet."""
 
 from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 
 from measr.io.metadata import Metadata
 from measr.io.orientation import EXIF_PREFIX
@@ -31,15 +33,37 @@ _PNG_PROFILE_NAME = b"ICC profile"
 _METRES_PER_INCH = 0.0254
 _PNG_UNIT_METRE = 1
 _PNG_MAX_KEYWORD = 79
+_RIFF_HEAD = struct.Struct("<4sI4s")  # "RIFF", size of what follows, "WEBP"
+_RIFF_CHUNK = struct.Struct("<4sI")  # fourcc, payload size (payloads are padded to even)
+# VP8X flags (WebP container specification): ICC profile, alpha, EXIF.
+_WEBP_ICC, _WEBP_ALPHA, _WEBP_EXIF = 0x20, 0x10, 0x08
+_TIFF_ICC_TAG = 34675  # InterColorProfile (TIFF/EP, ICC.1 annex B.4)
+_TIFF_UNDEFINED = 7  # the field type of opaque bytes
+_TIFF_ENTRY = 12
+_TIFF_ORDERS = {b"II*\x00": "<", b"MM\x00*": ">"}
 
 
-def embed_metadata(data: bytes, format_name: str, metadata: Metadata, channels: int) -> bytes:
-    """Encoded image bytes with `metadata` added where the format has a place for it;
-    `channels` (1 or 3) is what the file stores, so a profile for other channels is left out."""
+@dataclass(frozen=True)
+class Stored:
+    """What the encoded file holds: its size, its colour channels (1 or 3, so that a profile
+    for other channels is left out) and whether it has alpha."""
+
+    width: int
+    height: int
+    channels: int
+    alpha: bool
+
+
+def embed_metadata(data: bytes, format_name: str, metadata: Metadata, stored: Stored) -> bytes:
+    """Encoded image bytes with `metadata` added where the format has a place for it."""
     if format_name == "jpeg":
-        return _jpeg_with(data, metadata, channels)
+        return _jpeg_with(data, metadata, stored.channels)
     if format_name == "png":
-        return _png_with(data, metadata, channels)
+        return _png_with(data, metadata, stored.channels)
+    if format_name == "webp":
+        return _webp_with(data, metadata, stored)
+    if format_name == "tiff":
+        return _tiff_with(data, metadata.profile_for(stored.channels))
     return data
 
 
@@ -125,3 +149,69 @@ def _text_chunk(key: str, value: str) -> bytes:
         # keyword, no compression (flag, method), empty language tag and translated keyword
         header = keyword + b"\x00\x00\x00\x00\x00"
         return png_chunk(b"iTXt", header + value.encode("utf-8"))
+
+
+def _webp_with(data: bytes, metadata: Metadata, stored: Stored) -> bytes:
+    """WebP bytes in the extended layout (VP8X first, then ICCP, the image, EXIF) when there is
+    a profile or EXIF to carry; the image chunks are kept as OpenCV wrote them."""
+    profile = metadata.profile_for(stored.channels)
+    if (profile is None and metadata.exif is None) or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return data
+    chunks = _riff_chunks(data[_RIFF_HEAD.size :])
+    flags = _WEBP_ALPHA if stored.alpha else 0
+    if chunks and chunks[0][0] == b"VP8X":
+        flags = chunks[0][1][0]
+        chunks = chunks[1:]
+    flags |= (_WEBP_ICC if profile else 0) | (_WEBP_EXIF if metadata.exif else 0)
+    canvas = (stored.width - 1).to_bytes(3, "little") + (stored.height - 1).to_bytes(3, "little")
+    parts = [_riff_chunk(b"VP8X", bytes([flags, 0, 0, 0]) + canvas)]
+    if profile is not None:
+        parts.append(_riff_chunk(b"ICCP", profile))
+    parts += [_riff_chunk(kind, payload) for kind, payload in chunks]
+    if metadata.exif is not None:
+        parts.append(_riff_chunk(b"EXIF", metadata.exif))
+    body = b"".join(parts)
+    return _RIFF_HEAD.pack(b"RIFF", len(body) + 4, b"WEBP") + body
+
+
+def _riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(fourcc, payload) of each chunk of a RIFF body (as OpenCV wrote it: well formed)."""
+    chunks, position = [], 0
+    while position + _RIFF_CHUNK.size <= len(data):
+        kind, size = _RIFF_CHUNK.unpack_from(data, position)
+        start = position + _RIFF_CHUNK.size
+        chunks.append((kind, data[start : start + size]))
+        position = start + size + (size & 1)
+    return chunks
+
+
+def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
+    """One RIFF chunk, padded to an even length."""
+    return _RIFF_CHUNK.pack(kind, len(payload)) + payload + bytes(len(payload) & 1)
+
+
+def _tiff_with(data: bytes, profile: bytes | None) -> bytes:
+    """TIFF bytes whose first directory also lists the ICC profile. The directory is rewritten
+    at the end of the file with the new entry in tag order, and the header points to it; every
+    other value stays where OpenCV put it, so its offsets hold."""
+    order = _TIFF_ORDERS.get(data[:4])
+    if profile is None or order is None:
+        return data
+    (directory,) = struct.unpack_from(f"{order}I", data, 4)
+    (count,) = struct.unpack_from(f"{order}H", data, directory)
+    end = directory + 2 + count * _TIFF_ENTRY
+    entries = [
+        data[directory + 2 + i * _TIFF_ENTRY : directory + 2 + (i + 1) * _TIFF_ENTRY]
+        for i in range(count)
+    ]
+    (following,) = struct.unpack_from(f"{order}I", data, end)
+    body = data + bytes(len(data) & 1)  # TIFF values and directories start on even offsets
+    profile_at = len(body)
+    body += profile + bytes(len(profile) & 1)
+    icc = struct.pack(f"{order}HHII", _TIFF_ICC_TAG, _TIFF_UNDEFINED, len(profile), profile_at)
+    kept = [e for e in entries if struct.unpack_from(f"{order}H", e)[0] != _TIFF_ICC_TAG]
+    ordered = sorted([*kept, icc], key=lambda e: struct.unpack_from(f"{order}H", e)[0])
+    new_directory = len(body)
+    body += struct.pack(f"{order}H", len(ordered)) + b"".join(ordered)
+    body += struct.pack(f"{order}I", following)
+    return body[:4] + struct.pack(f"{order}I", new_directory) + body[8:]

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from measr.errors import ImageWriteError, quoted
-from measr.io.embed import embed_metadata
+from measr.io.embed import Stored, embed_metadata
 from measr.io.formats import SUPPORTED_EXTENSIONS, OutputFormat, format_for_path
 from measr.io.image import Image, convert_bit_depth, to_uint
 from measr.io.opencv import quiet_opencv
@@ -110,15 +110,13 @@ def _encode(target: Path, image: Image, output_format: OutputFormat, quality: in
         alpha = convert_bit_depth(image.alpha, depth)
     if image.is_gray and alpha is not None and output_format.name == "png":
         encoded = encode_gray_alpha_png(samples[:, :, 0], alpha)
-        return embed_metadata(encoded, output_format.name, image.metadata, channels=1)
-    array = _opencv_layout(samples, alpha, keep_gray=output_format.keeps_gray)
-    channels = 1 if array.ndim == 2 else 3
-    return embed_metadata(
-        _opencv_encode(target, image, array, output_format, quality),
-        output_format.name,
-        image.metadata,
-        channels,
-    )
+        stored = Stored(image.width, image.height, channels=1, alpha=True)
+    else:
+        array = _opencv_layout(samples, alpha, keep_gray=output_format.keeps_gray)
+        encoded = _opencv_encode(target, image, array, output_format, quality)
+        channels = 1 if array.ndim == 2 else 3
+        stored = Stored(image.width, image.height, channels, alpha=alpha is not None)
+    return embed_metadata(encoded, output_format.name, image.metadata, stored)
 
 
 def _opencv_encode(
