@@ -1,8 +1,21 @@
-"""Training throughput of a configuration on this machine: 128 px patches per second (and per
-CPU-hour) for each training variant, measured in one process, alternating the variants and
-keeping each one's best round, so that the ratios survive a busy machine.
+"""Training throughput on this machine.
 
-Usage: python benchmarks/train_throughput.py [--config small] [--batch 8] [--patch 128]
+With --device (cpu or cuda): the whole training loop, as `measr train` runs it (data loader,
+degradation on the device or with numpy in the loader, bf16 autocast and fused AdamW on CUDA,
+EMA), for each configuration at 128 px: patches per second, and the TFLOP/s that reaches,
+against a matrix product timed in the same run (bf16 on CUDA, fp32 on the CPU).
+
+    python benchmarks/train_throughput.py --device cuda [--configs small,full] [--batch 64]
+        [--steps 30] [--warmup 5] [--degrade device,host] [--compile] [--json FILE]
+
+The FLOPs of a step are counted by torch's FlopCounterMode (matrix products and convolutions,
+forward and backward) on one batch; the rate is that count times the steps over their time.
+
+Without --device: one optimiser-free step of several variants of the model on the CPU,
+alternating the variants and keeping each one's best round, so that the ratios survive a busy
+machine.
+
+    python benchmarks/train_throughput.py [--config small] [--batch 8] [--patch 128]
            [--rounds 3] [--steps 2] [--threads 2] [--variants eager,channels_last,...]
 Variants: eager (NCHW fp32, the baseline), channels_last, checkpointing (activation
 checkpointing), compile (torch.compile of the model), bf16 (autocast on CPU), and
@@ -15,16 +28,22 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
 
 from measr import build_model
 from measr.model import MEASNet, backbone
+from measr.training.trainer import TrainConfig, Trainer
 
 Variant = Callable[[MEASNet, torch.Tensor, torch.Tensor], None]
 
@@ -88,17 +107,123 @@ def build_variants(config: str, names: list[str]) -> dict[str, tuple[MEASNet, Va
     return variants
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="small")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--patch", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", default="eager,channels_last,checkpointing")
-    parser.add_argument("--json", default="")
-    args = parser.parse_args()
+def matmul_tflops(device: torch.device, seconds: float = 2.0) -> float:
+    """TFLOP/s of a large matrix product on random data: bf16 8192^3 on CUDA, fp32 2048^3 on the
+    CPU (after warm-ups; the median of repeats within about `seconds`)."""
+    cuda = device.type == "cuda"
+    size, dtype = (8192, torch.bfloat16) if cuda else (2048, torch.float32)
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    times = []
+    for repeat in range(100):
+        wait(device)
+        start = time.perf_counter()
+        a @ b
+        wait(device)
+        if repeat >= 2:  # warm-ups
+            times.append(time.perf_counter() - start)
+        if sum(times) > seconds:
+            break
+    return 2 * size**3 / float(np.median(times)) / 1e12
+
+
+def wait(device: torch.device) -> None:
+    """Let the device finish what was queued, so a host clock measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def photo_folder(root: Path, count: int = 12, size: int = 320) -> None:
+    """Photo-like PNGs (smooth colours, edges, texture) to train on when no --data is given."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        small = rng.integers(0, 256, (8, 8, 3)).astype(np.uint8)
+        image = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+        noise = rng.integers(0, 24, image.shape).astype(np.uint8)
+        cv2.imwrite(str(root / f"photo{i}.png"), cv2.add(image, noise))
+
+
+def step_flops(trainer: Trainer, batch: tuple[Tensor, Tensor, Tensor]) -> float:
+    """FLOPs of one training step's forward and backward on `batch` (matrix products and
+    convolutions, as FlopCounterMode counts them); the model's gradients are cleared after."""
+    degraded, clean, _ = batch
+    model = trainer.model
+    with FlopCounterMode(display=False) as counter, trainer._autocast():
+        out = model(degraded.to(trainer.device))
+        loss = F.l1_loss(out.image.float(), clean.to(trainer.device)) + out.balance_loss.float()
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def time_loop(
+    args: argparse.Namespace, config: str, degrade: str, data: Path, run_dir: Path
+) -> dict[str, object]:
+    """Patches/s and TFLOP/s of the training loop of one configuration."""
+    settings = TrainConfig(
+        config=config, tasks="five", data=[str(data)], steps=10**6, batch=args.batch,
+        patch=args.patch, workers=args.workers, device=args.device,
+        degrade_on_device=degrade == "device", compile=args.compile,
+        prompt_weight=args.prompt_weight, channels_last=args.channels_last,
+    )  # fmt: skip
+    trainer = Trainer(settings, run_dir)
+    batches = trainer.batches()
+    flops = step_flops(trainer, next(batches))
+    for _ in range(args.warmup):  # compilation, autotuning, the loader's first batches
+        trainer.train_step(*next(batches))
+        trainer.step += 1
+    wait(trainer.device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        trainer.train_step(*next(batches))
+        trainer.step += 1
+    wait(trainer.device)
+    seconds = (time.perf_counter() - start) / args.steps
+    return {
+        "config": config,
+        "degrade": degrade,
+        "batch": args.batch,
+        "patch": args.patch,
+        "s_per_step": round(seconds, 4),
+        "patches_per_s": round(args.batch / seconds, 2),
+        "gflop_per_patch": round(flops / args.batch / 1e9, 2),
+        "tflops": round(flops / seconds / 1e12, 4),
+    }
+
+
+def loop_main(args: argparse.Namespace) -> None:
+    """Time the whole training loop of each configuration on --device."""
+    device = torch.device(args.device)
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    reference = matmul_tflops(device)
+    kind = "bf16 8192^3" if device.type == "cuda" else "fp32 2048^3"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    print(f"{name or platform.machine()}, torch {torch.__version__}, matmul {kind}: "
+          f"{reference:.2f} TFLOP/s")  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            data = Path(tmp) / "photos"
+            data.mkdir()
+            photo_folder(data)
+        for config in args.configs.split(","):
+            for degrade in args.degrade.split(","):
+                row = time_loop(args, config, degrade, data, Path(tmp) / f"{config}-{degrade}")
+                row["of_matmul"] = round(float(row["tflops"]) / reference, 5)  # type: ignore[arg-type]
+                rows.append(row)
+                print(f"{config:6s} degrade on {degrade:6s} batch {args.batch} x {args.patch} px: "
+                      f"{row['patches_per_s']:8.2f} patches/s, {row['s_per_step']:.3f} s/step, "
+                      f"{row['gflop_per_patch']} GFLOP/patch, {row['tflops']} TFLOP/s "
+                      f"({100 * float(row['of_matmul']):.2f} % of the matmul)")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"args": vars(args) | {"data": str(args.data)}, "matmul_tflops": reference,
+                       "rows": rows}, handle, indent=1)  # fmt: skip
+
+
+def variants_main(args: argparse.Namespace) -> None:
+    """Time one optimiser-free step of each model variant on the CPU."""
     torch.set_num_threads(args.threads)
     degraded = torch.rand(args.batch, 3, args.patch, args.patch)
     clean = torch.rand(args.batch, 3, args.patch, args.patch)
@@ -132,6 +257,32 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"args": vars(args), "rows": rows}, handle, indent=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="time the whole loop here")
+    parser.add_argument("--configs", default="small,full", help="with --device")
+    parser.add_argument("--degrade", default="device", help="device, host or both, with --device")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps, with --device")
+    parser.add_argument("--workers", type=int, default=0, help="loader workers, with --device")
+    parser.add_argument("--prompt-weight", type=float, default=0.1, help="with --device")
+    parser.add_argument("--channels-last", action="store_true", help="with --device")
+    parser.add_argument("--compile", action="store_true", help="with --device")
+    parser.add_argument("--data", type=Path, help="clean photos (default: generated)")
+    parser.add_argument("--config", default="small")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--patch", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", default="eager,channels_last,checkpointing")
+    parser.add_argument("--json", default="")
+    args = parser.parse_args()
+    if args.device:
+        loop_main(args)
+    else:
+        variants_main(args)
 
 
 if __name__ == "__main__":

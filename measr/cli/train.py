@@ -103,6 +103,20 @@ def train(
             help="Learning rate of the routers' prompt inputs (projections, gates), x lr."
         ),
     ] = TrainConfig.prompt_lr_scale,
+    degrade_on_device: Annotated[
+        bool,
+        typer.Option(
+            help="Degrade the clean crops on the training device (batched torch) instead of "
+            "with numpy in the data workers: what keeps a GPU fed."
+        ),
+    ] = False,
+    lr_reference_batch: Annotated[
+        int,
+        typer.Option(
+            help="The batch --lr was tuned at: the peak rate is scaled by sqrt(global batch / "
+            "this); 0: --lr as given."
+        ),
+    ] = TrainConfig.lr_reference_batch,
     minutes: Annotated[
         float | None,
         typer.Option(
@@ -129,7 +143,8 @@ def train(
             device=device, threads=threads, init=str(init) if init else None,
             time_budget_minutes=minutes or 0.0, prompt_weight=prompt_weight,
             prompt_only=prompt_only, prompt_lr_scale=prompt_lr_scale,
-            ema_decay=ema_decay, val_per_task=val_per_task,
+            ema_decay=ema_decay, val_per_task=val_per_task, degrade_on_device=degrade_on_device,
+            lr_reference_batch=lr_reference_batch,
         )  # fmt: skip
     trainer = Trainer(settings, out, resume=resume)
     console = stderr()

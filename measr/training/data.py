@@ -8,14 +8,25 @@ shared state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
-from measr.degrade import apply_degradation, mix_weights, pick_task, seeded_rng, task_spec
+from measr.degrade import (
+    Recipe,
+    apply_degradation,
+    degrade_batch,
+    draw_recipe,
+    mix_weights,
+    pick_task,
+    seeded_rng,
+    task_spec,
+)
 from measr.errors import MeasrError
 from measr.evaluation.metrics import as_rgb
 from measr.evaluation.sets import list_items, paired_set
@@ -59,9 +70,13 @@ class ImageCache:
 
     def get(self, path: Path) -> np.ndarray:
         """float32 (H, W, 3) RGB in [0, 1]."""
+        return self.get_uint8(path).astype(np.float32) / 255.0
+
+    def get_uint8(self, path: Path) -> np.ndarray:
+        """uint8 (H, W, 3) RGB, as kept."""
         if path not in self._images:
             self._images[path] = np.round(load_rgb(path) * 255).astype(np.uint8)
-        return self._images[path].astype(np.float32) / 255.0
+        return self._images[path]
 
 
 def random_crop(images: list[np.ndarray], size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -83,7 +98,7 @@ def random_flip_rotate(images: list[np.ndarray], rng: np.random.Generator) -> li
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) float32 -> (3, H, W) tensor."""
+    """(H, W, 3) array -> (3, H, W) tensor of the same dtype."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
@@ -121,11 +136,16 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
     def _synthetic_sample(
         self, task: str, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        image = self.cache.get(self.clean[int(rng.integers(0, len(self.clean)))])
-        (window,) = random_crop([image], self.patch + 2 * DEGRADE_MARGIN, rng)
+        window = self._clean_window(rng).astype(np.float32) / 255.0
         degraded = apply_degradation(window, task_spec(task), rng)
         core = slice(DEGRADE_MARGIN, DEGRADE_MARGIN + self.patch)
         return degraded[core, core], window[core, core]
+
+    def _clean_window(self, rng: np.random.Generator) -> np.ndarray:
+        """A random uint8 crop of a random clean photo, DEGRADE_MARGIN wider than the patch."""
+        image = self.cache.get_uint8(self.clean[int(rng.integers(0, len(self.clean)))])
+        (window,) = random_crop([image], self.patch + 2 * DEGRADE_MARGIN, rng)
+        return window
 
     def _paired_sample(self, task: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         degraded_path, clean_path = self.paired[task][int(rng.integers(0, len(self.paired[task])))]
@@ -133,6 +153,64 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
             [self.cache.get(degraded_path), self.cache.get(clean_path)], self.patch, rng
         )
         return degraded, clean
+
+
+@dataclass(frozen=True)
+class RecipeBatch:
+    """Clean windows (uint8, DEGRADE_MARGIN around the patch), their task indices, the
+    recipes of their degradations and their dihedral views (turns * 2 + flip), for the device
+    to degrade (`RecipeSamples`, `on_device`)."""
+
+    windows: Tensor
+    task: Tensor
+    recipes: list[Recipe]
+    views: list[int]
+
+
+class RecipeSamples(TrainingSamples):
+    """Sample i as a clean window and the recipe of its degradation, drawn from
+    `seeded_rng(seed, "sample", i)` like `TrainingSamples` (task, photo, crop, then the recipe
+    and the view); the device degrades whole batches of them (`on_device`). Paired folders
+    have nothing to degrade and stay with `TrainingSamples`."""
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, Recipe, int]:  # type: ignore[override]
+        rng = seeded_rng(self.seed, "sample", index)
+        task = pick_task(self.mix, rng)
+        window = self._clean_window(rng)
+        recipe = draw_recipe(task_spec(task), window.shape[:2], rng)
+        view = int(rng.integers(0, 8))
+        return to_tensor(window), self.tasks.index(task), recipe, view
+
+    @staticmethod
+    def collate(items: Sequence[tuple[Tensor, int, Recipe, int]]) -> RecipeBatch:
+        """The DataLoader's collate_fn: recipes and views stay host-side lists."""
+        windows, tasks, recipes, views = zip(*items, strict=True)
+        return RecipeBatch(torch.stack(windows), torch.tensor(tasks), list(recipes), list(views))
+
+
+def dihedral(images: Tensor, views: Sequence[int]) -> Tensor:
+    """Each (3, H, W) image of a batch in its view of the square's 8 symmetries: view // 2
+    quarter turns (as numpy's rot90), then a left-right flip if view is odd."""
+    out = torch.empty_like(images)
+    for view in sorted(set(views)):
+        positions = [i for i, v in enumerate(views) if v == view]
+        index = torch.tensor(positions).to(images.device, non_blocking=True)
+        turned = torch.rot90(images.index_select(0, index), view // 2, dims=(2, 3))
+        out.index_copy_(0, index, turned.flip(3) if view % 2 else turned)
+    return out
+
+
+def on_device(
+    batch: RecipeBatch, device: torch.device, patch: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(degraded, clean, task) of a RecipeBatch, degraded on `device`: the patch cut from the
+    centre of each degraded window, then turned to its view, as `TrainingSamples` does."""
+    windows = batch.windows.to(device, non_blocking=True).float() / 255.0
+    degraded = degrade_batch(windows, batch.recipes, generator)
+    core = slice(DEGRADE_MARGIN, DEGRADE_MARGIN + patch)
+    pair = torch.cat([degraded[..., core, core], windows[..., core, core]])
+    turned = dihedral(pair, batch.views * 2)
+    return turned[: len(batch.views)], turned[len(batch.views) :], batch.task
 
 
 class SampleIndices(torch.utils.data.Sampler[int]):

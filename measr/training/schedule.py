@@ -11,3 +11,12 @@ def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.01) -> fl
         return (step + 1) / warmup
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def batch_scaled_lr(lr: float, batch: int, reference_batch: int) -> float:
+    """The peak learning rate for a global batch: `lr` was tuned at `reference_batch` and
+    grows with the square root of the batch (the rule for Adam of Malladi et al., 2022, "On
+    the SDEs and scaling rules for adaptive gradient algorithms"); reference 0: `lr` as given."""
+    if reference_batch <= 0:
+        return lr
+    return lr * math.sqrt(batch / reference_batch)

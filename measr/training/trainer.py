@@ -1,5 +1,11 @@
 """`measr train`: AdamW, warm-up + cosine, L1 + balance loss, clipping, EMA, periodic validation,
-atomic checkpoints, exact resume; bf16 autocast and DDP (torchrun) on GPUs."""
+atomic checkpoints, exact resume; bf16 autocast, fused AdamW, degradation on the device and DDP
+(torchrun) on GPUs.
+
+The step never waits for the device: losses stay tensors until a log line reads them (every
+`log_every` steps), the EMA's decay is computed on the host, and a batch degraded on the device
+is grouped by task from host-side recipes.
+"""
 
 from __future__ import annotations
 
@@ -25,14 +31,20 @@ from measr.errors import MeasrError
 from measr.evaluation.prompt import whole_photo_naming
 from measr.model import MEASNet, build_model, get_config
 from measr.training.checkpoint import load_checkpoint, save_checkpoint
-from measr.training.data import SampleIndices, TrainingSamples
+from measr.training.data import (
+    RecipeBatch,
+    RecipeSamples,
+    SampleIndices,
+    TrainingSamples,
+    on_device,
+)
 from measr.training.prompt import (
     PromptTargets,
     prompt_parameters,
     router_prompt_parameters,
     supervised_prompt,
 )
-from measr.training.schedule import warmup_cosine
+from measr.training.schedule import batch_scaled_lr, warmup_cosine
 from measr.training.validation import ValidationItem, default_validation_set, evaluate
 from measr.weights import load_model
 
@@ -84,6 +96,12 @@ class TrainConfig:
     # Stop after this many minutes of this invocation (0: no limit). The learning-rate schedule
     # then follows whichever of steps and time is further along, so a timed run still anneals.
     time_budget_minutes: float = 0.0
+    # Degrade the clean crops on the training device (measr.degrade.batched) instead of with
+    # numpy in the data workers: the loader then only crops and draws recipes.
+    degrade_on_device: bool = False
+    # The batch `lr` was tuned at: the peak rate is scaled by sqrt(global batch / this)
+    # (`batch_scaled_lr`); 0 uses lr as given.
+    lr_reference_batch: int = 0
 
     @classmethod
     def load(cls, run_dir: Path) -> TrainConfig:
@@ -125,6 +143,11 @@ class TrainConfig:
             raise MeasrError("no training data", "pass --data FOLDER (clean photos)")
         if self.prompt_only and self.prompt_weight <= 0:
             raise MeasrError("--prompt-only needs --prompt-weight above 0")
+        if self.degrade_on_device and self.paired:
+            raise MeasrError(
+                "--degrade-on-device degrades clean photos; paired folders have nothing to degrade",
+                "drop --paired, or train without --degrade-on-device",
+            )
         for name in ("steps", "batch"):
             if getattr(self, name) < 1:
                 raise MeasrError(f"--{name} must be at least 1, not {getattr(self, name)}")
@@ -187,16 +210,29 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return resolve_device(name)
 
 
-def ema_average(decay: float) -> Callable[[Tensor, Tensor, Tensor | int], Tensor]:
-    """EMA update with a warm-up of the decay, (1 + n) / (10 + n), so early averages are not
-    dominated by the random initialisation."""
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The EMA's decay after `updates` updates, warmed up as (1 + n) / (10 + n) so that early
+    averages are not dominated by the random initialisation."""
+    return min(decay, (1 + updates) / (10 + updates))
 
-    def average(averaged: Tensor, current: Tensor, count: Tensor | int) -> Tensor:
-        n = float(count)
-        d = min(decay, (1 + n) / (10 + n))
-        return averaged * d + current * (1 - d)
 
-    return average
+@torch.no_grad()
+def update_ema(ema: AveragedModel, model: nn.Module, decay: float, updates: int) -> None:
+    """One EMA update of parameters and buffers, the first a copy. What
+    `AveragedModel.update_parameters` does, without reading its update count from the device
+    (a wait per step, per tensor): the count is the host's."""
+    averaged = [*ema.module.parameters(), *ema.module.buffers()]
+    current = [*model.parameters(), *model.buffers()]
+    floats = [i for i, t in enumerate(averaged) if t.is_floating_point()]
+    others = [i for i in range(len(averaged)) if i not in set(floats)]
+    if updates == 0:
+        torch._foreach_copy_(averaged, current)
+    else:
+        weight = 1.0 - ema_decay_at(decay, updates)
+        torch._foreach_lerp_([averaged[i] for i in floats], [current[i] for i in floats], weight)
+        for i in others:
+            averaged[i].copy_(current[i])
+    ema.n_averaged += 1
 
 
 class Trainer:
@@ -216,13 +252,16 @@ class Trainer:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model.set_activation_checkpointing(config.activation_checkpointing)
-        self.ema = AveragedModel(self.model, avg_fn=ema_average(config.ema_decay), use_buffers=True)
+        self.ema = AveragedModel(self.model, use_buffers=True)
         self.targets: PromptTargets | None = None
         if config.prompt_weight > 0:
             tasks = list(mix_weights(config.tasks))
             self.targets = PromptTargets.for_tasks(tasks, self.model.config.degradation_kinds)
         self.optimizer = torch.optim.AdamW(
-            self._parameter_groups(), lr=config.lr, weight_decay=config.weight_decay
+            self._parameter_groups(),
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            fused=self.device.type == "cuda",  # one kernel for all parameters
         )
         self.step, self.wall_seconds, self.cpu_seconds = 0, 0.0, 0.0
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -319,17 +358,36 @@ class Trainer:
 
     # -- data and validation ---------------------------------------------------------------------
 
-    def samples(self) -> TrainingSamples:
-        """The run's training samples (sample i is a pure function of the seed and i)."""
+    def samples(self, recipes: bool = False) -> TrainingSamples:
+        """The run's training samples (sample i is a pure function of the seed and i), degraded
+        by numpy, or as clean windows and recipes for the device (`recipes`)."""
         c = self.config
         paired = {task: Path(root) for task, root in (p.split("=", 1) for p in c.paired)}
-        return TrainingSamples([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired)
+        kind = RecipeSamples if recipes else TrainingSamples
+        return kind([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired)
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """(degraded, clean, task) batches from sample step * batch on, on the device when
+        `degrade_on_device` (else still on the host: `train_step` moves them)."""
+        for batch in self.loader():
+            if isinstance(batch, RecipeBatch):
+                yield on_device(batch, self.device, self.config.patch, self.pixel_generator())
+            else:
+                yield batch
+
+    def pixel_generator(self) -> torch.Generator:
+        """The generator of this step's pixel randomness on the device: seeded by the run's
+        seed, the step and the rank, so a resumed run degrades its batches alike."""
+        generator = torch.Generator(self.device)
+        return generator.manual_seed(hash((self.config.seed, self.step, self.dist.rank)) % 2**62)
+
+    def loader(self) -> Iterator[Any]:
         c = self.config
         loader = DataLoader(
-            self.samples(),
+            self.samples(recipes=c.degrade_on_device),
             batch_size=c.batch,
+            collate_fn=RecipeSamples.collate if c.degrade_on_device else None,
+            pin_memory=self.device.type == "cuda",
             sampler=SampleIndices(self.step * c.batch, self.dist.rank, self.dist.world),
             num_workers=c.workers,
             # A private generator: creating the loader must not consume the global RNG, which
@@ -395,15 +453,16 @@ class Trainer:
         return self.progress() >= 1.0
 
     def learning_rate(self) -> float:
-        """Warm-up then cosine decay, at the current progress."""
+        """Warm-up then cosine decay, at the current progress, of the peak rate scaled to the
+        global batch (`batch_scaled_lr`)."""
         c = self.config
         total = max(round(self.step / self.progress()), 1) if self.progress() > 0 else c.steps
-        return c.lr * warmup_cosine(self.step, total, c.warmup)
+        peak = batch_scaled_lr(c.lr, c.batch * self.dist.world, c.lr_reference_batch)
+        return peak * warmup_cosine(self.step, total, c.warmup)
 
-    def train_step(
-        self, degraded: Tensor, clean: Tensor, task: Tensor
-    ) -> tuple[float, float, float, float]:
-        """One optimiser step; returns (loss, l1, balance, prompt supervision)."""
+    def train_step(self, degraded: Tensor, clean: Tensor, task: Tensor) -> Tensor:
+        """One optimiser step; returns the detached (loss, l1, balance, prompt supervision) as
+        one tensor on the device, read only when logged."""
         c = self.config
         self.model.train()
         for group in self.optimizer.param_groups:
@@ -431,15 +490,15 @@ class Trainer:
         if c.clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
         self.optimizer.step()
-        self.ema.update_parameters(self.model)
-        return loss.item(), l1.item(), balance.item(), prompt.item()
+        update_ema(self.ema, self.model, c.ema_decay, self.step)
+        return torch.stack([loss, l1, balance, prompt]).detach()
 
     def run(self, progress: Progress | None = None) -> None:
         c = self.config
         last_checkpoint = self._last_log_time = time.monotonic()
         wall_base, cpu_base = self.wall_seconds, self.cpu_seconds
         wall_start, cpu_start = time.monotonic(), time.process_time()
-        window: list[tuple[float, float, float, float]] = []
+        window: list[Tensor] = []
         for degraded, clean, task in self.batches():
             if self.finished():
                 break
@@ -463,9 +522,7 @@ class Trainer:
         by_time = time.monotonic() - last >= c.checkpoint_minutes * 60
         return by_steps or by_time or self.finished()
 
-    def _log(
-        self, window: list[tuple[float, float, float, float]], progress: Progress | None
-    ) -> None:
+    def _log(self, window: list[Tensor], progress: Progress | None) -> None:
         c = self.config
         now = time.monotonic()
         throughput = len(window) * c.batch * self.dist.world / max(now - self._last_log_time, 1e-9)
@@ -473,7 +530,7 @@ class Trainer:
         if c.val and (self.step % c.val_every == 0 or self.finished()):
             validation = self.validate() or None
             accuracy = self.prompt_accuracy()
-        loss, l1, balance, prompt = (sum(v[i] for v in window) / len(window) for i in range(4))
+        loss, l1, balance, prompt = torch.stack(window).double().mean(0).tolist()
         record = StepRecord(
             step=self.step,
             loss=loss,

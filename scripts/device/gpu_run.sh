@@ -1,40 +1,53 @@
 #!/usr/bin/env bash
-# One prepared session on a lent GPU machine (see the device tool): `small` (continued from the
-# shipped weights) trained for TRAIN_MINUTES (bf16 autocast) on the TRAIN_TASKS mix, EMA weights
-# and metrics written to $OUT every two minutes, with the CUDA tests run beside the training.
-# GPU_SPEED=1 first times the GPU (reference, fp32, bf16, fp16) and a 12 MP photo through
-# `measr restore` on CUDA (done 2026-11-27, docs/performance.md); TRAIN_FULL=1 trains `full`
-# from scratch beside `small`. Expects the data carried in .device/data (bsd400/ and a val/
-# subset).
-set -u
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-minutes=${TRAIN_MINUTES:-7.5}
-export TRAIN_TASKS=${TRAIN_TASKS:-five}
-data=.device/data
-# The CLI without installing (nothing can be fetched there); a file, so `timeout` can run it.
-printf 'import sys\nfrom measr.cli.app import main\nsys.argv[0] = "measr"\nmain()\n' > /tmp/measr_cli.py
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-if [ "${GPU_SPEED:-0}" = 1 ]; then
-  timeout 70 python3 scripts/device/gpu_speed.py 45 2>&1 | tee "$OUT/gpu_speed.txt"
-  python3 -c "import cv2; cv2.imwrite('/tmp/p12.png', cv2.resize(cv2.imread('$data/val/kodak24/clean/kodim01.png'), (4000, 3000), interpolation=cv2.INTER_CUBIC))"
-  for flags in "" "--half"; do
-    echo "measr restore 4000x3000 --device cuda $flags" | tee -a "$OUT/gpu_speed.txt"
-    { time timeout 60 python3 /tmp/measr_cli.py restore /tmp/p12.png -o /tmp/o12.png --overwrite \
-        --device cuda $flags; } 2>&1 \
-      | tail -n 8 | tee -a "$OUT/gpu_speed.txt"
-  done
+# The one prepared script for a lent GPU machine (the device tool's `run`). Run from the
+# repository root with the device tool's $OUT set:
+#
+#   scripts/device/gpu_run.sh [MINUTES]        (training time budget, default 6)
+#
+# 1. times the whole training loop of `small` and `full` at 128 px against a bf16 matrix product
+#    (benchmarks/train_throughput.py; BENCH=0 skips it), into $OUT/throughput.{txt,json};
+# 2. trains CONFIG (small) from the default weights (INIT) with the prompt's supervision
+#    (PROMPT_WEIGHT), bf16, fused AdamW and degradation on the device, for MINUTES, writing the EMA
+#    weights, metrics and validation scores to $OUT every SAVE_MINUTES (scripts/device/train_timed.py).
+#
+# Data: the device machine sees only the repository, not ../shared: first, on the CPU,
+# scripts/device/prepare_data.sh copies the training photos and a validation subset into
+# .device/data (ignored by git; name `.device` in the run's carry). Back on the CPU,
+# scripts/device/ship_back.sh DIR NAME exports the weights and applies the ship rule.
+# The learning rate is LR at batch LR_REFERENCE_BATCH, scaled by sqrt(BATCH / that).
+# CONFIG=full trains `full` instead (its fp16 weights come back in four 15 MiB parts).
+# tests/test_gpu_script.py runs this script on the CPU (DEVICE=cpu CONFIG=tiny STEPS=2).
+set -euo pipefail
+: "${OUT:?set OUT to the folder that comes back}"
+minutes=${1:-6}
+config=${CONFIG:-small}
+device=${DEVICE:-cuda}
+data=${DATA:-.device/data}
+python=${PYTHON:-python3}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+if [ ! -d "$data/train" ] || [ ! -d "$data/val" ]; then
+  echo "no $data/train or $data/val: run scripts/device/prepare_data.sh and carry .device" >&2
+  exit 2
 fi
-python3 scripts/device/train_timed.py small "$minutes" 64 2e-4 "$data" "$OUT" \
-  weights/small-5task.safetensors > "$OUT/small.log" 2>&1 &
-# `small` has the GPU alone by default (88 patches/s at batch 24 alone, against 42 beside
-# `full`): 6.5 minutes of `full` from scratch ended behind `small` on every validation set
-# (2026-11-27), and its 63 MB of fp16 weights exceed what one file from $OUT may be (16 MiB)
-# and would push the repository past the device tool's 64 MiB working tree.
-if [ "${TRAIN_FULL:-0}" = 1 ]; then
-  python3 scripts/device/train_timed.py full "$minutes" 16 3e-4 "$data" "$OUT" > "$OUT/full.log" 2>&1 &
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 fi
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py -o addopts="" 2>&1 \
-  | tail -n 5 | tee "$OUT/cuda_tests.txt"
-nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-wait
-tail -n 3 "$OUT"/*.log
+if [ "${BENCH:-1}" = 1 ]; then
+  timeout "${BENCH_SECONDS:-180}" "$python" benchmarks/train_throughput.py --device "$device" \
+    --configs "${BENCH_CONFIGS:-small,full}" --batch "${BATCH:-64}" --steps "${BENCH_STEPS:-30}" \
+    --warmup 5 --workers "${WORKERS:-8}" --json "$OUT/throughput.json" \
+    2>&1 | tee "$OUT/throughput.txt" || echo "throughput benchmark stopped (status $?)"
+fi
+extra=()
+[ "${COMPILE:-0}" = 1 ] && extra+=(--compile)
+[ "${CHANNELS_LAST:-0}" = 1 ] && extra+=(--channels-last)
+"$python" scripts/device/train_timed.py --config "$config" --minutes "$minutes" \
+  --steps "${STEPS:-10000000}" --batch "${BATCH:-64}" --patch "${PATCH:-128}" \
+  --lr "${LR:-1e-4}" --lr-reference-batch "${LR_REFERENCE_BATCH:-8}" --warmup "${WARMUP:-100}" \
+  --tasks "${TASKS:-five}" --prompt-weight "${PROMPT_WEIGHT:-0.1}" --init "${INIT-default}" \
+  --data "$data/train" --val "$data/val" --out "$OUT" --device "$device" \
+  --workers "${WORKERS:-8}" --save-minutes "${SAVE_MINUTES:-2}" --log-every "${LOG_EVERY:-50}" \
+  ${extra[@]+"${extra[@]}"} 2>&1 | tee "$OUT/$config.log" | grep -v '"step"' || true
+test -s "$OUT/${config}_scores.jsonl"  # the run saved and scored its weights at least once
+tail -n 2 "$OUT/${config}_metrics.jsonl" "$OUT/${config}_scores.jsonl"

@@ -1,58 +1,147 @@
-"""Train one configuration for a fixed time on a lent GPU, writing its EMA weights (fp16
-safetensors) and metrics to $OUT every two minutes, so that a cut-off call still brings them back.
+"""Train one configuration for a time budget on the device machine, bringing its EMA weights
+back in $OUT every few minutes, so that a call cut off at its limit still returns them.
 
-Usage: python3 scripts/device/train_timed.py CONFIG MINUTES BATCH LR DATA_ROOT OUT [INIT]
-(INIT: weights to start from, e.g. the shipped default, with a shorter warm-up; the task mix is
-$TRAIN_TASKS, `measr train --tasks` syntax, default five.)
+Run by scripts/device/gpu_run.sh (which says what each setting is for); `--help` lists them.
+Every save writes, under --out:
+  CONFIG_ema.safetensors    fp16 EMA weights with their provenance (steps, GPU minutes, init),
+                            split into CONFIG_ema.safetensors.partNN files when over 15 MiB
+                            (the device tool brings back files of at most 16 MiB);
+  CONFIG_metrics.jsonl      the run's metrics (loss, patches/s) so far;
+  CONFIG_scores.jsonl       one line per save: the EMA weights' PSNR/SSIM on the --val photos.
+Back on the CPU, scripts/device/ship_back.sh joins the parts and applies the ship rule.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
+from measr.manifest import find_entry
+from measr.training.export import lineage_totals
 from measr.training.trainer import METRICS_NAME, StepRecord, TrainConfig, Trainer
-from measr.weights import save_weights
+from measr.weights import read_metadata, save_weights
+
+PART_BYTES = 15 * 2**20  # under the 16 MiB the device tool brings back per file
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="small")
+    parser.add_argument("--minutes", type=float, required=True, help="training time budget")
+    parser.add_argument("--steps", type=int, default=10**7, help="stop sooner after N steps")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--patch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak rate at --lr-reference-batch")
+    parser.add_argument("--lr-reference-batch", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--tasks", default="five")
+    parser.add_argument("--prompt-weight", type=float, default=0.1)
+    parser.add_argument("--init", default="default", help="weights file, 'default' or ''")
+    parser.add_argument("--data", type=Path, required=True, help="folder of clean photos")
+    parser.add_argument("--val", type=Path, required=True, help="validation root")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--run-dir", type=Path, default=Path("/tmp/measr-runs"))
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--save-minutes", type=float, default=2.0)
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--channels-last", action="store_true")
+    return parser.parse_args()
+
+
+def init_weights(choice: str) -> str | None:
+    """The weights to start from: a file, the manifest's default ('default'), or none ('')."""
+    if not choice:
+        return None
+    return str(find_entry(None).file) if choice == "default" else choice
+
+
+def settings(args: argparse.Namespace) -> TrainConfig:
+    init = init_weights(args.init)
+    return TrainConfig(
+        config=args.config, tasks=args.tasks, data=[str(args.data)], val=str(args.val),
+        val_crop=192, val_per_task=0, steps=args.steps, batch=args.batch, patch=args.patch,
+        lr=args.lr, lr_reference_batch=args.lr_reference_batch, warmup=args.warmup,
+        workers=args.workers, init=init, log_every=args.log_every, val_every=10**9,
+        checkpoint_minutes=10**6, time_budget_minutes=args.minutes, device=args.device,
+        prompt_weight=args.prompt_weight, degrade_on_device=True, compile=args.compile,
+        channels_last=args.channels_last,
+    )  # fmt: skip
+
+
+def provenance(trainer: Trainer) -> dict[str, str]:
+    """What the weights are: this run's steps and device minutes, and the lineage from init."""
+    c = trainer.config
+    own = {
+        "steps": str(trainer.step),
+        "cpu_hours": "0.00",  # device time is counted in gpu_minutes
+        "train_tasks": c.tasks,
+        "batch": str(c.batch * trainer.dist.world),
+        "patch": str(c.patch),
+        "prompt_weight": f"{c.prompt_weight:g}",
+        "device": str(trainer.device),
+        "data": Path(c.data[0]).name,
+    }
+    minutes = trainer.wall_seconds / 60
+    if not c.init:
+        return {**own, "gpu_minutes": f"{minutes:.2f}"}
+    init = read_metadata(c.init)
+    lineage = lineage_totals(own, init)
+    before = float(lineage.pop("gpu_minutes", "0"))
+    own["init"] = f"{Path(c.init).stem}({init.get('steps', '?')}steps)"
+    return {**own, **lineage, "gpu_minutes": f"{before + minutes:.2f}"}
+
+
+def write_parts(source: Path, out_dir: Path) -> list[Path]:
+    """Copy `source` into out_dir whole, or as NAME.partNN pieces of PART_BYTES when larger
+    (rejoin with `cat NAME.part* > NAME`); older copies and pieces are removed first."""
+    for old in out_dir.glob(f"{source.name}*"):
+        old.unlink()
+    if source.stat().st_size <= PART_BYTES:
+        return [Path(shutil.copy(source, out_dir / source.name))]
+    parts = []
+    with open(source, "rb") as handle:
+        for number, chunk in enumerate(iter(lambda: handle.read(PART_BYTES), b"")):
+            part = out_dir / f"{source.name}.part{number:02d}"
+            part.write_bytes(chunk)
+            parts.append(part)
+    return parts
+
+
+def save(trainer: Trainer, out_dir: Path) -> None:
+    """Bring the EMA weights, the metrics and the EMA's validation scores to out_dir."""
+    name = trainer.config.config
+    weights = trainer.run_dir / f"{name}_ema.safetensors"
+    save_weights(trainer.ema.module, weights, half=True, metadata=provenance(trainer))  # type: ignore[arg-type]
+    write_parts(weights, out_dir)
+    shutil.copy(trainer.run_dir / METRICS_NAME, out_dir / f"{name}_metrics.jsonl")
+    scores = {task: [round(p, 3), round(s, 4)] for task, (p, s) in trainer.validate().items()}
+    line = {"step": trainer.step, "minutes": round(trainer.wall_seconds / 60, 2), "val": scores}
+    with open(out_dir / f"{name}_scores.jsonl", "a") as handle:
+        handle.write(json.dumps(line) + "\n")
 
 
 def main() -> None:
-    config, minutes, batch, lr, data_root, out = sys.argv[1:7]
-    init = sys.argv[7] if len(sys.argv) > 7 else None
-    data, out_dir = Path(data_root), Path(out)
-    run_dir = Path(f"/tmp/runs/{config}")
-    settings = TrainConfig(
-        config=config, tasks=os.environ.get("TRAIN_TASKS", "five"), data=[str(data / "bsd400")],
-        val=str(data / "val"),
-        val_crop=192, val_per_task=4, steps=10**7, batch=int(batch), patch=128, lr=float(lr),
-        warmup=100 if init else 200, workers=6, init=init, log_every=50, val_every=10**9,
-        checkpoint_minutes=2.0,
-        time_budget_minutes=float(minutes), device=os.environ.get("MEASR_DEVICE", "cuda"),
-    )  # fmt: skip
-    trainer = Trainer(settings, run_dir, resume=os.environ.get("RESUME") == "1")
+    args = parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(settings(args), args.run_dir / args.config)
     saved_at = time.monotonic()
-
-    def save() -> None:
-        meta = {"steps": str(trainer.step), "gpu_minutes": f"{trainer.wall_seconds / 60:.2f}"}
-        target = out_dir / f"{config}_ema.safetensors"
-        if config == "full":  # 60 MiB: kept on the machine's disk, fetched by a second call
-            target = run_dir / f"{config}_ema.safetensors"
-        save_weights(trainer.ema.module, target, half=True, metadata=meta)  # type: ignore[arg-type]
-        shutil.copy(run_dir / METRICS_NAME, out_dir / f"{config}_metrics.jsonl")
 
     def progress(record: StepRecord) -> None:
         nonlocal saved_at
-        print(config, record.to_json(), flush=True)
-        if time.monotonic() - saved_at > 120:
-            save()
+        print(args.config, record.to_json(), flush=True)
+        if time.monotonic() - saved_at >= args.save_minutes * 60:
+            save(trainer, args.out)
             saved_at = time.monotonic()
 
     trainer.run(progress)
-    save()
-    print(config, "done", json.dumps({"steps": trainer.step, "minutes": trainer.wall_seconds / 60}))
+    save(trainer, args.out)
+    done = {"steps": trainer.step, "minutes": round(trainer.wall_seconds / 60, 2)}
+    print(args.config, "done", json.dumps(done), flush=True)
 
 
 if __name__ == "__main__":
