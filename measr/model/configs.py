@@ -37,6 +37,9 @@ class ModelConfig:
     degradation_kinds: tuple[str, ...] = ()
     # How the prompt pools its features over the image: "mean" (the paper) or "mean+std".
     prompt_pooling: str = "mean"
+    # A stride-1 convolution reads every pixel of the prompt's cells first (measr's addition:
+    # the paper's stride-3 patches alias thin rain streaks; see task_prompt.py).
+    prompt_fine_layer: bool = False
     # STP-G-MESE: per-pixel top-k of n MLP experts at encoder levels 1..3.
     pixel_experts: int = 6
     pixel_top_k: int = 2

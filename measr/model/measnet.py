@@ -62,6 +62,7 @@ class MEASNet(nn.Module):
             c.prompt_hidden,
             c.degradation_kinds,
             c.prompt_pooling,
+            c.prompt_fine_layer,
         )
         self.patch_embed = nn.Conv2d(c.in_channels, d, 3, padding=1, bias=c.bias)
 

@@ -14,6 +14,11 @@ features cannot tell a low-contrast photo (haze) from one whose edges are soft (
 a texture that is everywhere (rain streaks) from one that varies with the content: with
 `pooling="mean+std"` the features' standard deviation over the image joins their mean. Both
 are sums over cells, so they still accumulate exactly over strips of a large photo.
+
+The paper's conv net reads each cell through disjoint 3x3 patches (stride 3), which alias the
+one-pixel streaks of light rain. With `fine=True` a stride-1 3x3 convolution reads every
+pixel of a cell first (zero-padded at the cell's border, so that each cell is still read on its
+own and the features still accumulate exactly over strips).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ PROMPT_CELL = 9
 # The noise-level head predicts sigma / NOISE_SCALE (sigma on the 0-255 scale).
 NOISE_SCALE = 50.0
 FEATURES = 32
+# Channels of the fine (stride-1) layer: few, since it runs at every pixel.
+FINE_CHANNELS = 16
 
 
 POOLINGS = ("mean", "mean+std")
@@ -82,6 +89,7 @@ class TaskPrompt(nn.Module):
         hidden: int,
         kinds: tuple[str, ...] = (),
         pooling: str = "mean",
+        fine: bool = False,
     ) -> None:
         super().__init__()
         if kinds and len(kinds) > atoms:
@@ -90,8 +98,13 @@ class TaskPrompt(nn.Module):
             raise ValueError(f"prompt pooling must be one of {POOLINGS}, not '{pooling}'")
         self.pooling = pooling
         pooled = FEATURES * (2 if pooling == "mean+std" else 1)
+        self.fine = (
+            nn.Sequential(nn.Conv2d(in_channels, FINE_CHANNELS, 3, padding=1), nn.LeakyReLU(0.1))
+            if fine
+            else None
+        )
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 3, stride=3),
+            nn.Conv2d(FINE_CHANNELS if fine else in_channels, hidden, 3, stride=3),
             nn.LeakyReLU(0.1),
             nn.Conv2d(hidden, hidden, 3, stride=3),
             nn.LeakyReLU(0.1),
@@ -112,14 +125,25 @@ class TaskPrompt(nn.Module):
         self.register_buffer("kind_mask", membership, persistent=False)
         self.context_key = ""
 
-    def feature_moments(self, image: Tensor) -> FeatureMoments:
-        """Sums of the conv features and of their squares over the image's cells."""
-        features = self.features(image).float()
-        return FeatureMoments(
-            features.sum(dim=(2, 3)),
-            features.square().sum(dim=(2, 3)),
-            features.shape[2] * features.shape[3],
+    def cell_features(self, image: Tensor) -> Tensor:
+        """The conv features of each whole cell of the image, (B, cells, 32)."""
+        if self.fine is None:
+            return self.features(image).flatten(2).transpose(1, 2)
+        batch, channels, height, width = image.shape
+        rows, cols = height // PROMPT_CELL, width // PROMPT_CELL
+        cells = (
+            image[:, :, : rows * PROMPT_CELL, : cols * PROMPT_CELL]
+            .reshape(batch, channels, rows, PROMPT_CELL, cols, PROMPT_CELL)
+            .permute(0, 2, 4, 1, 3, 5)
+            .reshape(batch * rows * cols, channels, PROMPT_CELL, PROMPT_CELL)
         )
+        return self.features(self.fine(cells)).reshape(batch, rows * cols, FEATURES)
+
+    def feature_moments(self, image: Tensor) -> FeatureMoments:
+        """Sums of the conv features and of their squares over the image's cells (in float64:
+        the standard deviation subtracts two large sums, and strips must add up exactly)."""
+        features = self.cell_features(image).double()
+        return FeatureMoments(features.sum(dim=1), features.square().sum(dim=1), features.shape[1])
 
     def pool(self, moments: FeatureMoments) -> Tensor:
         """The pooled features (B, 32), or (B, 64) with their standard deviation."""
