@@ -56,12 +56,18 @@ class PromptTargets:
         logp = reading.kind_log_probabilities
         kind = self.kinds.to(logp.device)[task.to(logp.device)]
         cross_entropy = F.nll_loss(logp, kind)
+        if reading.noise_sigma is None:
+            return cross_entropy, logp.new_zeros(())
+        # The mean over the samples whose sigma is known, by a mask rather than by indexing:
+        # the host never waits to learn which they are, and every estimate takes part in the
+        # loss (DDP waits for a gradient of the noise head on every rank, every step).
         sigma = self.sigmas.to(logp.device)[task.to(logp.device)]
         known = ~torch.isnan(sigma)
-        if reading.noise_sigma is None or not bool(known.any()):
-            return cross_entropy, logp.new_zeros(())
-        estimate = reading.noise_sigma[known] / NOISE_SCALE
-        return cross_entropy, F.smooth_l1_loss(estimate, sigma[known] / NOISE_SCALE, beta=0.1)
+        target = torch.where(known, sigma, 0.0) / NOISE_SCALE
+        error = F.smooth_l1_loss(
+            reading.noise_sigma / NOISE_SCALE, target, beta=0.1, reduction="none"
+        )
+        return cross_entropy, (error * known).sum() / known.sum().clamp(min=1)
 
 
 def supervised_prompt(model: MEASNet, images: Tensor) -> MEASNet:

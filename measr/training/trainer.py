@@ -30,6 +30,7 @@ from measr.engine.device import resolve_device
 from measr.errors import MeasrError
 from measr.evaluation.prompt import whole_photo_naming
 from measr.model import MEASNet, build_model, get_config
+from measr.model.task_prompt import PromptReading
 from measr.training.checkpoint import load_checkpoint, save_checkpoint
 from measr.training.data import (
     RecipeBatch,
@@ -235,6 +236,20 @@ def update_ema(ema: AveragedModel, model: nn.Module, decay: float, updates: int)
     ema.n_averaged += 1
 
 
+class LossInputs(nn.Module):
+    """The network as the loss reads it: (image, balance loss, prompt reading or None). Under
+    DDP, which waits every step for a gradient of each parameter its outputs depend on, the
+    prompt's reading is an output only when its supervision is part of the loss."""
+
+    def __init__(self, model: MEASNet, supervised: bool) -> None:
+        super().__init__()
+        self.model, self.supervised = model, supervised
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, PromptReading | None]:
+        out = self.model(image)
+        return out.image, out.balance_loss, out.prompt if self.supervised else None
+
+
 class Trainer:
     """One training run in RUN_DIR; `run()` trains until `config.steps`, resuming if asked."""
 
@@ -270,10 +285,10 @@ class Trainer:
         elif self.dist.is_main:
             config.save(run_dir)
             (run_dir / METRICS_NAME).write_text("")
-        self.forward: nn.Module = self.model
+        self.forward: nn.Module = LossInputs(self.model, self.targets is not None)
         if self.dist.world > 1:
             self.forward = nn.parallel.DistributedDataParallel(
-                self.model,
+                self.forward,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,  # images that choose no MEE expert leave it idle
             )
@@ -471,17 +486,17 @@ class Trainer:
         degraded = degraded.to(self.device, non_blocking=True, memory_format=memory)
         clean = clean.to(self.device, non_blocking=True)
         zero = degraded.new_zeros(())
+        reading: PromptReading | None
         with self._autocast():
             if c.prompt_only:
                 _, reading = self.model.task_prompt(degraded)
                 l1, balance = zero, zero
             else:
-                out = self.forward(degraded)
-                reading = out.prompt
-                l1 = F.l1_loss(out.image.float(), clean)
-                balance = out.balance_loss.float()
+                image, balance, reading = self.forward(degraded)
+                l1 = F.l1_loss(image.float(), clean)
+                balance = balance.float()
         prompt = zero
-        if self.targets is not None:
+        if self.targets is not None and reading is not None:
             cross_entropy, noise = self.targets.loss(reading, task)
             prompt = cross_entropy + noise
         loss = l1 + c.balance_weight * balance + c.prompt_weight * prompt
