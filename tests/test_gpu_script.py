@@ -4,6 +4,7 @@ end with the tiny configuration, then scripts/device/ship_back.sh on what it bro
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -176,3 +177,24 @@ def test_gpu_script_dry_run_on_cpu_brings_back_weights_that_ship_back(
     assert "ship" in back.stderr + back.stdout
     entry = next(e for e in read_manifest(manifest) if e.name == "tiny-gpu")
     assert entry.fields["steps"] == "2" and "val.noise25" in entry.fields
+
+
+def test_weights_over_the_part_size_come_back_in_parts_that_join(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = ROOT / "scripts/device/train_timed.py"
+    spec = importlib.util.spec_from_file_location("train_timed", script)
+    assert spec is not None and spec.loader is not None
+    train_timed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_timed)
+    monkeypatch.setattr(train_timed, "PART_BYTES", 1000)
+    source = tmp_path / "full_ema.safetensors"
+    source.write_bytes(np.random.default_rng(0).bytes(2500))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "full_ema.safetensors").write_bytes(b"an older whole copy")
+    parts = train_timed.write_parts(source, out)
+    assert [p.name for p in parts] == [f"full_ema.safetensors.part0{i}" for i in range(3)]
+    assert sorted(out.iterdir()) == parts  # the older copy is gone
+    assert b"".join(p.read_bytes() for p in parts) == source.read_bytes()
+    assert max(p.stat().st_size for p in parts) <= 1000

@@ -4,8 +4,8 @@ back in $OUT every few minutes, so that a call cut off at its limit still return
 Run by scripts/device/gpu_run.sh (which says what each setting is for); `--help` lists them.
 Every save writes, under --out:
   CONFIG_ema.safetensors    fp16 EMA weights with their provenance (steps, GPU minutes, init),
-                            split into CONFIG_ema.safetensors.partNN files when over 15 MiB
-                            (the device tool brings back files of at most 16 MiB);
+                            split into CONFIG_ema.safetensors.partNN files just under 16 MiB
+                            when larger (the device tool brings back files of at most 16 MiB);
   CONFIG_metrics.jsonl      the run's metrics (loss, patches/s) so far;
   CONFIG_scores.jsonl       one line per save: the EMA weights' PSNR/SSIM on the --val photos.
 Back on the CPU, scripts/device/ship_back.sh joins the parts and applies the ship rule.
@@ -24,7 +24,10 @@ from measr.training.export import lineage_totals
 from measr.training.trainer import METRICS_NAME, StepRecord, TrainConfig, Trainer
 from measr.weights import read_metadata, save_weights
 
-PART_BYTES = 15 * 2**20  # under the 16 MiB the device tool brings back per file
+# Under the 16 MiB the device tool brings back per file, and large enough that `full`'s fp16
+# weights (60.4 MiB) take four parts: with its log, metrics, scores and the throughput figures
+# that is the eight files a call may bring back.
+PART_BYTES = 16 * 2**20 - 2**16
 
 
 def parse_args() -> argparse.Namespace:
