@@ -21,7 +21,11 @@ TARGET_RATIO = 1.5
 
 
 def measure(config: str, height: int, width: int, tile: int | None, threads: int) -> dict:
-    """Restore one random image in this process; the peak RSS before and after."""
+    """Restore one random image in this process, set up as the `measr` command sets up its own;
+    the peak RSS before and after."""
+    from measr.allocator import tune_process
+
+    tune_process()
     import numpy as np
     import torch
 

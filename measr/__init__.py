@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from measr import allocator  # noqa: F401  # first: it sets how torch allocates, before torch does
 from measr.errors import MeasrError
 
 if TYPE_CHECKING:

@@ -1,4 +1,6 @@
-"""How the measr process allocates memory, set when `measr` is imported, before torch allocates.
+"""How the `measr` process allocates memory: `tune_process`, called by the command's entry point
+(`measr.cli.main`) before torch is imported. Importing the library changes nothing: a program that
+uses `measr` keeps its own allocator settings unless it calls `tune_process` itself.
 
 Every activation of a forward pass is a fresh allocation, and a fresh allocation is memory the
 kernel must back page by page (zeroed) as it is first written. Two settings cut that cost:
@@ -28,8 +30,6 @@ import ctypes
 import ctypes.util
 import os
 from functools import cache
-
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 # mallopt parameters of glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
@@ -77,4 +77,14 @@ def available_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-KEEPS_FREED_MEMORY = keep_freed_memory()
+# Whether this process keeps freed memory (set by `tune_process`). The memory plan reads it when
+# `measr.engine.memory` is imported, so a process tunes itself before importing the engine.
+KEEPS_FREED_MEMORY = False
+
+
+def tune_process() -> None:
+    """Huge pages for large tensors and freed memory kept for reuse (see the module's docstring),
+    unless the environment says otherwise. Call it first thing, before torch allocates."""
+    global KEEPS_FREED_MEMORY
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    KEEPS_FREED_MEMORY = keep_freed_memory()

@@ -53,28 +53,39 @@ def test_compiled_restorer_agrees_with_the_eager_one_on_tiles() -> None:
     assert unquantised_psnr(result.pixels, expected.pixels) >= 50.0
 
 
-def allocator_setting(environment: dict[str, str], code: str | None = None) -> str:
-    """What a fresh interpreter prints after `import measr` (THP_MEM_ALLOC_ENABLE unless `code`
-    says otherwise), run with `environment` on top of this process's, less measr's settings."""
-    code = code or "import os, measr; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+# What the `measr` command does first (measr.cli.main), before the code a test runs after it.
+MEASR_PROCESS = "from measr.cli import start_process; start_process()\n"
+THP_SETTING = "import os; print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"
+
+
+def allocator_setting(
+    environment: dict[str, str], code: str = THP_SETTING, start: str = MEASR_PROCESS
+) -> str:
+    """What a fresh interpreter prints running `code` after `start` (by default: the start of
+    the `measr` process), with `environment` on top of this process's, less measr's settings."""
     own = {"THP_MEM_ALLOC_ENABLE", "MEASR_KEEP_FREED_MEMORY"}
     env = {k: v for k, v in os.environ.items() if k not in own} | environment
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", start + code], env=env, capture_output=True, text=True, check=True
     )
     return done.stdout.strip()
 
 
-def test_importing_measr_puts_large_tensors_on_huge_pages_unless_told_otherwise() -> None:
+def test_the_measr_command_puts_large_tensors_on_huge_pages_unless_told_otherwise() -> None:
     assert allocator_setting({}) == "1"
     assert allocator_setting({"THP_MEM_ALLOC_ENABLE": "0"}) == "0"
+
+
+def test_importing_the_library_leaves_the_allocator_settings_alone() -> None:
+    """A program that imports measr (and its engine) keeps its own environment."""
+    assert allocator_setting({}, start="import measr, measr.engine\n") == "None"
 
 
 # Allocates 128 MiB, writes it, frees it, then does the same again and prints the page faults
 # of the second round: memory glibc kept is written without faulting it in again. (numpy's own
 # huge-page advice is switched off, so that every page of a fresh mapping faults.)
 REFAULTS = """
-import resource, measr, numpy as np
+import resource, numpy as np
 (getattr(np, "_core", None) or np.core).multiarray._set_madvise_hugepage(False)
 def fill():
     a = np.empty(128 * 2**20, dtype=np.uint8); a.fill(1); del a
@@ -86,11 +97,13 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
-def test_importing_measr_keeps_freed_memory_for_the_next_allocation() -> None:
+def test_the_measr_command_keeps_freed_memory_for_the_next_allocation() -> None:
     kept = int(allocator_setting({}, REFAULTS))
     returned = int(allocator_setting({"MEASR_KEEP_FREED_MEMORY": "0"}, REFAULTS))
+    as_a_library = int(allocator_setting({}, REFAULTS, start="import measr\n"))
     pages = 128 * 2**20 // 4096
     assert returned > pages // 2  # glibc's default: a fresh mmap, faulted in page by page
+    assert as_a_library > pages // 2
     assert kept < pages // 20
 
 

@@ -1,23 +1,33 @@
-"""Every command's --help ends with an example a user can adapt."""
+"""Every command's --help ends with an example a user can adapt; `measr --help` answers without
+importing PyTorch."""
 
 from __future__ import annotations
 
+import inspect
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 import typer
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
-from measr.cli.app import app
+from measr.cli.app import COMMANDS, app
 
 runner = CliRunner()
 
 
 def command_paths(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """The path of this command and of every command below it (groups included)."""
+    """The path of this command and of every command below it (groups included), each command
+    loaded as running it would."""
     paths = [path]
-    for name, sub in sorted(getattr(command, "commands", {}).items()):
-        paths += command_paths(sub, (*path, name))
+    if isinstance(command, TyperGroup):
+        context = typer.Context(command)
+        for name in sorted(command.list_commands(context)):
+            sub = command.resolve_command(context, [name])[1]
+            paths += command_paths(sub, (*path, name))
     return paths
 
 
@@ -39,3 +49,40 @@ def test_help_ends_with_an_example_of_that_command(path: tuple[str, ...]) -> Non
     example = last.removeprefix("Example: measr ")
     if path:  # a command's own example runs that command (a group's may run a sub-command)
         assert example.startswith(" ".join(path)), last
+
+
+# The `measr` command asked for its help, then what it had imported by then.
+HELP_THEN_MODULES = """
+import sys
+sys.argv = ["measr", "--help"]
+from measr.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print(" ".join(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def test_measr_help_lists_every_command_without_importing_pytorch() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_THEN_MODULES],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"COLUMNS": "300"},
+    )
+    modules = set(done.stderr.split())
+    assert "torch" not in modules and "measr.engine" not in modules
+    for name, command in COMMANDS.items():
+        assert f" {name} " in done.stdout and command.summary() in done.stdout
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_listed_summary_is_the_first_paragraph_of_the_commands_own_help(name: str) -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    command = group.resolve_command(typer.Context(group), [name])[1]
+    own = command.help if isinstance(command, TyperGroup) else inspect.getdoc(command.callback)
+    first_paragraph = " ".join(own.split("\n\n")[0].split())
+    assert COMMANDS[name].summary() == first_paragraph != ""

@@ -6,6 +6,8 @@ import signal
 import sys
 from types import FrameType
 
+from measr.allocator import tune_process
+
 # Exit code of a run stopped by Ctrl-C or SIGTERM (the shell's 128 + SIGINT).
 INTERRUPTED = 130
 
@@ -15,13 +17,20 @@ def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
-    """Console-script entry point. SIGTERM is handled from the first moment: importing the
-    commands (PyTorch above all) takes seconds, and a run stopped then must say so and exit
-    130 like any other interrupted run, not die silently with 143."""
+def start_process() -> None:
+    """What the `measr` process does before anything else. SIGTERM is handled from the first
+    moment: importing a command (PyTorch above all) takes seconds, and a run stopped then must
+    say so and exit 130 like any other interrupted run, not die silently with 143. Then memory
+    allocation is tuned (`measr.allocator`), before torch is imported and allocates."""
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    tune_process()
+
+
+def main() -> None:
+    """Console-script entry point (also `python -m measr.cli`)."""
+    start_process()
     try:
-        from measr.cli.app import app  # the slow import, after the handler is in place
+        from measr.cli.app import app  # Typer and rich (the commands load when they run)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(INTERRUPTED) from None

@@ -3,6 +3,8 @@ restore summary, usage bars and tables."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -15,10 +17,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from measr.engine import Restoration, Restorer, RoutingSummary
-from measr.engine.batch import BatchReport
-from measr.engine.routing import shares
 from measr.errors import MeasrError, quoted
+
+# Types only: the engine imports PyTorch (seconds), and `measr --help` and the error line must
+# not wait for it.
+if TYPE_CHECKING:
+    from measr.engine import Restoration, Restorer, RoutingSummary
+    from measr.engine.batch import BatchReport
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -152,6 +157,8 @@ def histogram_cell(share: float, width: int = 6) -> Text:
 def usage_table(title: str, summary: RoutingSummary) -> Table:
     """Expert usage of every router: STP-G-MESE levels (pixels, both top-k slots counted) and
     FD-MEE bands (tiles, both top-k slots), one column per expert."""
+    from measr.engine.routing import shares  # loaded by now: the summary comes from there
+
     histograms = {**summary.pixel_usage, **summary.band_usage}
     experts = max(len(h) for h in histograms.values())
     caption = (

@@ -30,7 +30,6 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch._dynamo
 from torch import nn
 
 from measr.model import MEASNet
@@ -160,6 +159,8 @@ def compile_steps(model: nn.Module) -> None:
     `dynamic=False`: tiles all have one size, so shape-specialised kernels are the fast ones.
     A step that fails to compile (no working compiler, an unsupported op) runs eagerly instead
     of failing the restoration."""
+    import torch._dynamo  # the compiler takes seconds to import: only when compiling
+
     torch._dynamo.config.recompile_limit = max(
         torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT
     )

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from measr.allocator import tune_process
 from measr.engine.padding import pad_to_requirements, unpad
 from measr.model import MEASNet, build_model
 
@@ -125,6 +126,7 @@ def measure_matmul(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    tune_process()  # measure the network as the `measr` command runs it
     job = json.loads(sys.stdin.read())
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
