@@ -7,20 +7,38 @@ best of N, so that their ratios survive a busy machine (docs/performance.md).
 Every variant is checked against the reference output (PSNR in dB over [0, 1] pixels).
 The first call of a compiled variant (compilation, or loading from inductor's cache) is
 reported separately.
+
+The ONNX Runtime variants (issue 22; `pip install 'measr[onnx]'`) run the network exported by
+`measr.engine.onnx_backend` (exported on first use, minutes, then cached): `onnx` with
+--threads intra-op threads, `onnx-int8` with the 1x1 convolutions dynamically quantised to int8,
+`onnx-pair` two images at once, each on its own single-threaded session (times are per image).
+`engine` is what `Restorer` runs on CPU (fused experts, row strips).
+
+    OMP_WAIT_POLICY=PASSIVE nice python benchmarks/levers.py --config small --size 512 \
+        --weights weights/small-5task.safetensors --variants engine,onnx,onnx-pair --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import torch
 import torch._inductor.config
 from torch import Tensor
 
-from measr.engine.acceleration import Acceleration, accelerate, compile_steps, prepare_input
+from measr.engine.acceleration import (
+    Acceleration,
+    accelerate,
+    compile_steps,
+    default_acceleration,
+    prepare_input,
+)
 from measr.evaluation.metrics import unquantised_psnr
 from measr.model import MEASNet, build_model
 from measr.model.fast import fuse_experts
@@ -28,6 +46,8 @@ from measr.model.strips import stripe_blocks
 from measr.weights import load_model
 
 Forward = Callable[[], Tensor]
+# Images each call of a variant restores (the others restore one).
+IMAGES_PER_CALL = {"onnx-pair": 2}
 
 
 def fresh_model(config: str, weights: str | None) -> MEASNet:
@@ -41,6 +61,11 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
     """One lever setting as a zero-argument forward."""
     if name == "reference":
         return lambda: model(x).image
+    if name == "engine":
+        accelerate(model, default_acceleration(x.device))
+        return lambda: model(x).image
+    if name.startswith("onnx"):
+        return onnx_variant(name, model, x)
     if name == "fused":
         fuse_experts(model)
         return lambda: model(x).image
@@ -91,6 +116,74 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
     raise SystemExit(f"unknown variant {name}")
 
 
+def onnx_session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
+    """An ONNX Runtime session on the CPU with `threads` intra-op threads."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def pointwise_conv_nodes(path: Path) -> list[str]:
+    """Names of the graph's 1x1 convolutions that mix channels (group 1): what `onnx-int8`
+    quantises. The expert MLPs are Gemm nodes, which ONNX Runtime's dynamic quantisation does
+    not cover; depthwise and 3x3 convolutions stay float."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    kernels = {init.name: tuple(init.dims[2:]) for init in graph.initializer}
+    names = []
+    for node in graph.node:
+        groups = [a.i for a in node.attribute if a.name == "group"] or [1]
+        if node.op_type == "Conv" and kernels.get(node.input[1]) == (1, 1) and groups[0] == 1:
+            names.append(node.name)
+    return names
+
+
+def int8_graph(path: Path) -> Path:
+    """The graph at `path` with its 1x1 convolutions quantised to int8 (weights per channel,
+    activations per tensor at run time), kept beside it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantised = path.with_name(path.stem + "-int8.onnx")
+    if not quantised.is_file():
+        quantize_dynamic(
+            str(path),
+            str(quantised),
+            op_types_to_quantize=["Conv"],
+            nodes_to_quantize=pointwise_conv_nodes(path),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+        )
+    return quantised
+
+
+def onnx_variant(name: str, model: MEASNet, x: Tensor) -> Forward:
+    """`onnx`, `onnx-int8` or `onnx-pair` (module docstring) as a zero-argument forward."""
+    from measr.engine.onnx_backend import cached_graph
+
+    path = cached_graph(model)
+    image = x.numpy()
+    if name == "onnx-pair":
+        sessions = [onnx_session(path, 1) for _ in range(2)]
+        pool = ThreadPoolExecutor(max_workers=2)
+
+        def pair() -> Tensor:
+            runs = [pool.submit(s.run, None, {"image": image}) for s in sessions]
+            outputs = [run.result()[0] for run in runs]
+            return torch.from_numpy(outputs[0])
+
+        return pair
+    if name not in ("onnx", "onnx-int8"):
+        raise SystemExit(f"unknown variant {name}")
+    session = onnx_session(
+        int8_graph(path) if name == "onnx-int8" else path, torch.get_num_threads()
+    )
+    return lambda: torch.from_numpy(session.run(None, {"image": image})[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="small")
@@ -114,25 +207,30 @@ def main() -> None:
             outputs[name] = forwards[name]()
             first[name] = time.perf_counter() - start
         best = dict.fromkeys(names, math.inf)
+        runs: dict[str, list[float]] = {name: [] for name in names}
         for _ in range(args.repeats):
             for name in names:
                 start = time.perf_counter()
                 forwards[name]()
-                best[name] = min(best[name], time.perf_counter() - start)
+                per_image = (time.perf_counter() - start) / IMAGES_PER_CALL.get(name, 1)
+                best[name] = min(best[name], per_image)
+                runs[name].append(per_image)
     reference = names[0]
     print(
         f"{args.config} {args.batch}x{args.size}px, {args.threads} thread(s), best of "
         f"{args.repeats}, ratios to '{reference}'\n"
     )
-    print("| variant | first call s | best s | MPix/s | x ref | PSNR vs ref dB |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | first call s | best s | median s | MPix/s | x ref | PSNR vs ref dB |")
+    print("|---|---|---|---|---|---|---|")
     megapixels = args.batch * args.size**2 / 1e6
     for name in names:
         agreement = unquantised_psnr(
             outputs[name].float().numpy(), outputs[reference].float().numpy()
         )
         print(
-            f"| {name} | {first[name]:.1f} | {best[name]:.3f} | {megapixels / best[name]:.3f} "
+            f"| {name} | {first[name]:.1f} | {best[name]:.3f} "
+            f"| {statistics.median(runs[name]):.3f} "
+            f"| {megapixels / best[name]:.3f} "
             f"| {best[reference] / best[name]:.2f} | {agreement:.1f} |"
         )
 

@@ -11,6 +11,7 @@ from rich.text import Text
 from measr.cli import INTERRUPTED
 from measr.cli.options import (
     DEFAULT_TILE_OVERLAP,
+    BackendOption,
     CompileOption,
     DeviceOption,
     HalfOption,
@@ -35,6 +36,7 @@ from measr.engine.batch import (
     refuse_replacing_originals,
     run_batch,
 )
+from measr.engine.onnx_backend import DEFAULT_BACKEND
 from measr.errors import printable
 
 
@@ -90,6 +92,7 @@ def batch(
     threads: ThreadsOption = None,
     half: HalfOption = False,
     compile: CompileOption = "no",
+    backend: BackendOption = DEFAULT_BACKEND,
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
@@ -108,7 +111,7 @@ def batch(
     )
     if overwrite and not replace_originals:
         refuse_replacing_originals(jobs)
-    restorer = open_restorer(weights, device, threads, half, compile)
+    restorer = open_restorer(weights, device, threads, half, compile, backend)
     warn_if_untrained(restorer)
     console = stderr()
     with progress_bar(console) as progress:

@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from measr.cli.render import warn_if_unverified
+from measr.cli.render import note_backend, warn_if_unverified
 from measr.engine import Restorer
 from measr.engine.batch import RestoreSettings
+from measr.engine.onnx_backend import DEFAULT_BACKEND
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP, MAX_THREADS
 from measr.engine.strength import FULL_STRENGTH
 from measr.errors import ExitCode, MeasrError
@@ -45,6 +46,14 @@ CompileOption = Annotated[
     ),
 ]
 COMPILE_CHOICES: dict[str, bool] = {"yes": True, "no": False}
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="Where the tile passes run: torch, or onnx (ONNX Runtime on the CPU, the "
+        "`measr[onnx]` extra; the first run exports the network, minutes; docs/performance.md).",
+    ),
+]
 TileOption = Annotated[
     int | None,
     typer.Option(
@@ -69,16 +78,28 @@ NoSharedContextOption = Annotated[
 
 
 def open_restorer(
-    weights: str | None, device: str, threads: int | None, half: bool, compile: str = "no"
+    weights: str | None,
+    device: str,
+    threads: int | None,
+    half: bool,
+    compile: str = "no",
+    backend: str = DEFAULT_BACKEND,
 ) -> Restorer:
-    """The Restorer the --weights, --device, --threads, --half and --compile options ask for
-    (with a warning on stderr when no checksum verified its weights)."""
+    """The Restorer the --weights, --device, --threads, --half, --compile and --backend options
+    ask for (with a warning on stderr when no checksum verified its weights, and a note when
+    another backend than the one asked for runs)."""
     if compile not in COMPILE_CHOICES:
         raise MeasrError(f"--compile must be yes or no, not '{compile}'")
     restorer = Restorer.from_spec(
-        weights, device=device, threads=threads, half=half, compile=COMPILE_CHOICES[compile]
+        weights,
+        device=device,
+        threads=threads,
+        half=half,
+        compile=COMPILE_CHOICES[compile],
+        backend=backend,
     )
     warn_if_unverified(restorer)
+    note_backend(restorer)
     return restorer
 
 

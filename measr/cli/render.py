@@ -87,6 +87,12 @@ def warn_if_unverified(restorer: Restorer) -> None:
         stderr().print(Text(notice, style="yellow"), soft_wrap=True)
 
 
+def note_backend(restorer: Restorer) -> None:
+    """Say on stderr why another backend than the one asked for runs (e.g. a missing extra)."""
+    if restorer.backend_note:
+        stderr().print(Text(f"note: {restorer.backend_note}", style="yellow"), soft_wrap=True)
+
+
 def percent(share: float) -> str:
     """0.413 -> '41%'."""
     return f"{share * 100:.0f}%"

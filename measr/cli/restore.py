@@ -9,6 +9,7 @@ import typer
 
 from measr.cli.options import (
     DEFAULT_TILE_OVERLAP,
+    BackendOption,
     CompileOption,
     DeviceOption,
     HalfOption,
@@ -24,6 +25,7 @@ from measr.cli.options import (
 )
 from measr.cli.render import progress_bar, restore_line, stderr, stdout
 from measr.engine.inspection import DEFAULT_MAP_LEVEL
+from measr.engine.onnx_backend import DEFAULT_BACKEND
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map
 from measr.errors import ImageWriteError
@@ -81,6 +83,7 @@ def restore(
     threads: ThreadsOption = None,
     half: HalfOption = False,
     compile: CompileOption = "no",
+    backend: BackendOption = DEFAULT_BACKEND,
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
@@ -95,7 +98,7 @@ def restore(
         refuse_unwritable(routing_map)
     image = read_image(source)
     refuse_unwritable(target)  # after reading, so that an animated GIF is named as such
-    restorer = open_restorer(weights, device, threads, half, compile)
+    restorer = open_restorer(weights, device, threads, half, compile, backend)
     check_routing_level(restorer.model, map_level)
     settings = restore_settings(tile, tile_overlap, no_shared_context, strength)
     with progress_bar(stderr()) as bar:

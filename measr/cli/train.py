@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from measr.cli.render import stderr
+from measr.engine.onnx_backend import ONNX_SIGNATURE, export_onnx_file
+from measr.errors import MeasrError
 from measr.training.export import Scoring, export_run, export_weights_file
 from measr.training.trainer import StepRecord, TrainConfig, Trainer
 
@@ -177,8 +179,24 @@ def export(
     note: Annotated[
         list[str] | None, typer.Option(help="KEY=VALUE provenance for a .safetensors source.")
     ] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="safetensors (scored, listed in weights.txt), or onnx: the network of a "
+            ".safetensors source as OUT_DIR/NAME.onnx, for ONNX Runtime (the `measr[onnx]` "
+            "extra; minutes).",
+        ),
+    ] = "safetensors",
 ) -> None:
-    """Export weights with their validation scores to safetensors and list them in weights.txt."""
+    """Export weights with their validation scores to safetensors and list them in weights.txt,
+    or (--format onnx) a .safetensors file's network as an ONNX graph."""
+    if format == "onnx":
+        written = export_onnx_file(source, out_dir / f"{name}.onnx")
+        stderr().print(f"wrote {written} (ONNX: {ONNX_SIGNATURE})")
+        return
+    if format != "safetensors":
+        raise MeasrError(f"--format must be safetensors or onnx, not '{format}'")
     if source.suffix == ".safetensors":
         provenance = dict(n.split("=", 1) for n in note or [])
         scoring = Scoring(tasks, val)

@@ -22,6 +22,9 @@ from measr.model.task_prompt import PROMPT_CELL
 RoutingSink = Callable[[list[Tile], RoutingRecord], None]
 # Called as a restoration advances, with (tiles done, tiles in all): (0, n) before the first.
 ProgressCallback = Callable[[int, int], None]
+# A forward pass over a batch of tiles sharing a context, on another backend than the
+# network's own (`measr.engine.onnx_backend`): (B, C, h, w) in, restored (B, C, h, w) out.
+TileForward = Callable[[Tensor, ForwardContext], Tensor]
 
 
 def tile_alignment(model: MEASNet) -> int:
@@ -163,11 +166,13 @@ def run_tiles(
     routing_sink: RoutingSink | None = None,
     layout: torch.memory_format = torch.contiguous_format,
     progress: ProgressCallback | None = None,
+    forward: TileForward | None = None,
 ) -> Tensor:
     """Restore the (H, W, C) image tile by tile, `tile_batch` tiles per forward pass, every
     pass reusing the shared global context; returns the blended (H, W, 3) result on the CPU.
     A last, smaller batch runs the compiled steps eagerly (its shape is used once).
-    `progress(done, total)` is called after each pass."""
+    `progress(done, total)` is called after each pass. `forward` runs the passes instead of
+    the network (another backend; it records no routing)."""
     height, width = image.shape[:2]
     channels = model.requirements.channels
     blend = BlendAccumulator(height, width, channels)
@@ -175,8 +180,11 @@ def run_tiles(
     for group in batches(tiles, tile_batch):
         x = torch.stack([tile_input(image, t, channels) for t in group]).to(device, dtype)
         ctx = ForwardContext(record_routing=routing_sink is not None, shared=shared)
-        with eager_unless(len(group) == tile_batch):
-            restored = model(x.contiguous(memory_format=layout), ctx).image
+        if forward is not None:
+            restored = forward(x, ctx)
+        else:
+            with eager_unless(len(group) == tile_batch):
+                restored = model(x.contiguous(memory_format=layout), ctx).image
         for tile, result in zip(group, restored, strict=True):
             blend.add(tile, result)
         if routing_sink is not None:

@@ -22,6 +22,7 @@ from measr.engine.damage import DamageReading
 from measr.engine.device import check_half, resolve_device
 from measr.engine.inference import (
     ProgressCallback,
+    TileForward,
     balanced_tile,
     capture_global_context,
     plan_tiles,
@@ -29,6 +30,7 @@ from measr.engine.inference import (
     run_tiles,
 )
 from measr.engine.memory import MemoryPlan, plan_memory
+from measr.engine.onnx_backend import DEFAULT_BACKEND, OnnxTilePasses, resolve_backend
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.engine.tiling import Tile
 from measr.errors import ExitCode, MeasrError, WeightsError
@@ -70,6 +72,7 @@ class Restorer:
         half: bool = False,
         trained: bool | None = None,
         compile: bool | None = False,
+        backend: str = DEFAULT_BACKEND,
         unverified_file: Path | None = None,
     ) -> None:
         self.device = resolve_device(device or "auto")
@@ -94,6 +97,12 @@ class Restorer:
         self.is_trained = trained
         # The weights file when no manifest listed it, so no checksum vouches for it.
         self.unverified_file = unverified_file
+        # The tile passes on ONNX Runtime when asked and installed (`resolve_backend`);
+        # `backend_note` says why another backend than the one asked for runs.
+        self.backend, self.backend_note = resolve_backend(backend, self.device, half)
+        self.tile_forward: TileForward | None = None
+        if self.backend == "onnx":
+            self.tile_forward = OnnxTilePasses(self.model, torch.get_num_threads())
 
     @classmethod
     def from_name(
@@ -105,6 +114,7 @@ class Restorer:
         half: bool = False,
         manifest_path: Path | None = None,
         compile: bool | None = False,
+        backend: str = DEFAULT_BACKEND,
     ) -> Restorer:
         """Weights listed in weights.txt (the default entry when `name` is None), checked
         against their sha256."""
@@ -126,6 +136,7 @@ class Restorer:
             half=half,
             trained=entry.is_trained,
             compile=compile,
+            backend=backend,
         )
 
     @classmethod
@@ -138,6 +149,7 @@ class Restorer:
         half: bool = False,
         manifest_path: Path | None = None,
         compile: bool | None = False,
+        backend: str = DEFAULT_BACKEND,
     ) -> Restorer:
         """Weights from a safetensors file (its configuration is in its metadata). A file that
         weights.txt lists is checked against its sha256 first, and whether it is trained comes
@@ -163,6 +175,7 @@ class Restorer:
             half=half,
             trained=trained,
             compile=compile,
+            backend=backend,
             unverified_file=None if listed else path,
         )
 
@@ -176,6 +189,7 @@ class Restorer:
         half: bool = False,
         manifest_path: Path | None = None,
         compile: bool | None = False,
+        backend: str = DEFAULT_BACKEND,
     ) -> Restorer:
         """A weights name from weights.txt or a path to a .safetensors file (None: the default
         entry), as the CLI's --weights takes it."""
@@ -187,6 +201,7 @@ class Restorer:
             half=half,
             manifest_path=manifest_path,
             compile=compile,
+            backend=backend,
         )
 
     def use_compiled_steps(self, tiles: int) -> bool:
@@ -256,6 +271,7 @@ class Restorer:
                     routing_sink=collector,
                     layout=self.acceleration.memory_format,
                     progress=progress,
+                    forward=None if record_routing else self.tile_forward,
                 ).numpy()
         check_finite_result(restored, self.half)
         np.clip(restored, 0.0, 1.0, out=restored)
