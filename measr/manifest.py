@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from measr.atomic import write_text
 from measr.errors import WeightsError
 
 MANIFEST_ENV = "MEASR_WEIGHTS_MANIFEST"
@@ -148,9 +149,7 @@ def upsert_entry(entry: WeightsEntry, path: Path | None = None) -> None:
                 existing = WeightsEntry(existing.name, existing.file, existing.sha256, fields)
             kept.append(_relative_line(existing, path.parent))
     kept.append(_relative_line(entry, path.parent))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(kept) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(kept) + "\n")
 
 
 def _relative_line(entry: WeightsEntry, root: Path) -> str:

@@ -8,9 +8,7 @@ torch.load(weights_only=True) (tensors and plain containers only)."""
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from measr.allocator import available_memory
+from measr.atomic import replacing
 from measr.errors import WeightsError, quoted
 from measr.io.oserrors import explain
 from measr.model import MEASNet, ModelConfig, parameter_count
@@ -49,23 +48,11 @@ def save_weights(
     header = {CONFIG_KEY: model.config.to_json(), **(metadata or {})}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(tensors, header, path)
+        with replacing(path) as temporary:
+            save_file(tensors, temporary, metadata=header)
     except OSError as error:
         cause, hint = explain(error)
         raise WeightsError(f"cannot write '{path}': {cause}", hint) from None
-
-
-def write_atomically(tensors: dict[str, torch.Tensor], header: dict[str, str], path: Path) -> None:
-    """safetensors to a temporary file beside `path`, then renamed over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def is_pickle_checkpoint(path: str | Path) -> bool:

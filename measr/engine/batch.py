@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from measr.atomic import leftover_temporaries
 from measr.engine.damage import DamageReading
 from measr.engine.inference import ProgressCallback
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP, Restoration, Restorer
@@ -36,7 +37,6 @@ from measr.engine.strength import FULL_STRENGTH, blend, check_strength
 from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
 from measr.io import Image, is_input_path, is_supported_path, read_image, write_image
 from measr.io.oserrors import explain
-from measr.io.write import leftover_temporaries
 
 LOG_NAME = "measr-batch.jsonl"
 LOCK_SUFFIX = ".measr-lock"

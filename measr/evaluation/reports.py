@@ -6,12 +6,11 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from measr import atomic
 from measr.errors import ExitCode, MeasrError
 
 
@@ -27,18 +26,11 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary file beside it, then renamed."""
+    """Write a whole file or nothing (`measr.atomic`), its folder created."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        atomic.write_text(path, text)
     except OSError as error:
         raise MeasrError(
             f"cannot write '{path}': {error.strerror or error}",

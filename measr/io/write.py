@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
-import secrets
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from measr.atomic import replacing
 from measr.errors import ImageWriteError, quoted
 from measr.io.embed import Stored, embed_metadata
 from measr.io.formats import SUPPORTED_EXTENSIONS, OutputFormat, format_for_path
@@ -21,9 +19,6 @@ from measr.io.png import encode_gray_alpha_png
 
 _TIFF_INCHES = 2  # TIFF's ResolutionUnit for dots per inch
 _PNG_COMPRESSION = 6  # zlib's usual trade-off; OpenCV's default (1) makes much larger files
-# The temporary file name adds ~20 bytes; keep it under the usual 255-byte name limit.
-_TEMP_NAME_STEM_BYTES = 200
-_TEMP_TOKEN_BYTES = 6  # the random part of a temporary name, as hex
 
 
 def write_image(
@@ -185,66 +180,14 @@ def _create_folder(target: Path) -> None:
         raise _write_error(target, f"cannot create folder {quoted(folder)}: {cause}", hint) from exc
 
 
-def _temporary_path(target: Path) -> Path:
-    """A hidden, unique name next to the target (same folder, so os.replace is atomic)."""
-    stem = _temporary_stem(target)
-    return target.with_name(f".{stem}.{secrets.token_hex(_TEMP_TOKEN_BYTES)}.tmp")
-
-
-def _temporary_stem(target: Path) -> str:
-    """The start of the target's name that begins its temporary files' names: at most
-    _TEMP_NAME_STEM_BYTES bytes once encoded (a non-ASCII character takes up to 4), cut
-    between characters."""
-    stem = target.name[:_TEMP_NAME_STEM_BYTES]
-    while len(os.fsencode(stem)) > _TEMP_NAME_STEM_BYTES:
-        stem = stem[:-1]
-    return stem
-
-
-def leftover_temporaries(target: str | os.PathLike[str]) -> list[Path]:
-    """Temporary files of `target` that a killed writer left behind (SIGKILL, power cut): only
-    safe to delete when no other process can be writing `target` at the moment."""
-    target = Path(target)
-    stem = glob.escape(_temporary_stem(target))
-    return list(target.parent.glob(f".{stem}.{'?' * 2 * _TEMP_TOKEN_BYTES}.tmp"))
-
-
 def _write_atomically(target: Path, data: bytes, overwrite: bool) -> None:
-    """Write to a temporary file, fsync it, then rename it over the target in one step."""
-    temporary = _temporary_path(target)
+    """Publish `data` as the target in one step (`measr.atomic`), unless the target appeared
+    meanwhile and may not be overwritten."""
     try:
-        # O_EXCL: never reuse an existing file; mode 0o666 lets the umask decide, like open().
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with replacing(target) as temporary:
+            with open(temporary, "xb") as stream:
+                stream.write(data)
+            if not overwrite and os.path.lexists(target):
+                raise _exists_error(target)  # created by someone else while we encoded
     except OSError as exc:
         raise _os_write_error(target, exc) from exc
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if not overwrite and os.path.lexists(target):
-            raise _exists_error(target)  # created by someone else while we encoded
-        os.replace(temporary, target)
-    except OSError as exc:
-        _remove_quietly(temporary)
-        raise _os_write_error(target, exc) from exc
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-    _sync_folder(target.parent)
-
-
-def _remove_quietly(path: Path) -> None:
-    """Delete a leftover temporary file, ignoring failures (it may not exist)."""
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Persist the rename itself; best effort, as some systems cannot fsync a folder."""
-    with contextlib.suppress(OSError):
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from measr.atomic import replacing
 from measr.errors import MeasrError
 
 CHECKPOINT_NAME = "last.pt"
@@ -18,14 +17,8 @@ def save_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
     """Write `state` to RUN_DIR/last.pt through a temporary file and a rename, so a stop at any
     moment leaves either the previous checkpoint or the new one, never half of one."""
     path = run_dir / CHECKPOINT_NAME
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".last.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as temporary:
+        torch.save(state, temporary)
     return path
 
 
