@@ -1,13 +1,18 @@
-"""Padding to what the network needs, and back: the output always has the input's size."""
+"""Padding to what the network needs, and back: the output always has the input's size. A photo
+is also framed by a mirrored margin, so its outer rows are restored like its interior."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
 from measr.model import InputRequirements
+
+T = TypeVar("T", np.ndarray, Tensor)
 
 
 @dataclass(frozen=True)
@@ -59,3 +64,20 @@ def pad_to_requirements(x: Tensor, requirements: InputRequirements) -> tuple[Ten
 def unpad(x: Tensor, info: PadInfo) -> Tensor:
     """Crop a padded (B, C, H', W') result back to the original (B, C, H, W)."""
     return x[..., : info.height, : info.width]
+
+
+def with_edge_margin(pixels: np.ndarray, margin: int) -> np.ndarray:
+    """The (H, W, C) image mirrored `margin` pixels beyond each of its four edges,
+    (H + 2m, W + 2m, C): the network then sees image-like content, not zeros, around the
+    photo's outer rows (`InputRequirements.edge_margin`). Sides shorter than the margin are
+    mirrored back and forth."""
+    if margin <= 0:
+        return pixels
+    return np.pad(pixels, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+
+
+def without_edge_margin(pixels: T, margin: int) -> T:
+    """Crop what `with_edge_margin` added from an (H + 2m, W + 2m, ...) array or tensor."""
+    if margin <= 0:
+        return pixels
+    return pixels[margin:-margin, margin:-margin]

@@ -31,6 +31,7 @@ from measr.engine.inference import (
 )
 from measr.engine.memory import MemoryPlan, plan_memory
 from measr.engine.onnx_backend import DEFAULT_BACKEND, OnnxTilePasses, resolve_backend
+from measr.engine.padding import with_edge_margin, without_edge_margin
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.engine.tiling import Tile
 from measr.errors import ExitCode, MeasrError, WeightsError
@@ -237,15 +238,19 @@ class Restorer:
         same size and channels. Without `tile`, the tile size follows free memory and images that
         fit run whole. `shared_context=False` lets each tile see only itself (for comparison).
         `progress(done, total)` hears of the tiles: (0, total) once they are planned (before
-        the shared-context pass), then after every forward pass."""
+        the shared-context pass), then after every forward pass. The network runs on the image
+        framed by its mirrored edge margin (`InputRequirements.edge_margin`), cropped after."""
         started = time.perf_counter()
-        image = torch.from_numpy(checked_pixels(pixels))
+        checked = checked_pixels(pixels)
+        image = torch.from_numpy(checked)
         height, width = image.shape[:2]
-        plan, tiles = self.tiles_for(height, width, tile, tile_overlap)
+        margin = self.model.requirements.edge_margin
+        framed = torch.from_numpy(with_edge_margin(checked, margin))
+        plan, tiles = self.tiles_for(framed.shape[0], framed.shape[1], tile, tile_overlap)
         collector = None
         if record_routing:
             collector = RoutingCollector(
-                height, width, self.config.pixel_experts, self.config.mee_experts
+                height, width, self.config.pixel_experts, self.config.mee_experts, margin
             )
         sharing = (
             len(tiles) > 1 and shared_context and self.model.requirements.tiles_need_shared_context
@@ -258,11 +263,12 @@ class Restorer:
             damage = self.damage_of(prompt)
             shared = prompt if shared_context else None
             if sharing:
-                shared = self.global_context(image.numpy(), plan.context_side, prompt)
+                # On the framed image, as a whole run sees it, so that tiles agree with it.
+                shared = self.global_context(framed.numpy(), plan.context_side, prompt)
             with eager_unless(compiled):
-                restored = run_tiles(
+                framed_result = run_tiles(
                     self.model,
-                    image,
+                    framed,
                     tiles,
                     tile_batch=tile_batch or plan.tile_batch,
                     shared=shared,
@@ -273,6 +279,7 @@ class Restorer:
                     progress=progress,
                     forward=None if record_routing else self.tile_forward,
                 ).numpy()
+        restored = np.ascontiguousarray(without_edge_margin(framed_result, margin))
         check_finite_result(restored, self.half)
         np.clip(restored, 0.0, 1.0, out=restored)
         if image.shape[2] == 1:

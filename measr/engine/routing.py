@@ -101,8 +101,12 @@ class RoutingCollector:
     """Receives each tile batch's routing record and stitches it into image coordinates: every
     tile contributes only its core (the cores partition the image), so overlaps count once."""
 
-    def __init__(self, height: int, width: int, pixel_experts: int, band_experts: int) -> None:
+    def __init__(
+        self, height: int, width: int, pixel_experts: int, band_experts: int, margin: int = 0
+    ) -> None:
         self.height, self.width = height, width
+        # Tiles are cut from the image framed by this mirrored margin (`with_edge_margin`).
+        self.margin = margin
         self.pixel_experts, self.band_experts = pixel_experts, band_experts
         self.maps: dict[str, np.ndarray] = {}  # level -> (H, W) int8 top-1 expert
         self.pixel_counts: dict[str, np.ndarray] = {}
@@ -111,10 +115,14 @@ class RoutingCollector:
         self.tiles = 0
 
     def core_in_image(self, tile: Tile) -> tuple[slice, slice]:
-        """The tile's core, clipped to the image (the canvas may extend past it)."""
-        rows = slice(tile.rows.core_start, min(tile.rows.core_stop, self.height))
-        cols = slice(tile.cols.core_start, min(tile.cols.core_stop, self.width))
-        return rows, cols
+        """The tile's core, clipped to the image (the canvas may extend past it and its
+        margin), in the canvas's coordinates."""
+        m = self.margin
+        rows = slice(max(tile.rows.core_start, m), min(tile.rows.core_stop, self.height + m))
+        cols = slice(max(tile.cols.core_start, m), min(tile.cols.core_stop, self.width + m))
+        return slice(rows.start, max(rows.stop, rows.start)), slice(
+            cols.start, max(cols.stop, cols.start)
+        )
 
     def __call__(self, tiles: list[Tile], record: RoutingRecord) -> None:
         """Add one batch of tiles (the `RoutingSink` of `run_tiles`)."""
@@ -143,7 +151,8 @@ class RoutingCollector:
         if level not in self.maps:
             self.maps[level] = np.zeros((self.height, self.width), np.int8)
             self.pixel_counts[level] = np.zeros(self.pixel_experts, np.int64)
-        self.maps[level][rows, cols] = core[0]
+        m = self.margin
+        self.maps[level][rows.start - m : rows.stop - m, cols.start - m : cols.stop - m] = core[0]
         self.pixel_counts[level] += np.bincount(core.ravel(), minlength=self.pixel_experts)
 
     def summary(self) -> RoutingSummary:
