@@ -189,8 +189,15 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+# How long a test waits for something a `measr` process does (start-up, one image, stopping)
+# before it gives up: minutes, as a loaded machine takes that long where a quiet one takes
+# seconds. The tests wait for the event itself, so a quiet machine does not wait longer.
+PROCESS_DEADLINE_S = 600
+
+
 def run_batch_process(source: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "measr.cli.app", "batch", str(source), str(out)]
+    """`measr batch` in a process of its own, started as the console script starts it."""
+    command = [sys.executable, "-m", "measr.cli", "batch", str(source), str(out)]
     return subprocess.Popen(
         [*command, "--threads", "1"],
         env=env,
@@ -200,10 +207,17 @@ def run_batch_process(source: Path, out: Path, env: dict[str, str]) -> subproces
     )
 
 
-def wait_for_first_output(out: Path, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not outputs(out) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+def wait_for_first_output(out: Path, process: subprocess.Popen) -> None:
+    """Until the process has written its first output (fails if it ends first, or if the
+    deadline passes)."""
+    deadline = time.monotonic() + PROCESS_DEADLINE_S
+    while not outputs(out):
+        if process.poll() is not None:
+            pytest.fail(f"measr batch ended before its first output: {process.stderr.read()!r}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no output from measr batch within {PROCESS_DEADLINE_S} s")
+        time.sleep(0.02)
 
 
 def write_twelve_pictures(source: Path) -> set[str]:
@@ -266,7 +280,7 @@ def test_an_interrupted_batch_stops_cleanly_with_exit_code_130_and_resumes(
     process = run_batch_process(source, out, {**os.environ, MANIFEST_ENV: str(manifest)})
     wait_for_first_output(out, process)
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=PROCESS_DEADLINE_S)
     assert process.returncode == 130, stderr
     assert b"interrupted" in stderr and b"Traceback" not in stderr
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files, locks
@@ -293,7 +307,7 @@ def test_two_batch_processes_into_one_folder_make_each_output_once(tmp_path: Pat
     here = runner.invoke(
         app, ["batch", str(source), str(out), "--threads", "1"], env={MANIFEST_ENV: str(manifest)}
     )
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=PROCESS_DEADLINE_S)
     assert process.returncode == 0 and here.exit_code == 0, (stderr, here.output)
     records = log_records(out / LOG_NAME)  # both runs append to the same log
     assert sorted(r["path"] for r in records if r["status"] == "done") == sorted(names)
