@@ -3,6 +3,7 @@ importing PyTorch."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import subprocess
@@ -15,6 +16,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from measr.cli.app import COMMANDS, app
+from measr.training.trainer import TrainConfig
 
 runner = CliRunner()
 
@@ -86,3 +88,16 @@ def test_the_listed_summary_is_the_first_paragraph_of_the_commands_own_help(name
     own = command.help if isinstance(command, TyperGroup) else inspect.getdoc(command.callback)
     first_paragraph = " ".join(own.split("\n\n")[0].split())
     assert COMMANDS[name].summary() == first_paragraph != ""
+
+
+def test_measr_train_defaults_are_the_training_configurations() -> None:
+    """Every `measr train` option named like a TrainConfig field defaults to that field's
+    default (the ones that default to None are read from TrainConfig when the run starts)."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    train = group.resolve_command(typer.Context(group), ["train"])[1]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    options = {p.name: p.default for p in train.params if p.name in defaults}
+    assert len(options) >= 20
+    for name, default in options.items():
+        assert default in (None, defaults[name]), name

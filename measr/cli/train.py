@@ -41,14 +41,16 @@ def _progress(total: int, minutes: float = 0.0) -> Callable[[StepRecord], None]:
 
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics.jsonl).")],
-    config: Annotated[str, typer.Option(help="Model configuration: full, small, tiny.")] = "small",
+    config: Annotated[
+        str, typer.Option(help="Model configuration: full, small, tiny.")
+    ] = TrainConfig.config,
     tasks: Annotated[
         str,
         typer.Option(
             help="Task mix: three or five, optionally reweighted: 'five:rain=2' doubles "
             "rain's weight ('noise' names all three sigmas); validation scores every task."
         ),
-    ] = "five",
+    ] = TrainConfig.tasks,
     data: Annotated[
         list[Path] | None, typer.Option(help="Folder of clean photos (repeatable).")
     ] = None,
@@ -64,24 +66,44 @@ def train(
             help=f"Total optimiser steps [default: {TrainConfig.steps}; resumed: the run's]."
         ),
     ] = None,
-    batch: Annotated[int, typer.Option(help="Patches per step (per GPU under torchrun).")] = 8,
-    patch: Annotated[int, typer.Option(help="Patch side in pixels (multiple of 8, >= 64).")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-4,
-    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed: data, initialisation and gate noise.")] = 0,
-    workers: Annotated[int, typer.Option(help="Data worker processes.")] = 1,
-    log_every: Annotated[int, typer.Option(help="Steps between metrics lines.")] = 10,
-    val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
-    checkpoint_minutes: Annotated[float, typer.Option(help="Minutes between checkpoints.")] = 10.0,
-    checkpoint_steps: Annotated[int, typer.Option(help="Also checkpoint every N steps.")] = 0,
+    batch: Annotated[
+        int, typer.Option(help="Patches per step (per GPU under torchrun).")
+    ] = TrainConfig.batch,
+    patch: Annotated[
+        int, typer.Option(help="Patch side in pixels (multiple of 8, >= 64).")
+    ] = TrainConfig.patch,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = TrainConfig.lr,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = TrainConfig.warmup,
+    seed: Annotated[
+        int, typer.Option(help="Seed: data, initialisation and gate noise.")
+    ] = TrainConfig.seed,
+    workers: Annotated[int, typer.Option(help="Data worker processes.")] = TrainConfig.workers,
+    log_every: Annotated[
+        int, typer.Option(help="Steps between metrics lines.")
+    ] = TrainConfig.log_every,
+    val_every: Annotated[
+        int, typer.Option(help="Steps between validations.")
+    ] = TrainConfig.val_every,
+    checkpoint_minutes: Annotated[
+        float, typer.Option(help="Minutes between checkpoints.")
+    ] = TrainConfig.checkpoint_minutes,
+    checkpoint_steps: Annotated[
+        int, typer.Option(help="Also checkpoint every N steps.")
+    ] = TrainConfig.checkpoint_steps,
     activation_checkpointing: Annotated[
         bool, typer.Option(help="Recompute activations in backward (less memory).")
-    ] = False,
-    channels_last: Annotated[bool, typer.Option(help="channels-last memory format.")] = False,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
-    deterministic: Annotated[bool, typer.Option(help="Deterministic algorithms only.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+    ] = TrainConfig.activation_checkpointing,
+    channels_last: Annotated[
+        bool, typer.Option(help="channels-last memory format.")
+    ] = TrainConfig.channels_last,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = TrainConfig.compile,
+    deterministic: Annotated[
+        bool, typer.Option(help="Deterministic algorithms only.")
+    ] = TrainConfig.deterministic,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = TrainConfig.device,
+    threads: Annotated[
+        int, typer.Option(help="CPU threads (0: torch's default).")
+    ] = TrainConfig.threads,
     init: Annotated[Path | None, typer.Option(help="Start from these weights.")] = None,
     ema_decay: Annotated[
         float, typer.Option(help="Decay of the weights' moving average (what is exported).")
@@ -98,7 +120,7 @@ def train(
     ] = TrainConfig.prompt_weight,
     prompt_only: Annotated[
         bool, typer.Option(help="Train only the task prompt on its supervision (fast).")
-    ] = False,
+    ] = TrainConfig.prompt_only,
     prompt_lr_scale: Annotated[
         float,
         typer.Option(
@@ -111,7 +133,7 @@ def train(
             help="Degrade the clean crops on the training device (batched torch) instead of "
             "with numpy in the data workers: what keeps a GPU fed."
         ),
-    ] = False,
+    ] = TrainConfig.degrade_on_device,
     lr_reference_batch: Annotated[
         int,
         typer.Option(
@@ -221,12 +243,3 @@ def export(
         console.print(decision.reason())
     dtype = "float16" if result.half else "float32"
     console.print(f"wrote {result.entry.file} ({dtype}), sha256 {result.entry.sha256[:16]}...")
-
-
-def register(app: typer.Typer) -> None:
-    """Add `train` and `export` to the measr app."""
-    app.command(
-        epilog="Example: measr train --out runs/r1 --data /data/bsd400 --val /data/val "
-        "--tasks six --minutes 60"
-    )(train)
-    app.command(epilog="Example: measr export runs/r1 --name my-weights --ship")(export)
