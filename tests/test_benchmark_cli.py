@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +223,19 @@ def test_speed_hands_over_the_report_so_far_after_every_point() -> None:
     )
     assert seen == [(1, 1), (2, 2)]
     assert [p.size for p in report.points] == [64, 96]
+
+
+def test_quality_prints_the_install_hint_with_its_brackets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rich markup must not eat "[baselines]" from "pip install measr[baselines]", nor a set
+    named with brackets."""
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # as when the extra is not installed
+    write_images(tmp_path / "photos", 1)
+    result = invoke(
+        "quality", "--set", f"[mine]={tmp_path / 'photos'}:noise:25", "--methods", "input,cbm3d"
+    )
+    assert result.exit_code == 0, result.output
+    assert "pip install measr[baselines]" in " ".join(result.output.split())
+    assert "[mine]" in result.output
+    assert "a* " in result.output and "b* " in result.output  # the colour shift beside PSNR

@@ -16,8 +16,10 @@ from measr.evaluation import (
     BASELINES,
     INSTALL_HINT,
     PROTOCOL,
+    ColourShift,
     Status,
     build_methods,
+    colour_shift,
     parse_method_names,
     parse_set,
     psnr,
@@ -30,6 +32,7 @@ from measr.evaluation import (
 )
 from measr.evaluation.classical import auto_gamma, auto_gamma_exponent, dehaze_dark_channel
 from measr.evaluation.methods import BaselineMethod, InputMethod
+from measr.evaluation.quality import quality_markdown
 from measr.evaluation.sets import list_items, load_item
 from measr.io import image_from_array, write_image
 
@@ -266,3 +269,31 @@ def test_reports_write_json_and_csv(tmp_path: Path) -> None:
 def test_infinite_psnr_is_written_as_a_string(tmp_path: Path) -> None:
     write_json(tmp_path / "r.json", {"psnr": math.inf})
     assert json.loads((tmp_path / "r.json").read_text()) == {"psnr": "inf"}
+
+
+# Colour shift ---------------------------------------------------------------------------------
+
+
+def test_colour_shift_names_a_yellow_cast_and_none_on_the_same_image() -> None:
+    clean = smooth_image() * 0.8
+    yellower = clean + np.array([10, 10, 0], np.float32) / 255
+    shift = colour_shift(yellower, clean)
+    assert shift.red == pytest.approx(10, abs=0.5) and shift.green == pytest.approx(10, abs=0.5)
+    assert shift.blue == pytest.approx(0, abs=0.5)
+    assert shift.b > 3 and shift.lightness > 0  # Lab b*: + is yellow
+    assert colour_shift(clean, clean) == ColourShift(0, 0, 0, 0, 0, 0)
+    assert "b* +" in shift.words()
+
+
+def test_quality_reports_the_mean_colour_shift_beside_psnr(tmp_path: Path) -> None:
+    """Low light darkens every channel: the report's shift says so, per set and in the CSV."""
+    eval_set = synthetic_set(write_folder(tmp_path / "clean", count=2), "lowlight")
+    report = run_quality([eval_set], [InputMethod()])
+    score = report.score(eval_set.name, "input")
+    assert score.shift is not None and score.shift.lightness < -5
+    assert max(score.shift.red, score.shift.green, score.shift.blue) < 0
+    row = report.rows()[0]
+    assert row["shift_lightness"] == round(score.shift.lightness, 3) and "shift" not in row
+    write_csv(tmp_path / "q.csv", report.rows())
+    assert "shift_a,shift_b" in (tmp_path / "q.csv").read_text().splitlines()[0]
+    assert "RGB -" in quality_markdown(report)

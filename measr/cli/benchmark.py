@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from measr.cli.options import DeviceOption, TileOption, WeightsOption, open_restorer
 from measr.cli.render import stderr, stdout, warn_if_untrained
@@ -77,14 +79,18 @@ def _quality_cell(report: QualityReport, set_name: str, method: str) -> str:
         return "[dim]unavailable[/]"
     if score.psnr is None or score.ssim is None or score.seconds_per_image is None:
         return "[dim]n/a[/]"
-    return f"{score.psnr:.2f}\n{score.ssim:.4f}\n[dim]{score.seconds_per_image:.2f} s[/]"
+    cell = f"{score.psnr:.2f}\n{score.ssim:.4f}\n"
+    if score.shift is not None:
+        cell += f"a* {score.shift.a:+.1f} b* {score.shift.b:+.1f}\n"
+    return cell + f"[dim]{score.seconds_per_image:.2f} s[/]"
 
 
 def quality_table(report: QualityReport) -> Table:
-    """Rows: sets; columns: methods (PSNR, SSIM and seconds per image stacked in each cell);
-    the protocol as caption."""
+    """Rows: sets; columns: methods (PSNR, SSIM, colour shift in Lab and seconds per image
+    stacked in each cell); the protocol as caption."""
     table = Table(
-        title="Restoration quality: PSNR (dB), SSIM, seconds per image",
+        title="Restoration quality: PSNR (dB), SSIM, colour shift (a*, b* against clean), "
+        "seconds per image",
         caption=f"{report.protocol.caption()}; seed {report.seed}",
     )
     table.add_column("set", overflow="fold", min_width=12)
@@ -93,7 +99,7 @@ def quality_table(report: QualityReport) -> Table:
         table.add_column(method, justify="right")
     for summary in report.sets:
         cells = [_quality_cell(report, summary.name, method) for method in report.methods]
-        table.add_row(summary.name, str(summary.count), *cells)
+        table.add_row(Text(summary.name), str(summary.count), *cells)
     return table
 
 
@@ -150,7 +156,7 @@ def quality(
 
         def show(event: QualityProgress) -> None:
             progress.update(
-                task, completed=event.done, total=event.total, description=event.set_name
+                task, completed=event.done, total=event.total, description=escape(event.set_name)
             )
 
         report = run_quality(eval_sets, chosen, seed=seed, limit=limit, on_image=show)
@@ -163,7 +169,8 @@ def quality(
     out = stdout()
     out.print(quality_table(report))
     for note in _footnotes(report):
-        out.print(f"[dim]{note}[/]")
+        # Text, not markup: a note such as "pip install measr[baselines]" holds brackets.
+        out.print(Text(note, style="dim"), soft_wrap=True)
 
 
 WHOLE_PHOTO = 1 << 20  # a crop larger than any photo: the whole photo
@@ -228,7 +235,7 @@ def speed_table(report: SpeedReport) -> Table:
         table.add_column(name, justify="right")
     for p in report.points:
         if p.status != "ok":
-            cells = [f"[red]{p.status}[/]", "", "", "", "", ""]
+            cells: list[Text | str] = [Text(p.status, style="red"), "", "", "", "", ""]
         else:
             percent = None if p.fraction_of_peak is None else 100 * p.fraction_of_peak
             cells = [

@@ -1,7 +1,8 @@
 """Measuring measr: image quality against clean references, and speed, beside baselines.
 
 Public API:
-    psnr(restored, reference), ssim(restored, reference), quantise(), PROTOCOL
+    psnr(restored, reference), ssim(restored, reference), quantise(), PROTOCOL,
+    colour_shift(restored, reference) -> ColourShift (mean RGB and Lab change: casts)
     parse_set("[NAME=]FOLDER[:SPEC]"), paired_set(), synthetic_set(), EvalSet
     build_methods(names, weights=..., tile=..., device=...), METHOD_NAMES, BASELINES
     run_quality(sets, methods, seed=..., limit=...) -> QualityReport
@@ -17,7 +18,15 @@ from measr.evaluation.methods import (
     build_methods,
     parse_method_names,
 )
-from measr.evaluation.metrics import PROTOCOL, MetricProtocol, psnr, quantise, ssim
+from measr.evaluation.metrics import (
+    PROTOCOL,
+    ColourShift,
+    MetricProtocol,
+    colour_shift,
+    psnr,
+    quantise,
+    ssim,
+)
 from measr.evaluation.quality import (
     ImageScore,
     MethodScore,
@@ -51,6 +60,7 @@ __all__ = [
     "METHOD_NAMES",
     "PROTOCOL",
     "Baseline",
+    "ColourShift",
     "EvalSet",
     "ImageScore",
     "MachineInfo",
@@ -67,6 +77,7 @@ __all__ = [
     "SpeedReport",
     "Status",
     "build_methods",
+    "colour_shift",
     "paired_set",
     "parse_method_names",
     "parse_set",

@@ -1,5 +1,6 @@
 """PSNR and SSIM as the all-in-one restoration papers report them (PromptIR, AdaIR, MEASNet):
-on RGB, on images quantised to 8 bits, over the full image (no border crop).
+on RGB, on images quantised to 8 bits, over the full image (no border crop); and the mean
+colour shift of a restoration (a cast PSNR does not name).
 
 The protocol is data (`PROTOCOL`), so reports and the CLI caption state exactly what was measured;
 docs/protocol.md explains each choice.
@@ -8,7 +9,8 @@ docs/protocol.md explains each choice.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, astuple, dataclass
 
 import numpy as np
 
@@ -110,3 +112,46 @@ def ssim(restored: np.ndarray, reference: np.ndarray) -> float:
             use_sample_covariance=PROTOCOL.ssim_use_sample_covariance,
         )
     )
+
+
+@dataclass(frozen=True)
+class ColourShift:
+    """The mean colour change of a restoration against its clean image: per RGB channel in
+    8-bit levels, and in CIELAB (D65) as the change of mean L*, a* (+ red, - green) and
+    b* (+ yellow, - blue). A cast is a shift that keeps its sign over a task's images."""
+
+    red: float
+    green: float
+    blue: float
+    lightness: float
+    a: float
+    b: float
+
+    @classmethod
+    def mean(cls, shifts: Sequence[ColourShift]) -> ColourShift:
+        """The field-wise mean of several images' shifts."""
+        return cls(*np.mean([astuple(s) for s in shifts], axis=0).tolist())
+
+    def flat(self, prefix: str = "shift_") -> dict[str, float]:
+        """The fields as `shift_red`, ... for one CSV row."""
+        return {f"{prefix}{k}": round(v, 3) for k, v in asdict(self).items()}
+
+    def words(self) -> str:
+        """'RGB -0.4 +2.1 -3.0, a* -1.2 b* +4.5' (8-bit levels; Lab units)."""
+        return (
+            f"RGB {self.red:+.1f} {self.green:+.1f} {self.blue:+.1f}, "
+            f"a* {self.a:+.1f} b* {self.b:+.1f}"
+        )
+
+
+def colour_shift(restored: np.ndarray, reference: np.ndarray) -> ColourShift:
+    """The mean colour change of `restored` against `reference` (float RGB in [0, 1]), both
+    quantised to 8 bits as the other metrics are."""
+    from skimage.color import rgb2lab
+
+    a = quantise(as_rgb(restored)).astype(np.float64)
+    b = quantise(as_rgb(reference)).astype(np.float64)
+    _check_same_shape(a, b)
+    rgb = (a - b).mean(axis=(0, 1))
+    lab = rgb2lab(a / PIXEL_MAX).mean(axis=(0, 1)) - rgb2lab(b / PIXEL_MAX).mean(axis=(0, 1))
+    return ColourShift(*(float(v) for v in (*rgb, *lab)))

@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 
 from measr.evaluation.methods import Method
-from measr.evaluation.metrics import PROTOCOL, MetricProtocol, psnr, ssim
+from measr.evaluation.metrics import (
+    PROTOCOL,
+    ColourShift,
+    MetricProtocol,
+    colour_shift,
+    psnr,
+    ssim,
+)
 from measr.evaluation.sets import EvalSet, list_items, load_item
 
 
@@ -34,12 +41,14 @@ class ImageScore:
     psnr: float
     ssim: float
     seconds: float
+    shift: ColourShift
 
 
 @dataclass(frozen=True)
 class MethodScore:
-    """One method on one set: mean PSNR (dB) and SSIM over `count` images and the mean time
-    of a restoration; None where the status is not OK, with the reason in `note`."""
+    """One method on one set: mean PSNR (dB), SSIM and colour shift over `count` images and
+    the mean time of a restoration; None where the status is not OK, with the reason in
+    `note`."""
 
     set_name: str
     method: str
@@ -49,9 +58,14 @@ class MethodScore:
     count: int
     seconds_per_image: float | None
     note: str = ""
+    shift: ColourShift | None = None
 
     def row(self) -> dict[str, Any]:
-        return {**asdict(self), "status": self.status.value}
+        """One flat row (the CSV): the shift as shift_red ... shift_b, empty when not OK."""
+        row = {**asdict(self), "status": self.status.value}
+        del row["shift"]
+        blank = dict.fromkeys(ColourShift(0, 0, 0, 0, 0, 0).flat())
+        return {**row, **(self.shift.flat() if self.shift is not None else blank)}
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,7 @@ def _mean_score(eval_set: EvalSet, method: str, images: list[ImageScore]) -> Met
         float(np.mean([i.ssim for i in images])),
         len(images),
         float(np.mean([i.seconds for i in images])),
+        shift=ColourShift.mean([i.shift for i in images]),
     )
 
 
@@ -163,6 +178,7 @@ def evaluate_set(
                     psnr(restored, clean),
                     ssim(restored, clean),
                     seconds,
+                    colour_shift(restored, clean),
                 )
             )
         if on_image is not None:
@@ -209,17 +225,32 @@ def run_quality(
     )
 
 
-def quality_markdown(report: QualityReport) -> str:
-    """The report as a markdown table: one row per set, one column per method, each cell
-    'PSNR / SSIM' (blank where a method does not apply), the protocol under it."""
-    header = ["set", "n", *report.methods]
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
+def markdown_cells(score: MethodScore) -> tuple[str, str]:
+    """'PSNR / SSIM' and the colour shift of one method on one set, blank where not OK."""
+    if score.status is not Status.OK or score.psnr is None or score.ssim is None:
+        return "", ""
+    shift = score.shift.words() if score.shift is not None else ""
+    return f"{score.psnr:.2f} / {score.ssim:.3f}", shift
+
+
+def quality_markdown(report: QualityReport) -> str:
+    """The report as two markdown tables, one row per set and one column per method: 'PSNR /
+    SSIM', then the mean colour shift against the clean images (blank where a method does not
+    apply); the protocol under them."""
+    header = ["set", "n", *report.methods]
+    scores, shifts = [], []
     for summary in report.sets:
-        cells = [summary.name, str(summary.count)]
-        for method in report.methods:
-            score = report.score(summary.name, method)
-            ok = score.status is Status.OK and score.psnr is not None and score.ssim is not None
-            cells.append(f"{score.psnr:.2f} / {score.ssim:.3f}" if ok else "")
-        lines.append("| " + " | ".join(cells) + " |")
+        cells = [markdown_cells(report.score(summary.name, m)) for m in report.methods]
+        scores.append([summary.name, str(summary.count), *(c[0] for c in cells)])
+        shifts.append([summary.name, str(summary.count), *(c[1] for c in cells)])
+    lines = markdown_table(header, scores)
+    lines += ["", "Mean colour shift against the clean images (8-bit levels; CIELAB units):", ""]
+    lines += markdown_table(header, shifts)
     lines += ["", f"{report.protocol.caption()}; seed {report.seed}."]
     return "\n".join(lines) + "\n"
