@@ -6,7 +6,8 @@ EMA), for each configuration at 128 px: patches per second, and the TFLOP/s that
 against a matrix product timed in the same run (bf16 on CUDA, fp32 on the CPU).
 
     python benchmarks/train_throughput.py --device cuda [--configs small,full] [--batch 64]
-        [--steps 30] [--warmup 5] [--degrade device,host] [--compile] [--json FILE]
+        [--batches 64,128] [--steps 30] [--warmup 5] [--degrade device,host] [--compile]
+        [--json FILE]
 
 The FLOPs of a step are three times the forward's, counted by torch's FlopCounterMode (matrix
 products and convolutions) on one batch; the rate is that count times the steps over their
@@ -155,11 +156,11 @@ def step_flops(trainer: Trainer, batch: tuple[Tensor, Tensor, Tensor]) -> float:
 
 
 def time_loop(
-    args: argparse.Namespace, config: str, degrade: str, data: Path, run_dir: Path
+    args: argparse.Namespace, config: str, batch: int, degrade: str, data: Path, run_dir: Path
 ) -> dict[str, object]:
-    """Patches/s and TFLOP/s of the training loop of one configuration."""
+    """Patches/s and TFLOP/s of the training loop of one configuration at one batch size."""
     settings = TrainConfig(
-        config=config, tasks="five", data=[str(data)], steps=10**6, batch=args.batch,
+        config=config, tasks="five", data=[str(data)], steps=10**6, batch=batch,
         patch=args.patch, workers=args.workers, device=args.device,
         degrade_on_device=degrade == "device", compile=args.compile,
         prompt_weight=args.prompt_weight, channels_last=args.channels_last,
@@ -180,11 +181,11 @@ def time_loop(
     return {
         "config": config,
         "degrade": degrade,
-        "batch": args.batch,
+        "batch": batch,
         "patch": args.patch,
         "s_per_step": round(seconds, 4),
-        "patches_per_s": round(args.batch / seconds, 2),
-        "gflop_per_patch": round(flops / args.batch / 1e9, 2),
+        "patches_per_s": round(batch / seconds, 2),
+        "gflop_per_patch": round(flops / batch / 1e9, 2),
         "tflops": round(flops / seconds / 1e12, 4),
     }
 
@@ -206,19 +207,27 @@ def loop_main(args: argparse.Namespace) -> None:
             data = Path(tmp) / "photos"
             data.mkdir()
             photo_folder(data)
-        for config in args.configs.split(","):
-            for degrade in args.degrade.split(","):
-                row = time_loop(args, config, degrade, data, Path(tmp) / f"{config}-{degrade}")
-                row["of_matmul"] = round(float(row["tflops"]) / reference, 5)  # type: ignore[arg-type]
-                rows.append(row)
-                print(f"{config:6s} degrade on {degrade:6s} batch {args.batch} x {args.patch} px: "
-                      f"{row['patches_per_s']:8.2f} patches/s, {row['s_per_step']:.3f} s/step, "
-                      f"{row['gflop_per_patch']} GFLOP/patch, {row['tflops']} TFLOP/s "
-                      f"({100 * float(row['of_matmul']):.2f} % of the matmul)")  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"args": vars(args) | {"data": str(args.data)}, "matmul_tflops": reference,
-                       "rows": rows}, handle, indent=1)  # fmt: skip
+        batches = [int(b) for b in (args.batches or str(args.batch)).split(",")]
+        runs = [(c, b, d) for c in args.configs.split(",") for b in batches
+                for d in args.degrade.split(",")]  # fmt: skip
+        for config, batch, degrade in runs:
+            run_dir = Path(tmp) / f"{config}-{batch}-{degrade}"
+            try:
+                row = time_loop(args, config, batch, degrade, data, run_dir)
+            except torch.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                print(f"{config:6s} degrade on {degrade:6s} batch {batch}: out of memory")
+                continue
+            row["of_matmul"] = round(float(row["tflops"]) / reference, 5)  # type: ignore[arg-type]
+            rows.append(row)
+            if args.json:  # after every row: a run stopped by a time limit keeps what it timed
+                with open(args.json, "w") as handle:
+                    summary = {"args": vars(args) | {"data": str(args.data)}, "rows": rows}
+                    json.dump(summary | {"matmul_tflops": reference}, handle, indent=1)
+            print(f"{config:6s} degrade on {degrade:6s} batch {batch} x {args.patch} px: "
+                  f"{row['patches_per_s']:8.2f} patches/s, {row['s_per_step']:.3f} s/step, "
+                  f"{row['gflop_per_patch']} GFLOP/patch, {row['tflops']} TFLOP/s "
+                  f"({100 * float(row['of_matmul']):.2f} % of the matmul)")  # fmt: skip
 
 
 def variants_main(args: argparse.Namespace) -> None:
@@ -262,6 +271,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], help="time the whole loop here")
     parser.add_argument("--configs", default="small,full", help="with --device")
+    parser.add_argument("--batches", help="batch sizes to try, e.g. 64,128, with --device")
     parser.add_argument("--degrade", default="device", help="device, host or both, with --device")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps, with --device")
     parser.add_argument("--workers", type=int, default=0, help="loader workers, with --device")

@@ -16,6 +16,8 @@
 # .device/data (ignored by git; name `.device` in the run's carry). Back on the CPU,
 # scripts/device/ship_back.sh DIR NAME exports the weights and applies the ship rule.
 # The learning rate is LR at batch LR_REFERENCE_BATCH, scaled by sqrt(BATCH / that).
+# BENCH_BATCHES=64,128,256 times those batch sizes first (an out-of-memory one is reported as
+# such): the largest batch whose patches/s still grows is the BATCH of the next call.
 # CONFIG=full trains `full` instead (its fp16 weights come back in four parts under 16 MiB).
 # What comes back stays within the tool's eight files: throughput.json, CONFIG.log, and
 # CONFIG_{metrics,scores}.jsonl beside the weights.
@@ -38,7 +40,8 @@ if command -v nvidia-smi > /dev/null; then
 fi
 if [ "${BENCH:-1}" = 1 ]; then
   timeout "${BENCH_SECONDS:-180}" "$python" benchmarks/train_throughput.py --device "$device" \
-    --configs "${BENCH_CONFIGS:-small,full}" --batch "${BATCH:-64}" --steps "${BENCH_STEPS:-30}" \
+    --configs "${BENCH_CONFIGS:-small,full}" --batches "${BENCH_BATCHES:-${BATCH:-64}}" \
+    --steps "${BENCH_STEPS:-30}" \
     --warmup 5 --workers "${WORKERS:-8}" --json "$OUT/throughput.json" \
     || echo "throughput benchmark stopped (status $?)"
 fi
