@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +14,7 @@ from measr.model import ForwardContext, MEASNet
 from measr.model.backbone import channel_attention_map
 from measr.model.fd_mee import FrequencyDecomposition
 from measr.model.freq_cross_attention import SoftFrequencySplit
-from measr.model.stp_g_mese import PixelExperts
+from measr.model.stp_g_mese import NoisyTopKGate, PixelExperts
 
 
 def images(batch: int, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -263,3 +266,55 @@ def test_channel_attention_map_in_float16_does_not_overflow() -> None:
     actual = channel_attention_map(q.half(), k.half(), 2, temperature.half())
     assert actual.dtype == torch.float16
     torch.testing.assert_close(actual.float(), expected, rtol=1e-2, atol=1e-3)
+
+
+def gate_reading_logits(experts: int, top_k: int) -> NoisyTopKGate:
+    """A gate whose logits are the tokens themselves (identity weights, no prompt share)."""
+    gate = NoisyTopKGate(dim=experts, experts=experts, top_k=top_k)
+    with torch.no_grad():
+        gate.gate_pixel.weight.copy_(torch.eye(experts))
+        gate.gate_prompt.weight.zero_()
+    return gate
+
+
+def test_the_balance_loss_is_cv_squared_of_importance_plus_load_by_hand() -> None:
+    """Four pixels, three experts, top-1, no noise: the picks are experts 0, 0, 1, 2, so
+    importance = load = (2, 1, 1); CV^2 = var/mean^2 = (1/3)/(16/9) = 3/16 each."""
+    gate = gate_reading_logits(experts=3, top_k=1).eval()
+    picks = torch.tensor([0, 0, 1, 2])
+    decision = gate(5.0 * F.one_hot(picks, 3).float()[None], torch.zeros(1, 3))
+    assert decision.experts.flatten().tolist() == picks.tolist()
+    assert decision.balance_loss().item() == pytest.approx(2 * 3 / 16)
+
+
+def test_the_balance_loss_in_training_reads_the_smooth_load_by_hand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Training (noisy top-k, Shazeer et al. 2017 Eq. 8-10) with the noise draw set to zero:
+    each expert's load is the probability, summed over pixels, that it stays in (or enters)
+    the top k under a fresh draw of its own noise, Phi((logit - threshold) / std)."""
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
+    gate = gate_reading_logits(experts=3, top_k=1).train()
+    logits = [[2.0, 0.0, -1.0], [0.0, 1.0, -2.0]]
+    decision = gate(torch.tensor([logits]), torch.zeros(1, 3))
+
+    std = math.log(2) + gate.noise_epsilon  # softplus(0): the noise weights start at zero
+
+    def phi(z: float) -> float:
+        return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+    load = [0.0, 0.0, 0.0]
+    for row in logits:
+        first, second = sorted(row, reverse=True)[:2]
+        for expert, logit in enumerate(row):
+            threshold = second if logit == first else first  # in the top 1, or out of it
+            load[expert] += phi((logit - threshold) / std)
+    importance = [1.0, 1.0, 0.0]  # top-1: the chosen expert's gate is 1
+
+    def cv_squared(values: list[float]) -> float:
+        return statistics.variance(values) / statistics.fmean(values) ** 2
+
+    # float32 tails: Phi(-4.3) ~ 1e-5 is 1 - erf(...) computed in float32, good to ~1e-8
+    assert decision.load.tolist() == pytest.approx(load, rel=1e-5, abs=1e-7)
+    expected = cv_squared(importance) + cv_squared(load)
+    assert decision.balance_loss().item() == pytest.approx(expected, rel=1e-5)
