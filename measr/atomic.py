@@ -15,6 +15,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 # A temporary name adds ~20 bytes to the target's; keep it under the usual 255-byte name limit.
 _NAME_STEM_BYTES = 200
@@ -41,8 +42,14 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     """`data` as the whole content of `target`, atomically (see the module's docstring)."""
-    with replacing(target) as temporary, open(temporary, "xb") as stream:
+    with replacing(target) as temporary, create(temporary) as stream:
         stream.write(data)
+
+
+def create(temporary: Path) -> BinaryIO:
+    """The temporary file, opened for writing: a new file (never one that exists), with the
+    permissions the umask gives, as `open` would."""
+    return os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> None:

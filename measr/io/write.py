@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from measr.atomic import replacing
+from measr.atomic import create, replacing
 from measr.errors import ImageWriteError, quoted
 from measr.io.embed import Stored, embed_metadata
 from measr.io.formats import SUPPORTED_EXTENSIONS, OutputFormat, format_for_path
@@ -185,7 +185,7 @@ def _write_atomically(target: Path, data: bytes, overwrite: bool) -> None:
     meanwhile and may not be overwritten."""
     try:
         with replacing(target) as temporary:
-            with open(temporary, "xb") as stream:
+            with create(temporary) as stream:
                 stream.write(data)
             if not overwrite and os.path.lexists(target):
                 raise _exists_error(target)  # created by someone else while we encoded
