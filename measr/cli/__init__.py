@@ -28,8 +28,8 @@ def start_process() -> None:
 
 def main() -> None:
     """Console-script entry point (also `python -m measr.cli`)."""
-    start_process()
     try:
+        start_process()
         from measr.cli.app import app  # Typer and rich (the commands load when they run)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
