@@ -13,6 +13,12 @@ The FLOPs of a step are three times the forward's, counted by torch's FlopCounte
 products and convolutions) on one batch; the rate is that count times the steps over their
 time.
 
+With --degrade-cost: the process CPU time per sample of each training task's degradation,
+numpy (one image at a time, as the CPU loader runs it) against the batched torch version on
+this CPU, on 176 px windows (the 128 px patch and its margin).
+
+    python benchmarks/train_throughput.py --degrade-cost [--batch 8] [--threads 1]
+
 Without --device: one optimiser-free step of several variants of the model on the CPU,
 alternating the variants and keeping each one's best round, so that the ratios survive a busy
 machine.
@@ -44,7 +50,10 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from measr import build_model
+from measr.degrade import TASK_SPECS, apply_degradation, seeded_rng
+from measr.degrade.batched import degrade_batch, draw_recipe
 from measr.model import MEASNet, backbone
+from measr.training.data import DEGRADE_MARGIN
 from measr.training.trainer import TrainConfig, Trainer
 
 Variant = Callable[[MEASNet, torch.Tensor, torch.Tensor], None]
@@ -230,6 +239,37 @@ def loop_main(args: argparse.Namespace) -> None:
                   f"({100 * float(row['of_matmul']):.2f} % of the matmul)")  # fmt: skip
 
 
+def cpu_ms_per_sample(run: Callable[[], object], samples: int, repeats: int = 2) -> float:
+    """Process CPU milliseconds per sample of `run` (after one untimed call)."""
+    run()
+    start = time.process_time()
+    for _ in range(repeats):
+        run()
+    return (time.process_time() - start) / repeats / samples * 1000
+
+
+def degrade_cost_main(args: argparse.Namespace) -> None:
+    """CPU time per sample of each task's degradation, numpy against batched torch."""
+    torch.set_num_threads(args.threads)
+    side = args.patch + 2 * DEGRADE_MARGIN
+    images = torch.rand(args.batch, 3, side, side)
+    arrays = [im.permute(1, 2, 0).numpy().copy() for im in images]
+    print(f"{args.batch} windows of {side} px, {args.threads} thread(s), CPU ms per sample")
+    for task, spec in TASK_SPECS.items():
+        recipes = [draw_recipe(spec, (side, side), seeded_rng(0, i)) for i in range(args.batch)]
+
+        def numpy_run(spec: str = spec) -> None:
+            for i, array in enumerate(arrays):
+                apply_degradation(array, spec, seeded_rng(0, i))
+
+        def torch_run(recipes: list = recipes) -> None:
+            degrade_batch(images, recipes, torch.Generator().manual_seed(0))
+
+        numpy_ms = cpu_ms_per_sample(numpy_run, args.batch)
+        torch_ms = cpu_ms_per_sample(torch_run, args.batch)
+        print(f"{task:10s} numpy {numpy_ms:6.1f}  torch batched {torch_ms:6.1f}")
+
+
 def variants_main(args: argparse.Namespace) -> None:
     """Time one optimiser-free step of each model variant on the CPU."""
     torch.set_num_threads(args.threads)
@@ -279,6 +319,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="with --device")
     parser.add_argument("--compile", action="store_true", help="with --device")
     parser.add_argument("--data", type=Path, help="clean photos (default: generated)")
+    parser.add_argument("--degrade-cost", action="store_true", help="time the degradations")
     parser.add_argument("--config", default="small")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=128)
@@ -288,7 +329,9 @@ def main() -> None:
     parser.add_argument("--variants", default="eager,channels_last,checkpointing")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
-    if args.device:
+    if args.degrade_cost:
+        degrade_cost_main(args)
+    elif args.device:
         loop_main(args)
     else:
         variants_main(args)
