@@ -94,6 +94,7 @@ def test_fusing_keeps_the_state_dict() -> None:
     assert plain.state_dict().keys() == fused.state_dict().keys()
 
 
+@pytest.mark.slow  # compiles (a minute or more on 2 cores)
 @pytest.mark.skipif(not can_compile(torch.device("cpu")), reason="inductor needs a C++ compiler")
 def test_compiled_restorer_agrees_with_the_eager_one_on_tiles() -> None:
     """`Restorer(compile=True)`: compiled steps and channels-last, on 4 tiles of one image that
@@ -171,6 +172,7 @@ print(plan_memory(get_config("small"), torch.device("cpu"), striped=True, budget
 """
 
 
+@pytest.mark.slow  # two fresh interpreters importing PyTorch
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
 def test_the_memory_plan_counts_the_freed_memory_that_measr_keeps() -> None:
     """Kept freed blocks stay resident until the tile ends, so the same budget plans a smaller

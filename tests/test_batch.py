@@ -253,6 +253,7 @@ def assert_a_rerun_finishes_the_rest(
     assert statuses.count("skipped") == len(finished)
 
 
+@pytest.mark.slow  # a second Python process with PyTorch (the SIGINT case runs by default)
 def test_a_killed_batch_leaves_nothing_partial_and_a_rerun_resumes(tmp_path: Path) -> None:
     manifest = write_weights(tmp_path)
     source, out = tmp_path / "in", tmp_path / "out"
@@ -268,7 +269,11 @@ def test_a_killed_batch_leaves_nothing_partial_and_a_rerun_resumes(tmp_path: Pat
     assert_a_rerun_finishes_the_rest(source, out, manifest, names, finished)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+    ids=["SIGINT", "SIGTERM"],
+)
 def test_an_interrupted_batch_stops_cleanly_with_exit_code_130_and_resumes(
     tmp_path: Path, signum: int
 ) -> None:

@@ -43,6 +43,7 @@ def tiny_weights(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # every method (baselines too) on three sets
 def test_quality_writes_json_and_csv_with_a_row_per_set_and_method(
     tmp_path: Path, tiny_weights: Path
 ) -> None:
@@ -123,6 +124,7 @@ def test_quality_refuses_a_clean_folder_without_a_degradation(tmp_path: Path) ->
     assert "error:" in result.output and "need a degradation" in result.output
 
 
+@pytest.mark.slow  # a fresh interpreter with PyTorch per point
 def test_speed_reports_throughput_and_a_matmul_peak(tmp_path: Path) -> None:
     result = invoke(
         *[
@@ -202,6 +204,7 @@ def test_speed_refuses_sizes_the_network_cannot_take() -> None:
     assert "multiples of 8" in result.output
 
 
+@pytest.mark.slow  # a fresh interpreter with PyTorch per point
 def test_speed_hands_over_the_report_so_far_after_every_point() -> None:
     """A long run stopped part-way still leaves what it measured (the CLI rewrites its files)."""
     seen: list[tuple[int, int]] = []

@@ -16,6 +16,8 @@ from measr.model.fd_mee import FrequencyDecomposition
 from measr.model.freq_cross_attention import SoftFrequencySplit
 from measr.model.stp_g_mese import NoisyTopKGate, PixelExperts
 
+SLOW = pytest.mark.slow
+
 
 def images(batch: int, size: int = 64, seed: int = 0) -> torch.Tensor:
     return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
@@ -27,7 +29,10 @@ def tiny() -> MEASNet:
     return build_model("tiny").eval()
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "full"])
+# `small` and `full` take seconds per forward on a CPU: the slow run checks them.
+@pytest.mark.parametrize(
+    "name", ["tiny", pytest.param("small", marks=SLOW), pytest.param("full", marks=SLOW)]
+)
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("training", [False, True])
 def test_output_has_input_shape(name: str, batch: int, training: bool) -> None:

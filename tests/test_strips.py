@@ -59,6 +59,8 @@ def test_strip_rows_follow_width_and_channels() -> None:
     assert strip_rows(4096, 510, budget=8 * 2**20) == MIN_STRIP_ROWS
 
 
+@pytest.mark.slow  # strips of the fewest rows: many small steps (the default run has
+# test_the_gpu_form_of_the_network_agrees_with_the_plain_one, strips of the default budget)
 def test_striped_network_agrees_and_keeps_the_state_dict() -> None:
     torch.manual_seed(0)
     plain = build_model("tiny").eval()
