@@ -205,3 +205,23 @@ def test_mirrored_padding_is_opencv_s() -> None:
     expected = cv2.copyMakeBorder(image, 4, 4, 4, 4, cv2.BORDER_REFLECT)
     got = ops.pad_symmetric(torch.from_numpy(image)[None, None], 4)[0, 0].numpy()
     assert np.array_equal(got, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batched_degradations_on_cuda_match_the_cpu() -> None:
+    """On the GPU (cuFFT, the CUDA generator): the deterministic ones as on the CPU, the random
+    ones in range with the CPU's noise level within 5 %."""
+    specs = ["haze", "blur", "none", "noise:25", "lowlight", "rain"]
+    images = [photo(i) * 0.6 + 0.2 for i in range(len(specs))]
+    recipes = [
+        draw_recipe(spec, im.shape[:2], seeded_rng(2, i))
+        for i, (spec, im) in enumerate(zip(specs, images, strict=True))
+    ]
+    clean = batch_of(images)
+    on_cpu = degrade_batch(clean, recipes, torch.Generator().manual_seed(0))
+    generator = torch.Generator("cuda").manual_seed(0)
+    on_gpu = degrade_batch(clean.cuda(), recipes, generator).cpu()
+    torch.testing.assert_close(on_gpu[:3], on_cpu[:3], atol=ROUNDING, rtol=0)
+    assert bool(((on_gpu >= 0) & (on_gpu <= 1)).all())
+    noise_gpu, noise_cpu = (float((x[3] - clean[3]).std()) for x in (on_gpu, on_cpu))
+    assert noise_gpu == pytest.approx(noise_cpu, rel=0.05)

@@ -70,6 +70,16 @@ def test_throughput_path_trains_tiny_on_cpu(data_root: Path, tmp_path: Path) -> 
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_throughput_path_trains_tiny_on_cuda(data_root: Path, tmp_path: Path) -> None:
+    """The same two steps on the GPU: pinned recipe batches, degradation on the GPU, bf16,
+    fused AdamW."""
+    config = settings(data_root, steps=2, log_every=2, device="cuda", deterministic=False)
+    Trainer(config, tmp_path).run()
+    ((step, loss),) = losses(tmp_path)
+    assert step == 2 and math.isfinite(loss)
+
+
 @pytest.mark.slow
 def test_device_degraded_run_resumes_with_identical_losses(data_root: Path, tmp_path: Path) -> None:
     """The on-device path is as exact on resume as the numpy one: the pixel randomness of a

@@ -45,6 +45,11 @@ if [ "${BENCH:-1}" = 1 ]; then
     --warmup 5 --workers "${WORKERS:-8}" --json "$OUT/throughput.json" \
     || echo "throughput benchmark stopped (status $?)"
 fi
+if [ "$device" = cuda ] && [ "${CUDA_TESTS:-1}" = 1 ]; then  # beside the training
+  timeout 300 "$python" -m pytest -q -p no:cacheprovider -o addopts="" -k cuda \
+    tests/test_cuda.py tests/test_degrade_torch.py tests/test_gpu_script.py \
+    > /tmp/cuda_tests.txt 2>&1 &
+fi
 extra=()
 [ "${COMPILE:-0}" = 1 ] && extra+=(--compile)
 [ "${CHANNELS_LAST:-0}" = 1 ] && extra+=(--channels-last)
@@ -55,5 +60,7 @@ extra=()
   --data "$data/train" --val "$data/val" --out "$OUT" --device "$device" \
   --workers "${WORKERS:-8}" --save-minutes "${SAVE_MINUTES:-2}" --log-every "${LOG_EVERY:-50}" \
   ${extra[@]+"${extra[@]}"} 2>&1 | tee "$OUT/$config.log" | grep -v '"step"' || true
+wait
+[ -f /tmp/cuda_tests.txt ] && tail -n 4 /tmp/cuda_tests.txt
 test -s "$OUT/${config}_scores.jsonl"  # the run saved and scored its weights at least once
 tail -n 2 "$OUT/${config}_metrics.jsonl" "$OUT/${config}_scores.jsonl"
