@@ -3,6 +3,7 @@ generated images and a tiny checkpoint listed in a temporary weights.txt."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,13 +71,26 @@ def test_restore_keeps_size_depth_channels_and_alpha(
         np.testing.assert_array_equal(restored.alpha, original.alpha)
     else:
         assert restored.alpha is None
-    assert "70x45" in result.stdout and "tiny/tiny-test" in result.stdout
+    assert "70x45" in result.stdout and "weights tiny-test (tiny)" in result.stdout
 
 
 def test_restore_line_announces_untrained_weights(folder: Path) -> None:
     result = measr("restore", write_picture(folder / "a.png"))
     assert "UNTRAINED" in result.stdout
-    assert "found: " in result.stdout and "experts L1 " in result.stdout
+
+
+def test_the_summary_is_a_sentence_and_the_numbers_wait_for_verbose(folder: Path) -> None:
+    source = write_picture(folder / "a.png", 45, 70)
+    result = measr("restore", source)
+    assert result.exit_code == 0, result.output
+    sentence = result.stdout.strip()
+    assert len(sentence.splitlines()) == 1
+    assert sentence.startswith("Restored a.png to a_restored.png: 70x45 in ")
+    assert " s on cpu (as a whole) with weights tiny-test (tiny); found " in sentence
+    assert sentence.endswith(".") and "  " not in sentence
+    assert "experts" not in sentence and "atoms" not in sentence
+    verbose = measr("restore", source, "--overwrite", "--verbose").stdout
+    assert "experts L1 " in verbose and "memory planned " in verbose
 
 
 def test_trained_weights_are_not_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,3 +148,58 @@ def test_models_lists_entries_and_flags_a_checksum_mismatch(folder: Path) -> Non
     weights.write_bytes(weights.read_bytes() + b"\0")
     flagged = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
     assert "CHECKSUM MISMATCH" in flagged.stdout
+
+
+def test_restore_takes_several_files_and_globs_into_a_folder(folder: Path) -> None:
+    for name in ("a.png", "b.png", "c.jpg"):
+        write_picture(folder / name, 40, 50)
+    result = measr("restore", folder / "*.png", folder / "c.jpg", "-o", folder / "out")
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (folder / "out").iterdir())
+    assert written == ["a_restored.png", "b_restored.png", "c_restored.jpg"]
+    assert result.stdout.count("Restored ") == 3
+    nothing = measr("restore", folder / "*.tif")
+    assert_one_error_line(nothing, 4)
+    assert "no file matches" in nothing.stderr
+
+
+def test_one_bad_file_among_several_is_reported_and_the_rest_restored(folder: Path) -> None:
+    write_picture(folder / "a.png")
+    (folder / "b.png").write_text("not an image")
+    result = measr("restore", folder / "a.png", folder / "b.png", "-o", folder / "out")
+    assert result.exit_code == 4
+    assert (folder / "out" / "a_restored.png").is_file()
+    assert result.stderr.count("error: ") == 1 and "b.png" in result.stderr
+
+
+def test_quiet_prints_nothing_and_json_prints_one_object_per_image(folder: Path) -> None:
+    write_picture(folder / "a.png", 40, 50)
+    write_picture(folder / "b.png", 40, 50)
+    quiet = measr("restore", folder / "a.png", "--quiet")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+    result = measr("restore", folder / "a.png", folder / "b.png", "--json", "--overwrite")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["output"]).name for r in records] == ["a_restored.png", "b_restored.png"]
+    assert records[0]["width"] == 50 and records[0]["weights"] == "tiny-test"
+    assert records[0]["memory_estimate_bytes"] > 0 and "found" in records[0]["damage"]
+
+
+def test_output_into_a_missing_folder_creates_only_the_last_one(folder: Path) -> None:
+    source = write_picture(folder / "a.png")
+    refused = measr("restore", source, "-o", folder / "missing" / "deeper" / "x.png")
+    assert_one_error_line(refused, 4)
+    assert "does not exist" in refused.stderr and not (folder / "missing").exists()
+    created = measr("restore", source, "-o", folder / "new" / "x.png")
+    assert created.exit_code == 0, created.output
+    assert (folder / "new" / "x.png").is_file()
+
+
+def test_max_memory_caps_the_plan_and_is_said(folder: Path) -> None:
+    source = write_picture(folder / "a.png", 300, 300)
+    result = measr("restore", source, "--max-memory", "30M", "--verbose")
+    assert result.exit_code == 0, result.output
+    assert "tiles of" in result.stdout  # 300 px did not fit whole in 30 MiB
+    planned = result.stdout.split("memory planned ")[1].split(";")[0]
+    assert planned.endswith(" MB") and float(planned.split()[0]) <= 30 * 2**20 / 1e6
+    assert_one_error_line(measr("restore", source, "--max-memory", "lots"), 2)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.text import Text
 
 from measr.cli import INTERRUPTED
@@ -126,9 +127,9 @@ def batch(
         # A second line for the tiles of a photo restored in several (hidden otherwise).
         tiles = progress.add_task("", total=None, visible=False)
 
-        def show_tiles(job: BatchJob, done: int, total: int) -> None:
+        def show_tiles(job: BatchJob, done: float, total: int) -> None:
             if done == 0:  # a new photo: restart the count and the clock
-                what = f"  {job.relative}: {total} tiles"
+                what = f"  {escape(job.relative)}: {total} tiles"  # a name, not markup
                 progress.reset(tiles, total=total, description=what, visible=total > 1)
             else:
                 progress.update(tiles, completed=done, visible=total > 1 and done < total)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from measr.cli.options import (
     DEFAULT_TILE_OVERLAP,
@@ -78,7 +79,7 @@ def inspect_experts(
         settings=restore_settings(tile, tile_overlap, no_shared_context),
         maps_dir=maps,
         map_level=map_level,
-        on_image=lambda group, path: stderr().print(f"[dim]{group}: {path.name}[/dim]"),
+        on_image=lambda group, path: stderr().print(Text(f"{group}: {path.name}", style="dim")),
     )
     if group_by == "damage":
         report = regroup_by_damage(report)
@@ -88,7 +89,7 @@ def inspect_experts(
         show(report)
     failed = [(path, error) for g in report.values() for path, error in g.failed.items()]
     for path, error in failed:
-        stderr().print(f"[red]failed: {path}: {error}[/red]", soft_wrap=True)
+        stderr().print(Text(f"failed: {path}: {error}", style="red"), soft_wrap=True)
     raise typer.Exit(int(ExitCode.SOME_FILES_FAILED if failed else ExitCode.OK))
 
 

@@ -15,7 +15,7 @@ from measr.engine.batch import RestoreSettings
 from measr.engine.onnx_backend import DEFAULT_BACKEND
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP, MAX_THREADS
 from measr.engine.strength import FULL_STRENGTH
-from measr.errors import ExitCode, MeasrError
+from measr.errors import ExitCode, MeasrError, quoted
 
 WeightsOption = Annotated[
     str | None,
@@ -115,15 +115,51 @@ StrengthOption = Annotated[
 ]
 
 
+MaxMemoryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        metavar="SIZE",
+        help="Most memory the network's activations may take, e.g. 4G or 800M (the tiles "
+        "shrink to fit); default: 40 % of the free memory.",
+    ),
+]
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str | None) -> int | None:
+    """'4G', '4GB', '4GiB', '800M' or a number of bytes -> bytes (binary units); None stays."""
+    if text is None:
+        return None
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in _SIZE_UNITS else ""
+    try:
+        size = float(number.removesuffix(unit)) * _SIZE_UNITS[unit] if unit else float(number)
+    except ValueError:
+        size = -1
+    if size <= 0:
+        raise MeasrError(
+            f"--max-memory must be a size such as 4G or 800M, not {quoted(text)}",
+            "give a number with K, M, G or T (binary units), e.g. --max-memory 4G",
+            ExitCode.USAGE,
+        )
+    return int(size)
+
+
 def restore_settings(
     tile: int | None,
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     no_shared_context: bool = False,
     strength: float = FULL_STRENGTH,
+    max_memory: str | None = None,
 ) -> RestoreSettings:
-    """The tiling and strength options as engine settings."""
+    """The tiling, strength and memory options as engine settings."""
     return RestoreSettings(
-        tile, tile_overlap, shared_context=not no_shared_context, strength=strength
+        tile,
+        tile_overlap,
+        shared_context=not no_shared_context,
+        strength=strength,
+        max_memory=parse_size(max_memory),
     )
 
 

@@ -38,9 +38,10 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def progress_bar(console: Console) -> Progress:
+def progress_bar(console: Console, visible: bool = True) -> Progress:
     """A transient bar for work counted in steps (images of a batch, tiles of a photo): what,
-    bar, done/total, elapsed and the estimated time left. Rich draws it only on a terminal."""
+    bar, done/total, elapsed and the estimated time left. Rich draws it only on a terminal,
+    and not at all unless `visible` (--quiet, --json)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -50,6 +51,7 @@ def progress_bar(console: Console) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not visible,
     )
 
 
@@ -121,31 +123,44 @@ def tiling(restoration: Restoration) -> str:
     return f"{restoration.tiles} tiles of {restoration.tile} px{shared}"
 
 
+def in_pieces(restoration: Restoration) -> str:
+    """'as a whole' or 'in 9 tiles of 256 px', for a sentence."""
+    return "as a whole" if restoration.tile is None else f"in {tiling(restoration)}"
+
+
+def gigabytes(size: int) -> str:
+    """4_500_000_000 -> '4.5 GB'; under a gigabyte in MB."""
+    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+
+
 def restore_line(
     name: str, output: str, size: tuple[int, int], restoration: Restoration, restorer: Restorer
 ) -> Text:
-    """The one summary line of `measr restore`."""
+    """The summary of `measr restore`, one sentence a user reads: what was written, how
+    large, how long, on what, with which weights, and what damage the prompt found."""
     height, width = size
-    precision = " fp16" if restorer.half else ""
-    parts = [
-        f"{name} -> {output}",
-        f"{width}x{height}",
-        f"{restoration.seconds:.2f} s",
-        f"{restorer.device}{precision}",
-        tiling(restoration),
-        f"{restorer.config.name}/{restorer.name}",
-    ]
+    precision = " in fp16" if restorer.half else ""
+    sentence = (
+        f"Restored {name} to {output}: {width}x{height} in {restoration.seconds:.2f} s on "
+        f"{restorer.device}{precision} ({in_pieces(restoration)}) with weights "
+        f"{restorer.name} ({restorer.config.name})"
+    )
     if restoration.damage is not None:
-        parts.append(f"found: {restoration.damage.words()}")
-    if restoration.routing is not None:
-        if restoration.damage is None:  # the prompt names no kinds: its atoms are all it has
-            parts.append(degradation_mix(restoration.routing))
-        parts.append(most_used_experts(restoration.routing))
-    line = Text("  ".join(parts))
-    warning = untrained_warning(restorer)
-    if warning is not None:
-        line.append("  UNTRAINED weights", style="yellow")
+        sentence += f"; found {restoration.damage.words()}"
+    line = Text(sentence + ".")
+    if untrained_warning(restorer) is not None:
+        line.append(" The weights are UNTRAINED.", style="yellow")
     return line
+
+
+def restore_details(restoration: Restoration) -> Text:
+    """What `--verbose` adds under the sentence: the memory the plan allowed, the prompt's
+    dominant atoms and each level's most-used experts."""
+    parts = [f"memory planned {gigabytes(restoration.memory_estimate)}"]
+    if restoration.routing is not None:
+        parts.append(degradation_mix(restoration.routing))
+        parts.append(most_used_experts(restoration.routing))
+    return Text("  " + "; ".join(parts), style="dim")
 
 
 def usage_bar(share: float, width: int) -> str:

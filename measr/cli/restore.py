@@ -1,11 +1,15 @@
-"""`measr restore IN`: restore one image."""
+"""`measr restore IN...`: restore one image or several (files or glob patterns)."""
 
 from __future__ import annotations
 
+import glob
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from measr.cli.options import (
     DEFAULT_TILE_OVERLAP,
@@ -13,6 +17,7 @@ from measr.cli.options import (
     CompileOption,
     DeviceOption,
     HalfOption,
+    MaxMemoryOption,
     NoSharedContextOption,
     StrengthOption,
     ThreadsOption,
@@ -23,15 +28,41 @@ from measr.cli.options import (
     refuse_existing,
     restore_settings,
 )
-from measr.cli.render import progress_bar, restore_line, stderr, stdout
+from measr.cli.render import (
+    gigabytes,
+    print_error,
+    progress_bar,
+    restore_details,
+    restore_line,
+    stderr,
+    stdout,
+)
+from measr.engine import Restoration, Restorer
+from measr.engine.batch import RestoreSettings
 from measr.engine.inspection import DEFAULT_MAP_LEVEL
 from measr.engine.onnx_backend import DEFAULT_BACKEND
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map
-from measr.errors import ImageWriteError
-from measr.io import image_from_array, is_supported_path, read_image, write_image
+from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
+from measr.io import Image, image_from_array, is_supported_path, read_image, write_image
 
 RESTORED_SUFFIX = "_restored"
+GLOB_CHARACTERS = frozenset("*?[")
+# One input and the file it becomes.
+Job = tuple[Path, Path]
+
+
+@dataclass(frozen=True)
+class Output:
+    """How results are reported: --quiet, --verbose, --json."""
+
+    quiet: bool = False
+    verbose: bool = False
+    json: bool = False
+
+    @property
+    def shows_progress(self) -> bool:
+        return not (self.quiet or self.json)
 
 
 def default_output(source: Path) -> Path:
@@ -49,11 +80,137 @@ def refuse_unwritable(target: Path) -> None:
         )
 
 
+def expand_inputs(arguments: list[Path]) -> list[Path]:
+    """The files named: each argument as it is, or, when it is not a file and holds glob
+    characters (a quoted pattern, or a shell that does not expand them), the files it matches
+    in name order. A pattern that matches nothing is an error."""
+    files: list[Path] = []
+    for argument in arguments:
+        text = str(argument)
+        if argument.exists() or not GLOB_CHARACTERS & set(text):
+            files.append(argument)
+            continue
+        matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+        if not matches:
+            raise MeasrError(f"no file matches {quoted(text)}", "check the pattern", ExitCode.INPUT)
+        files.extend(matches)
+    return list(dict.fromkeys(files))  # each file once, in order
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create the output folder when only its last level is missing; refuse to create a chain
+    of folders (a mistyped -o would otherwise grow folders up to the root)."""
+    if folder.is_dir():
+        return
+    if not folder.parent.is_dir():
+        raise ImageWriteError(
+            f"folder {quoted(folder.parent)} does not exist",
+            "create it first: measr creates only the last folder of -o",
+        )
+    try:
+        folder.mkdir()
+    except OSError as error:
+        raise ImageWriteError(
+            f"cannot create folder {quoted(folder)}: {error.strerror or error}",
+            "choose a writable place with -o",
+        ) from None
+
+
+def plan_jobs(sources: list[Path], output: Path | None) -> list[Job]:
+    """Where each input goes: -o is the output file for one input, the output folder for
+    several (or when it is a folder); by default `<stem>_restored.<ext>` beside each input."""
+    several = len(sources) > 1
+    if output is None:
+        jobs = [(s, default_output(s)) for s in sources]
+    elif several or output.is_dir():
+        jobs = [(s, output / default_output(s).name) for s in sources]
+    else:
+        jobs = [(sources[0], output)]
+    targets = [target for _, target in jobs]
+    clash = next((t for t in targets if targets.count(t) > 1), None)
+    if clash is not None:
+        raise MeasrError(
+            f"two inputs would both be written to {quoted(clash)}",
+            "restore them into different folders with -o",
+        )
+    return jobs
+
+
+def json_record(job: Job, image: Image, restoration: Restoration, restorer: Restorer) -> str:
+    """One JSON line for scripts: what was written, how, and what the prompt found."""
+    record: dict[str, Any] = {
+        "input": str(job[0]),
+        "output": str(job[1]),
+        "width": image.width,
+        "height": image.height,
+        "seconds": round(restoration.seconds, 3),
+        "device": str(restorer.device),
+        "half": restorer.half,
+        "weights": restorer.name,
+        "config": restorer.config.name,
+        "trained": restorer.is_trained,
+        "tiles": restoration.tiles,
+        "tile": restoration.tile,
+        "memory_estimate_bytes": restoration.memory_estimate,
+        "damage": restoration.damage.to_dict() if restoration.damage else None,
+        "routing": restoration.routing.to_dict() if restoration.routing else None,
+    }
+    return json.dumps(record)
+
+
+def run_one(
+    job: Job,
+    restorer: Restorer,
+    settings: RestoreSettings,
+    output: Output,
+    *,
+    overwrite: bool,
+    quality: int,
+    routing_map: Path | None,
+    map_level: str,
+) -> None:
+    """Restore one file, write it (and its routing map), and report it as asked."""
+    source, target = job
+    refuse_existing(target, overwrite)
+    image = read_image(source)
+    refuse_unwritable(target)  # after reading, so that an animated GIF is named as such
+    ensure_folder(target.parent)
+    tiles, memory = settings.expected_use(restorer, image.height, image.width)
+    with progress_bar(stderr(), visible=output.shows_progress) as bar:
+        pieces = f"{tiles} tiles" if tiles > 1 else "whole"
+        what = f"{escape(source.name)} ({pieces}, about {gigabytes(memory)} planned)"
+        task = bar.add_task(what, total=tiles)
+        restoration = settings.restore(
+            restorer,
+            image.pixels,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    write_image(target, image.with_pixels(restoration.pixels), quality=quality, overwrite=overwrite)
+    if routing_map is not None:
+        picture = render_routing_map(
+            image.pixels, restoration.expert_maps[map_level], restorer.config.pixel_experts
+        )
+        write_image(routing_map, image_from_array(picture), overwrite=overwrite)
+    if output.json:
+        typer.echo(json_record(job, image, restoration, restorer))
+    elif not output.quiet:
+        size = (image.height, image.width)
+        line = restore_line(source.name, target.name, size, restoration, restorer)
+        stdout().print(line, soft_wrap=True)
+        if output.verbose:
+            stdout().print(restore_details(restoration), soft_wrap=True)
+
+
 def restore(
     # readable=False: Typer's own check answers an unreadable file with a usage error (exit
     # 2); read_image says "permission denied" with exit code 4, as for every bad input.
-    source: Annotated[
-        Path, typer.Argument(metavar="IN", readable=False, help="The image to restore.")
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="IN...",
+            readable=False,
+            help="Images to restore: files, or glob patterns such as 'photos/*.jpg'.",
+        ),
     ],
     output: Annotated[
         Path | None,
@@ -62,7 +219,9 @@ def restore(
             "-o",
             metavar="OUT",
             readable=False,
-            help="Default: <stem>_restored.<ext>.",
+            help="The output file (one input) or folder (several inputs, or an existing "
+            "folder; only its last level is created). Default: <stem>_restored.<ext> beside "
+            "each input.",
         ),
     ] = None,
     overwrite: Annotated[
@@ -73,11 +232,26 @@ def restore(
     ] = 95,
     routing_map: Annotated[
         Path | None,
-        typer.Option(help="Also write a picture of each pixel's top expert (PNG)."),
+        typer.Option(help="Also write a picture of each pixel's top expert (PNG; one input)."),
     ] = None,
     map_level: Annotated[
         str, typer.Option(help="STP-G-MESE level of the routing map.")
     ] = DEFAULT_MAP_LEVEL,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing but errors (no progress bar).")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also print the memory planned, the prompt's atoms and the experts used.",
+        ),
+    ] = False,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object per image instead (for scripts)."),
+    ] = False,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
@@ -88,34 +262,37 @@ def restore(
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
     strength: StrengthOption = 1.0,
+    max_memory: MaxMemoryOption = None,
 ) -> None:
-    """Restore one image; prints one line: size, time, device, weights, the prompt's dominant
-    atoms and the most-used experts."""
-    target = output or default_output(source)
-    refuse_existing(target, overwrite)
+    """Restore images; prints one sentence per image: what was written, its size, the time,
+    the device, the weights and what damage was found."""
+    jobs = plan_jobs(expand_inputs(sources), output)
     if routing_map is not None:
+        if len(jobs) > 1:
+            raise MeasrError("--routing-map takes one input", "restore the others without it")
         refuse_existing(routing_map, overwrite)
         refuse_unwritable(routing_map)
-    image = read_image(source)
-    refuse_unwritable(target)  # after reading, so that an animated GIF is named as such
+    settings = restore_settings(tile, tile_overlap, no_shared_context, strength, max_memory)
     restorer = open_restorer(weights, device, threads, half, compile, backend)
     check_routing_level(restorer.model, map_level)
-    settings = restore_settings(tile, tile_overlap, no_shared_context, strength)
-    with progress_bar(stderr()) as bar:
-        task = bar.add_task("restoring", total=None)
-
-        def show(done: int, total: int) -> None:
-            what = f"restoring {total} tiles" if total > 1 else "restoring"
-            bar.update(task, completed=done, total=total, description=what)
-
-        restoration = settings.restore(restorer, image.pixels, progress=show)
-    write_image(target, image.with_pixels(restoration.pixels), quality=quality, overwrite=overwrite)
-    if routing_map is not None:
-        picture = render_routing_map(
-            image.pixels, restoration.expert_maps[map_level], restorer.config.pixel_experts
-        )
-        write_image(routing_map, image_from_array(picture), overwrite=overwrite)
-    line = restore_line(
-        source.name, target.name, (image.height, image.width), restoration, restorer
-    )
-    stdout().print(line, soft_wrap=True)
+    report = Output(quiet, verbose, json_output)
+    failed: list[MeasrError] = []
+    for job in jobs:
+        try:
+            run_one(
+                job,
+                restorer,
+                settings,
+                report,
+                overwrite=overwrite,
+                quality=quality,
+                routing_map=routing_map,
+                map_level=map_level,
+            )
+        except MeasrError as error:
+            if len(jobs) == 1:
+                raise
+            print_error(error)  # the other files are still restored
+            failed.append(error)
+    if failed:
+        raise typer.Exit(int(failed[0].exit_code))

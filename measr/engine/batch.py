@@ -61,7 +61,7 @@ class BatchJob:
 
 
 # Hears of the tiles of the file being restored: (job, tiles done, tiles in all).
-TileProgress = Callable[[BatchJob, int, int], None]
+TileProgress = Callable[[BatchJob, float, int], None]
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,22 @@ class RestoreSettings:
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     shared_context: bool = True
     strength: float = FULL_STRENGTH  # 0..1: how much of the restoration to keep (blend)
+    max_memory: int | None = None  # bytes the memory plan may use at most
 
     def __post_init__(self) -> None:
         """Refuse a strength outside [0, 1] before any photo is restored."""
         check_strength(self.strength)
+
+    def expected_use(self, restorer: Restorer, height: int, width: int) -> tuple[int, int]:
+        """(tiles, activation bytes at the peak) these settings will plan for an image."""
+        return restorer.expected_use(
+            height,
+            width,
+            tile=self.tile,
+            tile_overlap=self.tile_overlap,
+            shared_context=self.shared_context,
+            max_memory=self.max_memory,
+        )
 
     def restore(
         self, restorer: Restorer, pixels: np.ndarray, progress: ProgressCallback | None = None
@@ -89,6 +101,7 @@ class RestoreSettings:
             shared_context=self.shared_context,
             record_routing=True,
             progress=progress,
+            max_memory=self.max_memory,
         )
         return replace(restoration, pixels=blend(pixels, restoration.pixels, self.strength))
 

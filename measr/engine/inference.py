@@ -20,8 +20,9 @@ from measr.model.task_prompt import PROMPT_CELL
 
 # Called with each batch of tiles and the routing the network recorded for it.
 RoutingSink = Callable[[list[Tile], RoutingRecord], None]
-# Called as a restoration advances, with (tiles done, tiles in all): (0, n) before the first.
-ProgressCallback = Callable[[int, int], None]
+# Called as a restoration advances, with (tiles done, tiles in all): (0, n) before the first;
+# tiles done may be a fraction while a pass runs (`measr.engine.progress`).
+ProgressCallback = Callable[[float, int], None]
 # A forward pass over a batch of tiles sharing a context, on another backend than the
 # network's own (`measr.engine.onnx_backend`): (B, C, h, w) in, restored (B, C, h, w) out.
 TileForward = Callable[[Tensor, ForwardContext], Tensor]

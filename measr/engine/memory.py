@@ -75,10 +75,13 @@ def plan_memory(
     half: bool = False,
     striped: bool = False,
     budget: int | None = None,
+    cap: int | None = None,
 ) -> MemoryPlan:
     """Tile side, tile batch and context side that fit `budget` bytes (default: a share of the
-    device's free memory)."""
+    device's free memory), and never more than `cap` bytes (`--max-memory`)."""
     budget = budget if budget is not None else int(free_memory(device) * MEMORY_SHARE)
+    if cap is not None:
+        budget = min(budget, cap)
     pixels = budget // bytes_per_pixel(config, half, striped)
     side = rounded_side(math.isqrt(max(pixels, 1)))
     tile = min(side, MAX_AUTO_TILE)
@@ -86,6 +89,21 @@ def plan_memory(
     if device.type == "cuda":
         batch = max(1, min(MAX_GPU_TILE_BATCH, pixels // tile**2))
     return MemoryPlan(tile=tile, tile_batch=batch, context_side=min(side, MAX_CONTEXT_SIDE))
+
+
+def planned_peak(
+    config: ModelConfig,
+    tile_pixels: int,
+    tile_batch: int,
+    context_pixels: int,
+    *,
+    half: bool = False,
+    striped: bool = False,
+) -> int:
+    """The activation bytes a restoration is expected to peak at: its largest pass, a batch of
+    tiles or the shared-context image (the same per-pixel estimate the plan is made with)."""
+    largest = max(tile_pixels * tile_batch, context_pixels)
+    return largest * bytes_per_pixel(config, half, striped)
 
 
 def rounded_side(side: int) -> int:

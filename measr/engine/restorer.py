@@ -29,9 +29,10 @@ from measr.engine.inference import (
     prompt_features,
     run_tiles,
 )
-from measr.engine.memory import MemoryPlan, plan_memory
+from measr.engine.memory import MemoryPlan, plan_memory, planned_peak
 from measr.engine.onnx_backend import DEFAULT_BACKEND, OnnxTilePasses, resolve_backend
 from measr.engine.padding import with_edge_margin, without_edge_margin
+from measr.engine.progress import progress_within_tiles
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.engine.tiling import Tile
 from measr.errors import ExitCode, MeasrError, WeightsError
@@ -57,6 +58,7 @@ class Restoration:
     routing: RoutingSummary | None = None
     expert_maps: dict[str, np.ndarray] = field(default_factory=dict)  # level -> (H, W) top-1
     damage: DamageReading | None = None  # what the task prompt found, when it names kinds
+    memory_estimate: int = 0  # activation bytes the memory plan expected at the peak
 
 
 class Restorer:
@@ -233,20 +235,26 @@ class Restorer:
         record_routing: bool = False,
         tile_batch: int | None = None,
         progress: ProgressCallback | None = None,
+        max_memory: int | None = None,
     ) -> Restoration:
         """Restore (H, W, 3) RGB or (H, W, 1) gray float pixels in [0, 1]; the result has the
         same size and channels. Without `tile`, the tile size follows free memory and images that
         fit run whole. `shared_context=False` lets each tile see only itself (for comparison).
         `progress(done, total)` hears of the tiles: (0, total) once they are planned (before
-        the shared-context pass), then after every forward pass. The network runs on the image
-        framed by its mirrored edge margin (`InputRequirements.edge_margin`), cropped after."""
+        the shared-context pass), then in fractions of a pass as the network's blocks finish,
+        and after every pass. `max_memory` caps the bytes the plan may use (default: a share of
+        free memory). The network runs on the image framed by its mirrored edge margin
+        (`InputRequirements.edge_margin`), cropped after."""
         started = time.perf_counter()
         checked = checked_pixels(pixels)
         image = torch.from_numpy(checked)
         height, width = image.shape[:2]
         margin = self.model.requirements.edge_margin
         framed = torch.from_numpy(with_edge_margin(checked, margin))
-        plan, tiles = self.tiles_for(framed.shape[0], framed.shape[1], tile, tile_overlap)
+        plan, tiles = self.tiles_for(
+            framed.shape[0], framed.shape[1], tile, tile_overlap, max_memory
+        )
+        tile_batch = tile_batch or plan.tile_batch
         collector = None
         if record_routing:
             collector = RoutingCollector(
@@ -265,18 +273,21 @@ class Restorer:
             if sharing:
                 # On the framed image, as a whole run sees it, so that tiles agree with it.
                 shared = self.global_context(framed.numpy(), plan.context_side, prompt)
-            with eager_unless(compiled):
+            with (
+                eager_unless(compiled),
+                progress_within_tiles(self.model, progress, len(tiles), tile_batch) as advance,
+            ):
                 framed_result = run_tiles(
                     self.model,
                     framed,
                     tiles,
-                    tile_batch=tile_batch or plan.tile_batch,
+                    tile_batch=tile_batch,
                     shared=shared,
                     device=self.device,
                     dtype=self.dtype,
                     routing_sink=collector,
                     layout=self.acceleration.memory_format,
-                    progress=progress,
+                    progress=advance,
                     forward=None if record_routing else self.tile_forward,
                 ).numpy()
         restored = np.ascontiguousarray(without_edge_margin(framed_result, margin))
@@ -294,6 +305,51 @@ class Restorer:
             routing=collector.summary() if collector else None,
             expert_maps=collector.maps if collector else {},
             damage=damage,
+            memory_estimate=self.memory_estimate(
+                framed.shape, tiles, min(tile_batch, len(tiles)), plan, sharing
+            ),
+        )
+
+    def expected_use(
+        self,
+        height: int,
+        width: int,
+        *,
+        tile: int | None = None,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        shared_context: bool = True,
+        max_memory: int | None = None,
+    ) -> tuple[int, int]:
+        """(tiles, activation bytes at the peak) that `restore` of a `height` x `width` image
+        with these options will plan, to say before it starts."""
+        margin = 2 * self.model.requirements.edge_margin
+        shape = (height + margin, width + margin)
+        plan, tiles = self.tiles_for(*shape, tile, tile_overlap, max_memory)
+        sharing = len(tiles) > 1 and shared_context
+        batch = min(plan.tile_batch, len(tiles))
+        return len(tiles), self.memory_estimate(shape, tiles, batch, plan, sharing)
+
+    def memory_estimate(
+        self,
+        shape: tuple[int, ...],
+        tiles: list[Tile],
+        tile_batch: int,
+        plan: MemoryPlan,
+        sharing: bool,
+    ) -> int:
+        """The activation bytes the plan expects a restoration of an (H, W, ...) framed image in
+        these tiles to peak at (the shared-context pass included when it runs)."""
+        height, width = shape[:2]
+        tile_pixels = max(t.rows.length * t.cols.length for t in tiles)
+        scale = min(1.0, plan.context_side / max(height, width))
+        context_pixels = round(height * width * scale**2) if sharing else 0
+        return planned_peak(
+            self.config,
+            tile_pixels,
+            tile_batch,
+            context_pixels,
+            half=self.half,
+            striped=self.acceleration.row_strips,
         )
 
     def damage_of(self, prompt: SharedStats) -> DamageReading | None:
@@ -303,13 +359,22 @@ class Restorer:
         return DamageReading.from_prompt(self.model.task_prompt.read(pooled))
 
     def tiles_for(
-        self, height: int, width: int, tile: int | None, overlap: int
+        self,
+        height: int,
+        width: int,
+        tile: int | None,
+        overlap: int,
+        max_memory: int | None = None,
     ) -> tuple[MemoryPlan, list[Tile]]:
-        """The memory plan for this device and the tile grid of a `height` x `width` image:
-        tiles of `tile` pixels, or, without it, as large as memory allows and then no larger
-        than the grid needs (images that fit run whole)."""
+        """The memory plan for this device (at most `max_memory` bytes) and the tile grid of a
+        `height` x `width` image: tiles of `tile` pixels, or, without it, as large as memory
+        allows and then no larger than the grid needs (images that fit run whole)."""
         plan = plan_memory(
-            self.config, self.device, half=self.half, striped=self.acceleration.row_strips
+            self.config,
+            self.device,
+            half=self.half,
+            striped=self.acceleration.row_strips,
+            cap=max_memory,
         )
         if tile is None:
             tile = balanced_tile(self.model, height, width, plan.tile, overlap)
