@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
-from measr.degrade import mix_weights
+from measr.degrade import mix_weights, seeded_rng
 from measr.engine.device import resolve_device
 from measr.errors import MeasrError
 from measr.evaluation.prompt import whole_photo_naming
@@ -393,8 +393,8 @@ class Trainer:
     def pixel_generator(self) -> torch.Generator:
         """The generator of this step's pixel randomness on the device: seeded by the run's
         seed, the step and the rank, so a resumed run degrades its batches alike."""
-        generator = torch.Generator(self.device)
-        return generator.manual_seed(hash((self.config.seed, self.step, self.dist.rank)) % 2**62)
+        rng = seeded_rng(self.config.seed, "pixels", self.step, self.dist.rank)
+        return torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
 
     def loader(self) -> Iterator[Any]:
         c = self.config
