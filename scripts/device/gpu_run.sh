@@ -18,6 +18,7 @@
 # The learning rate is LR at batch LR_REFERENCE_BATCH, scaled by sqrt(BATCH / that).
 # BENCH_BATCHES=64,128,256 times those batch sizes first (an out-of-memory one is reported as
 # such): the largest batch whose patches/s still grows is the BATCH of the next call.
+# BENCH_DEGRADE=device,host also times the loop with numpy degrading in the loader workers.
 # CONFIG=full trains `full` instead (its fp16 weights come back in four parts under 16 MiB).
 # What comes back stays within the tool's eight files: throughput.json, CONFIG.log, and
 # CONFIG_{metrics,scores}.jsonl beside the weights.
@@ -41,7 +42,7 @@ fi
 if [ "${BENCH:-1}" = 1 ]; then
   timeout "${BENCH_SECONDS:-180}" "$python" benchmarks/train_throughput.py --device "$device" \
     --configs "${BENCH_CONFIGS:-small,full}" --batches "${BENCH_BATCHES:-${BATCH:-64}}" \
-    --steps "${BENCH_STEPS:-30}" \
+    --steps "${BENCH_STEPS:-30}" --degrade "${BENCH_DEGRADE:-device}" \
     --warmup 5 --workers "${WORKERS:-8}" --json "$OUT/throughput.json" \
     || echo "throughput benchmark stopped (status $?)"
 fi
