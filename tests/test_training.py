@@ -64,6 +64,7 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in map(json.loads, lines)]
 
 
+@pytest.mark.slow  # 40 steps of training (the resume tests train a few)
 def test_short_training_lowers_the_loss(photos: Path, tmp_path: Path) -> None:
     config = settings(photos, steps=40, batch=4, lr=2e-3, warmup=3, log_every=5, seed=3)
     Trainer(config, tmp_path).run()
@@ -120,6 +121,7 @@ def test_validation_is_logged_and_export_lists_the_weights(
     assert float(more.fields["cpu_hours_total"]) == pytest.approx(own_hours, abs=0.011)
 
 
+@pytest.mark.slow  # two `measr train` processes, one killed
 def test_sigkilled_cli_run_resumes_with_identical_losses(photos: Path, tmp_path: Path) -> None:
     """A real `measr train` process killed with SIGKILL mid-run, then resumed with --resume."""
     common = [
