@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 from measr import __version__
 from measr.cli.app import app
 from measr.io import read_image
-from measr.manifest import MANIFEST_ENV
+from measr.manifest import MANIFEST_ENV, find_entry
 
 runner = CliRunner()
 
@@ -203,3 +203,16 @@ def test_max_memory_caps_the_plan_and_is_said(folder: Path) -> None:
     planned = result.stdout.split("memory planned ")[1].split(";")[0]
     assert planned.endswith(" MB") and float(planned.split()[0]) <= 30 * 2**20 / 1e6
     assert_one_error_line(measr("restore", source, "--max-memory", "lots"), 2)
+
+
+@pytest.mark.parametrize("columns", ["80", "50"])
+def test_models_is_readable_in_80_columns_and_piped(columns: str) -> None:
+    """CliRunner's output is a pipe, as `measr models | less` is; nothing may be cut."""
+    default = find_entry(None)
+    result = runner.invoke(app, ["models"], env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.output
+    assert f"{default.name}  (default)  file ok" in result.stdout and "…" not in result.stdout
+    words = " ".join(result.stdout.split())
+    for task, (psnr, ssim) in default.validation_scores().items():
+        assert f"{task} {psnr:.2f}/{ssim:.4f}" in words
+    assert max(len(line.rstrip()) for line in result.stdout.splitlines()) <= int(columns)

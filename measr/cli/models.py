@@ -31,47 +31,56 @@ def cost(entry: WeightsEntry) -> str:
 
 
 def validation(entry: WeightsEntry) -> str:
-    """'task psnr/ssim' per validation task, one per line."""
+    """'task psnr/ssim' per validation task, comma-separated (the line folds between them)."""
     scores = entry.validation_scores()
-    return "\n".join(f"{t} {p:.2f}/{s:.4f}" for t, (p, s) in scores.items()) or "-"
+    return ", ".join(f"{t} {p:.2f}/{s:.4f}" for t, (p, s) in scores.items()) or "-"
 
 
-def models_table(entries: list[WeightsEntry]) -> Table:
-    """One row per manifest entry."""
-    table = Table(title=f"weights in {default_manifest_path()}", title_justify="left")
-    for column in (
-        "name",
-        "config",
-        "tasks",
-        "steps",
-        "cost",
-        "trained",
-        "default",
-        "val PSNR/SSIM",
-        "file",
-    ):
-        table.add_column(column)
-    for entry in entries:
-        trained = Text("yes") if entry.is_trained else Text("NO", style="yellow")
-        table.add_row(
-            entry.name,
-            entry.fields.get("config", "?"),
-            entry.fields.get("tasks", "-").replace(",", ", "),
-            entry.fields.get("steps", "-"),
-            cost(entry),
-            trained,
-            "yes" if entry.is_default else "",
-            validation(entry),
-            file_state(entry),
-        )
-    return table
+def training(entry: WeightsEntry) -> Text:
+    """'60 steps, 0.48 CPU-h, 16.95 GPU-min', then whether the weights are trained."""
+    steps = entry.fields.get("steps")
+    parts = [f"{steps} steps" if steps else "", cost(entry) if cost(entry) != "-" else ""]
+    line = Text(", ".join(p for p in parts if p) or "-")
+    if entry.is_trained:
+        line.append("; trained")
+    else:
+        line.append("; NOT TRAINED", style="yellow")
+    return line
+
+
+def heading(entry: WeightsEntry) -> Text:
+    """The entry's whole name, whether it is the default, and its file's state."""
+    line = Text(entry.name, style="bold")
+    if entry.is_default:
+        line.append("  (default)")
+    line.append("  file ")
+    return line.append_text(file_state(entry))
+
+
+def entry_block(entry: WeightsEntry) -> Table:
+    """One entry's label/value lines: readable at any width, on a terminal or piped, as the
+    values fold between words and nothing is cut."""
+    block = Table.grid(padding=(0, 2))
+    block.add_column(no_wrap=True)
+    block.add_column(overflow="fold")
+    block.add_row("  config", entry.fields.get("config", "?"))
+    block.add_row("  tasks", entry.fields.get("tasks", "-").replace(",", ", "))
+    block.add_row("  training", training(entry))
+    block.add_row("  val PSNR/SSIM", validation(entry))
+    block.add_row("  file", str(entry.file))
+    return block
 
 
 def models() -> None:
     """List the weights in weights.txt: configuration, tasks, training cost, validation scores,
     and whether each file is present with the right checksum."""
     entries = read_manifest()
+    out = stdout()
     if not entries:
-        stdout().print(f"no weights listed in {default_manifest_path()}")
+        out.print(Text(f"no weights listed in {default_manifest_path()}"))
         return
-    stdout().print(models_table(entries))
+    out.print(Text(f"weights in {default_manifest_path()}"), soft_wrap=True)
+    for entry in entries:
+        out.print()
+        out.print(heading(entry), soft_wrap=True)
+        out.print(entry_block(entry))
