@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -160,7 +162,7 @@ def json_record(job: Job, image: Image, restoration: Restoration, restorer: Rest
 
 def run_one(
     job: Job,
-    restorer: Restorer,
+    opened: Callable[[], Restorer],
     settings: RestoreSettings,
     output: Output,
     *,
@@ -169,12 +171,14 @@ def run_one(
     routing_map: Path | None,
     map_level: str,
 ) -> None:
-    """Restore one file, write it (and its routing map), and report it as asked."""
+    """Restore one file, write it (and its routing map), and report it as asked. The file is
+    checked before `opened()` loads the weights, so a bad first input fails at once."""
     source, target = job
     refuse_existing(target, overwrite)
     image = read_image(source)
     refuse_unwritable(target)  # after reading, so that an animated GIF is named as such
     ensure_folder(target.parent)
+    restorer = opened()
     tiles, memory = settings.expected_use(restorer, image.height, image.width)
     with progress_bar(stderr(), visible=output.shows_progress) as bar:
         pieces = f"{tiles} tiles" if tiles > 1 else "whole"
@@ -273,15 +277,20 @@ def restore(
         refuse_existing(routing_map, overwrite)
         refuse_unwritable(routing_map)
     settings = restore_settings(tile, tile_overlap, no_shared_context, strength, max_memory)
-    restorer = open_restorer(weights, device, threads, half, compile, backend)
-    check_routing_level(restorer.model, map_level)
+
+    @functools.cache
+    def opened() -> Restorer:
+        restorer = open_restorer(weights, device, threads, half, compile, backend)
+        check_routing_level(restorer.model, map_level)
+        return restorer
+
     report = Output(quiet, verbose, json_output)
     failed: list[MeasrError] = []
     for job in jobs:
         try:
             run_one(
                 job,
-                restorer,
+                opened,
                 settings,
                 report,
                 overwrite=overwrite,
