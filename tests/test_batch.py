@@ -341,3 +341,10 @@ def test_the_tiles_of_each_photo_are_reported_as_they_are_restored(tmp_path: Pat
     assert [done for done, _ in big] == sorted(done for done, _ in big)
     small = [(d, t) for name, d, t in heard if name == "small.png"]
     assert small[0] == (0, 1) and small[-1] == (1, 1)  # and fractions of it between
+
+
+def test_max_memory_caps_the_plan_of_every_photo(photos: Path, tmp_path: Path) -> None:
+    assert batch(photos, tmp_path / "out", "--max-memory", "64M").exit_code == 0
+    refused = batch(photos, tmp_path / "other", "--max-memory", "lots")
+    assert refused.exit_code == 2 and "size such as 4G" in refused.stderr
+    assert not (tmp_path / "other").exists()

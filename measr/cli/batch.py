@@ -16,6 +16,7 @@ from measr.cli.options import (
     CompileOption,
     DeviceOption,
     HalfOption,
+    MaxMemoryOption,
     NoSharedContextOption,
     StrengthOption,
     ThreadsOption,
@@ -98,6 +99,7 @@ def batch(
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
     strength: StrengthOption = 1.0,
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     """Restore every image below IN_DIR into OUT_DIR. Existing outputs are skipped, so an
     interrupted run resumes; a bad file is reported and the rest go on (exit code 1)."""
@@ -138,7 +140,9 @@ def batch(
             report = run_batch(
                 restorer,
                 jobs,
-                settings=restore_settings(tile, tile_overlap, no_shared_context, strength),
+                settings=restore_settings(
+                    tile, tile_overlap, no_shared_context, strength, max_memory
+                ),
                 overwrite=overwrite,
                 quality=quality,
                 log_path=log or out_dir / LOG_NAME,
