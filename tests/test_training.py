@@ -223,6 +223,7 @@ def test_the_ship_rule_wants_the_mean_up_and_no_set_down_by_more_than_0_3_db() -
     assert "worst rain -0.350 dB" in decide(noise25=1.5, rain=-0.35).reason()
 
 
+@pytest.mark.slow  # two exports, each scored on every photo
 def test_export_with_ship_compares_against_the_default_and_ships_by_the_rule(
     photos: Path, val_root: Path, tmp_path: Path
 ) -> None:
