@@ -11,6 +11,7 @@ reported separately.
 The ONNX Runtime variants (issue 22; `pip install 'measr[onnx]'`) run the network exported by
 `measr.engine.onnx_backend` (exported on first use, minutes, then cached): `onnx` with
 --threads intra-op threads, `onnx-int8` with the 1x1 convolutions dynamically quantised to int8,
+`onnx-arena` with ONNX Runtime's memory arena on,
 `onnx-pair` two images at once, each on its own single-threaded session (times are per image).
 `engine` is what `Restorer` runs on CPU (fused experts, row strips).
 
@@ -32,6 +33,7 @@ import torch
 import torch._inductor.config
 from torch import Tensor
 
+from measr.allocator import tune_process
 from measr.engine.acceleration import (
     Acceleration,
     accelerate,
@@ -116,13 +118,17 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
     raise SystemExit(f"unknown variant {name}")
 
 
-def onnx_session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
-    """An ONNX Runtime session on the CPU with `threads` intra-op threads."""
+def onnx_session(path: Path, threads: int, arena: bool = False):  # -> InferenceSession
+    """An ONNX Runtime session on the CPU with `threads` intra-op threads, with or without
+    ONNX Runtime's memory arena (`onnx-arena`: it grows from run to run, see the backend)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # ONNX Runtime's arena grows run after run with the data-dependent expert shapes
+    # (past 14 GiB for `small` at 512 px, three runs); plain allocations stay at 2.8 GiB.
+    options.enable_cpu_mem_arena = arena
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -176,10 +182,12 @@ def onnx_variant(name: str, model: MEASNet, x: Tensor) -> Forward:
             return torch.from_numpy(outputs[0])
 
         return pair
-    if name not in ("onnx", "onnx-int8"):
+    if name not in ("onnx", "onnx-int8", "onnx-arena"):
         raise SystemExit(f"unknown variant {name}")
     session = onnx_session(
-        int8_graph(path) if name == "onnx-int8" else path, torch.get_num_threads()
+        int8_graph(path) if name == "onnx-int8" else path,
+        torch.get_num_threads(),
+        arena=name == "onnx-arena",
     )
     return lambda: torch.from_numpy(session.run(None, {"image": image})[0])
 
@@ -194,6 +202,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    # As the measr command runs (huge pages, freed memory kept for reuse): every variant's
+    # large buffers are fresh allocations.
+    tune_process()
     torch.set_num_threads(args.threads)
     x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     names = args.variants.split(",")
