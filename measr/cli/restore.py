@@ -211,7 +211,7 @@ def restore(
     sources: Annotated[
         list[Path],
         typer.Argument(
-            metavar="IN...",
+            metavar="IN",
             readable=False,
             help="Images to restore: files, or glob patterns such as 'photos/*.jpg'.",
         ),
