@@ -144,7 +144,7 @@ def export_onnx(
             str(path),
             input_names=["image", *keys],
             output_names=["restored"],
-            dynamic_shapes=(dynamic, *({} for _ in keys)),
+            dynamic_shapes={"image": dynamic, "stats": tuple({} for _ in keys)},
             opset_version=ONNX_OPSET,
             dynamo=True,
             external_data=False,
