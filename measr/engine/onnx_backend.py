@@ -144,7 +144,11 @@ def export_onnx(
             str(path),
             input_names=["image", *keys],
             output_names=["restored"],
-            dynamic_shapes={"image": dynamic, "stats": tuple({} for _ in keys)},
+            # By argument name: the statistics are one (varargs) argument, absent without any.
+            dynamic_shapes={
+                "image": dynamic,
+                **({"stats": tuple({} for _ in keys)} if keys else {}),
+            },
             opset_version=ONNX_OPSET,
             dynamo=True,
             external_data=False,
