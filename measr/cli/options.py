@@ -51,7 +51,7 @@ BackendOption = Annotated[
     typer.Option(
         "--backend",
         help="Where the tile passes run: torch, or onnx (ONNX Runtime on the CPU, the "
-        "`measr[onnx]` extra; the first run exports the network, minutes; docs/performance.md).",
+        "measr\\[onnx] extra; the first run exports the network, minutes; docs/performance.md).",
     ),
 ]
 TileOption = Annotated[

@@ -206,7 +206,7 @@ def export(
         typer.Option(
             "--format",
             help="safetensors (scored, listed in weights.txt), or onnx: the network of a "
-            ".safetensors source as OUT_DIR/NAME.onnx, for ONNX Runtime (the `measr[onnx]` "
+            ".safetensors source as OUT_DIR/NAME.onnx, for ONNX Runtime (the measr\\[onnx] "
             "extra; minutes).",
         ),
     ] = "safetensors",
