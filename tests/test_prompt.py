@@ -218,3 +218,26 @@ def test_the_prompt_report_measures_naming_routing_and_shuffling() -> None:
     )
     assert all(0 <= v <= 1 for v in report.same_choice_when_shuffled.values())
     assert "| haze | 3 |" in report.markdown()
+
+
+def test_the_averaged_weights_keep_the_prompts_kind_mask() -> None:
+    """The EMA copy averages parameters, not the network's constants: averaging the kind
+    mask's -inf entries made NaN, and the EMA's prompt then named every photo 'clean'."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from measr.training.trainer import update_ema
+
+    model = stressed_tiny()
+    ema = AveragedModel(model, use_buffers=True)
+    for updates in range(3):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(0.01)
+        update_ema(ema, model, 0.9, updates)
+    averaged = ema.module.task_prompt
+    assert torch.equal(averaged.kind_mask, model.task_prompt.kind_mask)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        _, reading = averaged(x)
+    assert reading.kind_log_probabilities is not None
+    assert torch.isfinite(reading.kind_log_probabilities).all()

@@ -217,6 +217,16 @@ def ema_decay_at(decay: float, updates: int) -> float:
     return min(decay, (1 + updates) / (10 + updates))
 
 
+def non_persistent_buffers(module: nn.Module) -> list[Tensor]:
+    """The buffers of `module` and its children that are not saved with its state."""
+    return [
+        buffer
+        for child in module.modules()
+        for name, buffer in child.named_buffers(recurse=False)
+        if name in child._non_persistent_buffers_set
+    ]
+
+
 @torch.no_grad()
 def update_ema(ema: AveragedModel, model: nn.Module, decay: float, updates: int) -> None:
     """One EMA update of parameters and buffers, the first a copy. What
@@ -224,7 +234,10 @@ def update_ema(ema: AveragedModel, model: nn.Module, decay: float, updates: int)
     (a wait per step, per tensor): the count is the host's."""
     averaged = [*ema.module.parameters(), *ema.module.buffers()]
     current = [*model.parameters(), *model.buffers()]
-    floats = [i for i, t in enumerate(averaged) if t.is_floating_point()]
+    # Non-persistent buffers are constants of the network (the prompt's kind mask holds -inf,
+    # which an average turns into NaN): they are copied, not averaged.
+    constants = {id(b) for b in non_persistent_buffers(ema.module)}
+    floats = [i for i, t in enumerate(averaged) if t.is_floating_point() and id(t) not in constants]
     others = [i for i in range(len(averaged)) if i not in set(floats)]
     if updates == 0:
         torch._foreach_copy_(averaged, current)
