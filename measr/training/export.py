@@ -13,7 +13,7 @@ from measr.manifest import WeightsEntry, find_entry, sha256_of, upsert_entry, ve
 from measr.model import MEASNet, ModelConfig
 from measr.training.checkpoint import load_checkpoint
 from measr.training.trainer import TrainConfig
-from measr.training.validation import default_validation_set, evaluate
+from measr.training.validation import default_validation_set, evaluate, framed
 from measr.weights import CONFIG_KEY, load_model, read_metadata, save_weights
 
 # fp16 storage is used only when it moves no validation PSNR by this much (dB).
@@ -99,7 +99,7 @@ def score(
     items = default_validation_set(val_root, list(mix_weights(tasks)), crop, per_task)
     model.eval()
     with torch.no_grad():
-        return evaluate(items, lambda x: model(x).image)
+        return evaluate(items, framed(lambda x: model(x).image, model.requirements.edge_margin))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from measr.training.prompt import (
     supervised_prompt,
 )
 from measr.training.schedule import batch_scaled_lr, warmup_cosine
-from measr.training.validation import ValidationItem, default_validation_set, evaluate
+from measr.training.validation import ValidationItem, default_validation_set, evaluate, framed
 from measr.weights import load_model
 
 TRAIN_CONFIG_NAME = "train.json"
@@ -444,14 +444,14 @@ class Trainer:
         items = self.validation_items()
         if not items or self.config.prompt_only:
             return {}
-        model = self.ema.module
+        model: MEASNet = self.ema.module  # type: ignore[assignment]
         model.eval()
 
         def restore(x: Tensor) -> Tensor:
             with self._autocast():
                 return model(x.to(self.device)).image.float()
 
-        return evaluate(items, restore)
+        return evaluate(items, framed(restore, model.requirements.edge_margin))
 
     def prompt_accuracy(self) -> float | None:
         """Share of the validation images whose kind of damage the EMA weights' prompt names

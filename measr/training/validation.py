@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from measr.degrade import mix_weights, parse_spec, task_spec
 from measr.evaluation.metrics import as_rgb, psnr, ssim
@@ -110,6 +111,20 @@ def prompt_validation_set(root: Path, crop: int = 192, per_task: int = 0) -> lis
 
 
 Restore = Callable[[torch.Tensor], torch.Tensor]
+
+
+def framed(restore: Restore, margin: int) -> Restore:
+    """`restore` run as `measr restore` runs the network: on the image framed by a mirrored
+    margin (`InputRequirements.edge_margin`), cropped after, so that validation and the ship
+    rule score what users get (the outer rows restore worse without it)."""
+    if margin <= 0:
+        return restore
+
+    def restore_framed(x: torch.Tensor) -> torch.Tensor:
+        out = restore(F.pad(x, (margin, margin, margin, margin), mode="reflect"))
+        return out[..., margin : out.shape[-2] - margin, margin : out.shape[-1] - margin]
+
+    return restore_framed
 
 
 def evaluate(items: list[ValidationItem], restore: Restore) -> dict[str, tuple[float, float]]:
