@@ -19,7 +19,8 @@ from typer.testing import CliRunner, Result
 
 from measr import Restorer, build_model
 from measr.cli.app import app
-from measr.engine.batch import (
+from measr.io import read_image
+from measr.jobs.batch import (
     LOG_NAME,
     BatchReport,
     RestoreSettings,
@@ -29,7 +30,6 @@ from measr.engine.batch import (
     release,
     run_batch,
 )
-from measr.io import read_image
 from measr.manifest import MANIFEST_ENV
 
 runner = CliRunner()

@@ -10,8 +10,8 @@ from tiny_weights import write_picture, write_weights
 from typer.testing import CliRunner, Result
 
 from measr.cli.app import app
-from measr.engine.inspection import group_inputs
 from measr.io import read_image
+from measr.jobs.inspection import group_inputs
 from measr.manifest import MANIFEST_ENV
 
 runner = CliRunner()

@@ -26,10 +26,10 @@ from typer.testing import CliRunner, Result
 import measr.io.read as read_module
 from measr import Restorer, build_model
 from measr.cli.app import app
-from measr.engine.batch import LOG_NAME
 from measr.engine.restorer import MAX_THREADS
 from measr.errors import MeasrError
 from measr.io import image_from_array, read_image, write_image
+from measr.jobs.batch import LOG_NAME
 from measr.manifest import MANIFEST_ENV
 
 runner = CliRunner()

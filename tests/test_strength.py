@@ -12,10 +12,10 @@ from tiny_weights import write_picture, write_weights
 from typer.testing import CliRunner
 
 from measr.cli.app import app
-from measr.engine.batch import LOG_NAME, RestoreSettings
 from measr.engine.strength import blend
 from measr.errors import MeasrError
 from measr.io import read_image
+from measr.jobs.batch import LOG_NAME, RestoreSettings
 from measr.manifest import MANIFEST_ENV
 
 runner = CliRunner()

@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 import measr.weights as weights_module
 from measr import Restorer, build_model
 from measr.cli.app import app
-from measr.engine.batch import plan_jobs, run_batch
+from measr.jobs.batch import plan_jobs, run_batch
 from measr.manifest import MANIFEST_ENV
 from measr.model import CONFIGS, ModelConfig
 from measr.model.configs import FIELD_LIMITS

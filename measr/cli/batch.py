@@ -27,7 +27,9 @@ from measr.cli.options import (
     restore_settings,
 )
 from measr.cli.render import batch_table, progress_bar, stderr, stdout, warn_if_untrained
-from measr.engine.batch import (
+from measr.engine.onnx_backend import DEFAULT_BACKEND
+from measr.errors import printable
+from measr.jobs.batch import (
     LOG_NAME,
     BatchInterrupted,
     BatchJob,
@@ -38,8 +40,6 @@ from measr.engine.batch import (
     refuse_replacing_originals,
     run_batch,
 )
-from measr.engine.onnx_backend import DEFAULT_BACKEND
-from measr.errors import printable
 
 
 def batch(

@@ -22,14 +22,14 @@ from measr.cli.options import (
     restore_settings,
 )
 from measr.cli.render import atom_table, stderr, stdout, usage_table, warn_if_untrained
-from measr.engine.inspection import (
+from measr.errors import ExitCode, MeasrError
+from measr.jobs.inspection import (
     DEFAULT_MAP_LEVEL,
     GroupRouting,
     group_inputs,
     regroup_by_damage,
 )
-from measr.engine.inspection import inspect_experts as inspect_routing
-from measr.errors import ExitCode, MeasrError
+from measr.jobs.inspection import inspect_experts as inspect_routing
 
 
 def inspect_experts(

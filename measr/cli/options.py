@@ -11,11 +11,11 @@ import typer
 
 from measr.cli.render import note_backend, warn_if_unverified
 from measr.engine import Restorer
-from measr.engine.batch import RestoreSettings
 from measr.engine.onnx_backend import DEFAULT_BACKEND
 from measr.engine.restorer import DEFAULT_TILE_OVERLAP, MAX_THREADS
 from measr.engine.strength import FULL_STRENGTH
 from measr.errors import ExitCode, MeasrError, quoted
+from measr.jobs.batch import RestoreSettings
 
 WeightsOption = Annotated[
     str | None,

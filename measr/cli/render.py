@@ -23,7 +23,7 @@ from measr.errors import MeasrError, quoted
 # not wait for it.
 if TYPE_CHECKING:
     from measr.engine import Restoration, Restorer, RoutingSummary
-    from measr.engine.batch import BatchReport
+    from measr.jobs.batch import BatchReport
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 

@@ -40,13 +40,13 @@ from measr.cli.render import (
     stdout,
 )
 from measr.engine import Restoration, Restorer
-from measr.engine.batch import RestoreSettings
-from measr.engine.inspection import DEFAULT_MAP_LEVEL
 from measr.engine.onnx_backend import DEFAULT_BACKEND
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map
 from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
 from measr.io import Image, image_from_array, is_supported_path, read_image, write_image
+from measr.jobs.batch import RestoreSettings
+from measr.jobs.inspection import DEFAULT_MAP_LEVEL
 
 RESTORED_SUFFIX = "_restored"
 GLOB_CHARACTERS = frozenset("*?[")

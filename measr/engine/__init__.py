@@ -1,5 +1,5 @@
 """Running MEASNet on real images: devices, padding, tiling with a shared global context,
-routing capture, batches of files. Everything the CLI does is callable from here."""
+routing capture. Pixels in, pixels out: the jobs over files (measr.jobs) sit above."""
 
 from measr.engine.padding import PadInfo, pad_to_requirements, unpad
 from measr.engine.restorer import Restoration, Restorer

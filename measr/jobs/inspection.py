@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measr.engine.batch import RestoreSettings, describe_error, find_images
 from measr.engine.damage import DamageReading
 from measr.engine.restorer import Restorer
 from measr.engine.routing import RoutingSummary, check_routing_level, merge_summaries
 from measr.engine.routing_map import render_routing_map
 from measr.errors import ExitCode, MeasrError
 from measr.io import image_from_array, read_image, write_image
+from measr.jobs.batch import RestoreSettings, describe_error, find_images
 
 DEFAULT_MAP_LEVEL = "encoder1"
 
