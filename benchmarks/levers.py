@@ -41,10 +41,10 @@ from measr.engine.acceleration import (
     default_acceleration,
     prepare_input,
 )
+from measr.engine.fused_experts import fuse_experts
+from measr.engine.row_strips import stripe_blocks
 from measr.evaluation.metrics import unquantised_psnr
 from measr.model import MEASNet, build_model
-from measr.model.fast import fuse_experts
-from measr.model.strips import stripe_blocks
 from measr.weights import load_model
 
 Forward = Callable[[], Tensor]

@@ -14,9 +14,9 @@ import torch
 
 from measr.engine import Restorer
 from measr.engine.acceleration import Acceleration, accelerate, can_compile, prepare_input
+from measr.engine.fused_experts import DenseGatedPixelExperts, FusedLowRankMixture
 from measr.evaluation.metrics import unquantised_psnr
 from measr.model import build_model
-from measr.model.fast import DenseGatedPixelExperts, FusedLowRankMixture
 from measr.model.fd_mee import MixtureOfLowRankExperts
 from measr.model.stp_g_mese import PixelExperts
 

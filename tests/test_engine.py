@@ -15,9 +15,9 @@ from tiny_weights import random_pixels, stressed_tiny, write_weights
 from measr import MeasrError, Restorer, build_model
 from measr.engine import acceleration, merge_summaries
 from measr.engine.memory import PLAN_STEP, plan_memory, rounded_side
+from measr.engine.row_strips import stripe_blocks
 from measr.errors import ExitCode, WeightsError
 from measr.manifest import MANIFEST_ENV
-from measr.model.strips import stripe_blocks
 from measr.weights import save_weights
 
 

@@ -1,5 +1,5 @@
-"""Row strips (`measr.model.strips`): the transformer block computed a few rows at a time gives
-the whole-map block's outputs and attention maps."""
+"""Row strips (`measr.engine.row_strips`): the transformer block computed a few rows at a time
+gives the whole-map block's outputs and attention maps."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ import pytest
 import torch
 
 from measr.engine.acceleration import default_acceleration
+from measr.engine.row_strips import (
+    MIN_STRIP_ROWS,
+    StripedTransformerBlock,
+    strip_rows,
+    stripe_blocks,
+)
 from measr.evaluation.metrics import unquantised_psnr
 from measr.model import build_model
 from measr.model.backbone import TransformerBlock
-from measr.model.strips import MIN_STRIP_ROWS, StripedTransformerBlock, strip_rows, stripe_blocks
 
 
 def random_block(dim: int = 16, heads: int = 2) -> TransformerBlock:

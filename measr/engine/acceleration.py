@@ -2,9 +2,9 @@
 
 The levers kept are the ones that paid in same-process measurements (docs/performance.md):
 
-* **fused experts** (`measr.model.fast`): the FD-MEE low-rank mixture as three convolutions
-  for the whole batch instead of a loop over experts with data-dependent gathers; on GPUs also
-  the STP-G-MESE pixel experts without a host synchronisation;
+* **fused experts** (`measr.engine.fused_experts`): the FD-MEE low-rank mixture as three
+  convolutions for the whole batch instead of a loop over experts with data-dependent gathers;
+  on GPUs also the STP-G-MESE pixel experts without a host synchronisation;
 * **compiled steps**: `torch.compile` (inductor) of the network's pure steps, the transformer
   block (`TransformerBlock.branches`), the MEE block (`MEE.branch`), FD's band split
   (`FrequencyDecomposition.bands`) and the cross-attention (`CrossAttention.attend`). They
@@ -13,8 +13,8 @@ The levers kept are the ones that paid in same-process measurements (docs/perfor
   size, a few seconds to load from inductor's cache once warm.
   Inductor fuses what eager PyTorch runs as separate passes over memory: LayerNorm, exact
   GELU times the gate, the attention map's normalisation and softmax, residual additions;
-* **row strips** (`measr.model.strips`, CPU): each transformer block's widest maps computed
-  a few rows at a time, so they stay in cache instead of streaming through memory;
+* **row strips** (`measr.engine.row_strips`, CPU): each transformer block's widest maps
+  computed a few rows at a time, so they stay in cache instead of streaming through memory;
 * **channels-last** memory (NHWC) with the compiled steps: depthwise convolutions run 2-5x
   faster in it on CPU and the LayerNorm over channels needs no transposition. Without
   compilation it does not pay (eager mixes layouts and copies), so it comes with `compile`.
@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from measr.engine.fused_experts import fuse_experts
+from measr.engine.row_strips import StripedTransformerBlock, stripe_blocks
 from measr.model import MEASNet
 from measr.model.backbone import TransformerBlock
-from measr.model.fast import fuse_experts
 from measr.model.fd_mee import MEE, FrequencyDecomposition
 from measr.model.freq_cross_attention import CrossAttention
-from measr.model.strips import StripedTransformerBlock, stripe_blocks
 
 # The pure step of each module type that is compiled, by method name.
 COMPILED_STEPS: dict[type[nn.Module], str] = {

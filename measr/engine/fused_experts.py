@@ -1,5 +1,6 @@
 """Inference-only forms of MEASNet's expert layers: the same arithmetic as the paper's modules
-in `fd_mee` and `stp_g_mese`, arranged for speed. `fuse_experts(model)` swaps them in, in place.
+in `measr.model.fd_mee` and `measr.model.stp_g_mese`, arranged for speed. `fuse_experts(model)`
+swaps them in, in place.
 
 They hold the very same parameters under the same names, so the state dict (and the weights
 files) do not change; outputs agree with the plain modules to float rounding

@@ -15,8 +15,8 @@ from measr.model import ModelConfig
 # configuration's base width (`dim`), float32. Measured on CPU with ru_maxrss (tiny, small and
 # full at 256-1024 px): 145-280; the upper end keeps the estimate safe.
 ACTIVATION_BYTES_PER_PIXEL_PER_DIM = 280
-# The same with the transformer blocks in row strips (`measr.model.strips`), whose widest maps
-# never exist whole: 111-144 measured (small at 512 and 1024 px, full at 512 px) while glibc
+# The same with the transformer blocks in row strips (`measr.engine.row_strips`), whose widest
+# maps never exist whole: 111-144 measured (small at 512 and 1024 px, full at 512 px) while glibc
 # returned freed memory at once; since measr keeps it for reuse (`measr.allocator`, faster, but
 # freed blocks stay resident until the tile ends) `small` at 1024 px peaks at 4.44 GiB against
 # 3.13 GiB, about 175 per pixel per dim less the process's own ~0.4 GiB. Without that setting

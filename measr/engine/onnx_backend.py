@@ -2,11 +2,11 @@
 
 The graph computes what the network computes, routing included: each pixel runs only its
 top-k STP-G-MESE experts (one `NonZero` and gather per expert, results added back), and each
-image's FD-MEE mixture is the engine's fused form (`measr.model.fast`: the unchosen low-rank
-experts' channels are multiplied by a zero gate, as the engine does). Two pieces are rewritten
-for the exporter, with the same arithmetic: the pixel experts (the engine sorts the pixels by
-expert and splits by group sizes read on the host, a shape the exporter cannot follow) and the
-FFT frequencies of the soft frequency split (`fftfreq` has no ONNX translation).
+image's FD-MEE mixture is the engine's fused form (`measr.engine.fused_experts`: the unchosen
+low-rank experts' channels are multiplied by a zero gate, as the engine does). Two pieces are
+rewritten for the exporter, with the same arithmetic: the pixel experts (the engine sorts the
+pixels by expert and splits by group sizes read on the host, a shape the exporter cannot follow)
+and the FFT frequencies of the soft frequency split (`fftfreq` has no ONNX translation).
 
 A graph takes the image and, as further inputs, the global statistics it is given (see
 `measr.model.context`): none for a self-contained model (`measr export --format onnx`), the
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from measr.engine.fused_experts import fuse_experts
 from measr.errors import MeasrError
 from measr.model import MEASNet
 from measr.model.context import ForwardContext, SharedStats
-from measr.model.fast import fuse_experts
 from measr.model.freq_cross_attention import SoftFrequencySplit
 from measr.model.stp_g_mese import PixelExperts, expert_mlp
 from measr.weights import load_model

@@ -1,4 +1,4 @@
-"""Row strips: the Restormer transformer block (`backbone.TransformerBlock`) evaluated in
+"""Row strips: the Restormer transformer block (`measr.model.backbone.TransformerBlock`) run in
 horizontal strips of a few dozen rows instead of over the whole map at once, for inference.
 
 The arithmetic is the paper's; only the order changes. At full resolution a block's widest
