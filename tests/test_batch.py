@@ -19,11 +19,11 @@ from typer.testing import CliRunner, Result
 
 from measr import Restorer, build_model
 from measr.cli.app import app
+from measr.engine.options import RestoreOptions
 from measr.io import read_image
 from measr.jobs.batch import (
     LOG_NAME,
     BatchReport,
-    RestoreSettings,
     claim,
     lock_path,
     plan_jobs,
@@ -332,7 +332,7 @@ def test_the_tiles_of_each_photo_are_reported_as_they_are_restored(tmp_path: Pat
     report = run_batch(
         restorer,
         plan_jobs(source, out),
-        settings=RestoreSettings(tile=128),
+        options=RestoreOptions(tile=128),
         on_tiles=lambda job, done, total: heard.append((job.relative, done, total)),
     )
     assert report.count("done") == 2

@@ -11,11 +11,13 @@ import pytest
 from tiny_weights import write_picture, write_weights
 from typer.testing import CliRunner
 
+from measr import Restorer, build_model
 from measr.cli.app import app
+from measr.engine.options import RestoreOptions
 from measr.engine.strength import blend
 from measr.errors import MeasrError
 from measr.io import read_image
-from measr.jobs.batch import LOG_NAME, RestoreSettings
+from measr.jobs.batch import LOG_NAME
 from measr.manifest import MANIFEST_ENV
 
 runner = CliRunner()
@@ -46,7 +48,16 @@ def test_blend_is_the_input_at_zero_the_restoration_at_one_and_linear_between() 
 def test_strength_outside_zero_to_one_is_refused() -> None:
     for strength in (-0.1, 1.5, float("nan")):
         with pytest.raises(MeasrError):
-            RestoreSettings(strength=strength)
+            RestoreOptions(strength=strength)
+
+
+def test_the_restorer_applies_the_strength_of_its_options() -> None:
+    restorer = Restorer(build_model("tiny"), device="cpu", threads=1)
+    pixels = np.random.default_rng(0).random((40, 40, 3), dtype=np.float32)
+    full = restorer.restore(pixels, RestoreOptions()).pixels
+    half = restorer.restore(pixels, RestoreOptions(strength=0.5)).pixels
+    assert np.array_equal(restorer.restore(pixels, strength=0.0).pixels, pixels)
+    assert np.allclose(half, (full + pixels) / 2, atol=1e-6)
 
 
 def test_restore_strength_blends_the_restored_photo_with_the_input(photo: Path) -> None:

@@ -24,10 +24,11 @@ from measr.cli.options import (
     TileOverlapOption,
     WeightsOption,
     open_restorer,
-    restore_settings,
+    restore_options,
 )
 from measr.cli.render import batch_table, progress_bar, stderr, stdout, warn_if_untrained
 from measr.engine.onnx_backend import DEFAULT_BACKEND
+from measr.engine.options import RuntimeOptions
 from measr.errors import printable
 from measr.jobs.batch import (
     LOG_NAME,
@@ -93,7 +94,7 @@ def batch(
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     half: HalfOption = False,
-    compile: CompileOption = "no",
+    compile: CompileOption = False,
     backend: BackendOption = DEFAULT_BACKEND,
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
@@ -114,7 +115,7 @@ def batch(
     )
     if overwrite and not replace_originals:
         refuse_replacing_originals(jobs)
-    restorer = open_restorer(weights, device, threads, half, compile, backend)
+    restorer = open_restorer(RuntimeOptions(weights, device, threads, half, compile, backend))
     warn_if_untrained(restorer)
     console = stderr()
     with progress_bar(console) as progress:
@@ -140,7 +141,7 @@ def batch(
             report = run_batch(
                 restorer,
                 jobs,
-                settings=restore_settings(
+                options=restore_options(
                     tile, tile_overlap, no_shared_context, strength, max_memory
                 ),
                 overwrite=overwrite,

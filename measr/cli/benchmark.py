@@ -13,6 +13,7 @@ from rich.text import Text
 
 from measr.cli.options import DeviceOption, TileOption, WeightsOption, open_restorer
 from measr.cli.render import stderr, stdout, warn_if_untrained
+from measr.engine.options import RuntimeOptions
 from measr.errors import MeasrError
 from measr.evaluation import (
     BASELINES,
@@ -147,7 +148,7 @@ def quality(
     """Score methods on sets of images against their clean versions (PSNR/SSIM)."""
     eval_sets = [parse_set(text) for text in sets]
     names = parse_method_names(methods)
-    restorer = open_restorer(weights, device, None, False) if MEASR in names else None
+    restorer = open_restorer(RuntimeOptions(weights, device)) if MEASR in names else None
     if restorer is not None:
         warn_if_untrained(restorer)
     chosen = build_methods(names, tile=tile, device=device, restorer=restorer)
@@ -197,7 +198,7 @@ def prompt(
     images = prompt_validation_set(val, crop, per_task)
     if not images:
         raise MeasrError(f"no validation images under '{val}'", "point --val at the data")
-    restorer = open_restorer(weights, device, None, False)
+    restorer = open_restorer(RuntimeOptions(weights, device))
     with Progress(console=stderr(), transient=True) as progress:
         task = progress.add_task("reading images", total=len(images))
         report = run_prompt_report(

@@ -19,9 +19,10 @@ from measr.cli.options import (
     TileOverlapOption,
     WeightsOption,
     open_restorer,
-    restore_settings,
+    restore_options,
 )
 from measr.cli.render import atom_table, stderr, stdout, usage_table, warn_if_untrained
+from measr.engine.options import RuntimeOptions
 from measr.errors import ExitCode, MeasrError
 from measr.jobs.inspection import (
     DEFAULT_MAP_LEVEL,
@@ -71,12 +72,12 @@ def inspect_experts(
     if group_by not in ("folder", "damage"):
         raise MeasrError(f"--group-by must be folder or damage, not '{group_by}'")
     groups = group_inputs(inputs)
-    restorer = open_restorer(weights, device, threads, half)
+    restorer = open_restorer(RuntimeOptions(weights, device, threads, half))
     warn_if_untrained(restorer)
     report = inspect_routing(
         restorer,
         groups,
-        settings=restore_settings(tile, tile_overlap, no_shared_context),
+        options=restore_options(tile, tile_overlap, no_shared_context),
         maps_dir=maps,
         map_level=map_level,
         on_image=lambda group, path: stderr().print(Text(f"{group}: {path.name}", style="dim")),

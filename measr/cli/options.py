@@ -11,11 +11,11 @@ import typer
 
 from measr.cli.render import note_backend, warn_if_unverified
 from measr.engine import Restorer
-from measr.engine.onnx_backend import DEFAULT_BACKEND
-from measr.engine.restorer import DEFAULT_TILE_OVERLAP, MAX_THREADS
+from measr.engine.options import DEFAULT_TILE_OVERLAP, RestoreOptions, RuntimeOptions
+from measr.engine.restorer import MAX_THREADS
 from measr.engine.strength import FULL_STRENGTH
 from measr.errors import ExitCode, MeasrError, quoted
-from measr.jobs.batch import RestoreSettings
+from measr.model import NAMED_REQUIREMENTS
 
 WeightsOption = Annotated[
     str | None,
@@ -37,15 +37,14 @@ ThreadsOption = Annotated[
 ]
 HalfOption = Annotated[bool, typer.Option("--half", help="Run in float16 (CUDA only).")]
 CompileOption = Annotated[
-    str,
+    bool,
     typer.Option(
-        "--compile",
-        help="torch.compile the network's steps: yes or no. 1.2-1.8x faster once inductor's "
-        "cache is warm (whole images and tiles); the first image of each size or tile size "
-        "compiles for minutes (docs/performance.md).",
+        "--compile/--no-compile",
+        help="torch.compile the network's steps: 1.2-1.8x faster once inductor's cache is warm "
+        "(whole images and tiles); the first image of each size or tile size compiles for "
+        "minutes (docs/performance.md).",
     ),
 ]
-COMPILE_CHOICES: dict[str, bool] = {"yes": True, "no": False}
 BackendOption = Annotated[
     str,
     typer.Option(
@@ -59,8 +58,9 @@ TileOption = Annotated[
     typer.Option(
         "--tile",
         min=1,
-        help="Tile side in pixels (rounded down to the network's tile grid: a multiple of 64, "
-        "at least 128, for the named configurations); "
+        help="Tile side in pixels (rounded down to the network's tile grid: a multiple of "
+        f"{NAMED_REQUIREMENTS.tile_alignment}, at least {2 * NAMED_REQUIREMENTS.tile_alignment}, "
+        "for the named configurations); "
         "default: chosen from free memory, and images that fit run whole.",
     ),
 ]
@@ -77,27 +77,11 @@ NoSharedContextOption = Annotated[
 ]
 
 
-def open_restorer(
-    weights: str | None,
-    device: str,
-    threads: int | None,
-    half: bool,
-    compile: str = "no",
-    backend: str = DEFAULT_BACKEND,
-) -> Restorer:
+def open_restorer(options: RuntimeOptions) -> Restorer:
     """The Restorer the --weights, --device, --threads, --half, --compile and --backend options
     ask for (with a warning on stderr when no checksum verified its weights, and a note when
     another backend than the one asked for runs)."""
-    if compile not in COMPILE_CHOICES:
-        raise MeasrError(f"--compile must be yes or no, not '{compile}'")
-    restorer = Restorer.from_spec(
-        weights,
-        device=device,
-        threads=threads,
-        half=half,
-        compile=COMPILE_CHOICES[compile],
-        backend=backend,
-    )
+    restorer = Restorer.from_options(options)
     warn_if_unverified(restorer)
     note_backend(restorer)
     return restorer
@@ -146,15 +130,15 @@ def parse_size(text: str | None) -> int | None:
     return int(size)
 
 
-def restore_settings(
+def restore_options(
     tile: int | None,
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     no_shared_context: bool = False,
     strength: float = FULL_STRENGTH,
     max_memory: str | None = None,
-) -> RestoreSettings:
-    """The tiling, strength and memory options as engine settings."""
-    return RestoreSettings(
+) -> RestoreOptions:
+    """The tiling, strength and memory options as the engine's."""
+    return RestoreOptions(
         tile,
         tile_overlap,
         shared_context=not no_shared_context,

@@ -28,7 +28,7 @@ from measr.cli.options import (
     WeightsOption,
     open_restorer,
     refuse_existing,
-    restore_settings,
+    restore_options,
 )
 from measr.cli.render import (
     gigabytes,
@@ -41,11 +41,11 @@ from measr.cli.render import (
 )
 from measr.engine import Restoration, Restorer
 from measr.engine.onnx_backend import DEFAULT_BACKEND
+from measr.engine.options import RestoreOptions, RuntimeOptions
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map
 from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
 from measr.io import Image, image_from_array, is_supported_path, read_image, write_image
-from measr.jobs.batch import RestoreSettings
 from measr.jobs.inspection import DEFAULT_MAP_LEVEL
 
 RESTORED_SUFFIX = "_restored"
@@ -163,7 +163,7 @@ def json_record(job: Job, image: Image, restoration: Restoration, restorer: Rest
 def run_one(
     job: Job,
     opened: Callable[[], Restorer],
-    settings: RestoreSettings,
+    options: RestoreOptions,
     output: Output,
     *,
     overwrite: bool,
@@ -179,14 +179,15 @@ def run_one(
     refuse_unwritable(target)  # after reading, so that an animated GIF is named as such
     ensure_folder(target.parent)
     restorer = opened()
-    tiles, memory = settings.expected_use(restorer, image.height, image.width)
+    tiles, memory = restorer.expected_use(image.height, image.width, options)
     with progress_bar(stderr(), visible=output.shows_progress) as bar:
         pieces = f"{tiles} tiles" if tiles > 1 else "whole"
         what = f"{escape(source.name)} ({pieces}, about {gigabytes(memory)} planned)"
         task = bar.add_task(what, total=tiles)
-        restoration = settings.restore(
-            restorer,
+        restoration = restorer.restore(
             image.pixels,
+            options,
+            record_routing=True,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     write_image(target, image.with_pixels(restoration.pixels), quality=quality, overwrite=overwrite)
@@ -260,7 +261,7 @@ def restore(
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     half: HalfOption = False,
-    compile: CompileOption = "no",
+    compile: CompileOption = False,
     backend: BackendOption = DEFAULT_BACKEND,
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
@@ -276,11 +277,12 @@ def restore(
             raise MeasrError("--routing-map takes one input", "restore the others without it")
         refuse_existing(routing_map, overwrite)
         refuse_unwritable(routing_map)
-    settings = restore_settings(tile, tile_overlap, no_shared_context, strength, max_memory)
+    options = restore_options(tile, tile_overlap, no_shared_context, strength, max_memory)
+    runtime = RuntimeOptions(weights, device, threads, half, compile, backend)
 
     @functools.cache
     def opened() -> Restorer:
-        restorer = open_restorer(weights, device, threads, half, compile, backend)
+        restorer = open_restorer(runtime)
         check_routing_level(restorer.model, map_level)
         return restorer
 
@@ -291,7 +293,7 @@ def restore(
             run_one(
                 job,
                 opened,
-                settings,
+                options,
                 report,
                 overwrite=overwrite,
                 quality=quality,

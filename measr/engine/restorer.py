@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,9 +32,11 @@ from measr.engine.inference import (
 )
 from measr.engine.memory import MemoryPlan, plan_memory, planned_peak
 from measr.engine.onnx_backend import DEFAULT_BACKEND, OnnxTilePasses, resolve_backend
+from measr.engine.options import RestoreOptions, RuntimeOptions
 from measr.engine.padding import with_edge_margin, without_edge_margin
 from measr.engine.progress import progress_within_tiles
 from measr.engine.routing import RoutingCollector, RoutingSummary
+from measr.engine.strength import blend
 from measr.engine.tiling import Tile
 from measr.errors import ExitCode, MeasrError, WeightsError
 from measr.io.image import gray_from_rgb
@@ -41,7 +44,6 @@ from measr.model import MEASNet, ModelConfig
 from measr.model.context import SharedStats
 from measr.weights import PICKLE_SUFFIXES, load_model, read_metadata
 
-DEFAULT_TILE_OVERLAP = 32
 # More threads than this only slow PyTorch down (and each one costs a stack).
 MAX_THREADS = 4 * (os.cpu_count() or 1)
 
@@ -207,6 +209,21 @@ class Restorer:
             backend=backend,
         )
 
+    @classmethod
+    def from_options(
+        cls, options: RuntimeOptions, *, manifest_path: Path | None = None
+    ) -> Restorer:
+        """The Restorer that `options` describe (`from_spec` with their fields)."""
+        return cls.from_spec(
+            options.weights,
+            device=options.device,
+            threads=options.threads,
+            half=options.half,
+            manifest_path=manifest_path,
+            compile=options.compile,
+            backend=options.backend,
+        )
+
     def use_compiled_steps(self, tiles: int) -> bool:
         """Whether the tile passes of an image of `tiles` tiles run the compiled steps (always
         with compile=True, never with False; with None, the default, for images of several
@@ -228,23 +245,27 @@ class Restorer:
     def restore(
         self,
         pixels: np.ndarray,
+        options: RestoreOptions | None = None,
         *,
-        tile: int | None = None,
-        tile_overlap: int = DEFAULT_TILE_OVERLAP,
-        shared_context: bool = True,
         record_routing: bool = False,
         tile_batch: int | None = None,
         progress: ProgressCallback | None = None,
-        max_memory: int | None = None,
+        **changes: Any,
     ) -> Restoration:
-        """Restore (H, W, 3) RGB or (H, W, 1) gray float pixels in [0, 1]; the result has the
-        same size and channels. Without `tile`, the tile size follows free memory and images that
-        fit run whole. `shared_context=False` lets each tile see only itself (for comparison).
+        """Restore (H, W, 3) RGB or (H, W, 1) gray float pixels in [0, 1] as `options` ask
+        (`RestoreOptions`; keywords such as `tile=128` change single fields of them); the result
+        has the same size and channels, blended with the input at `options.strength`.
+
+        Without a tile size, it follows free memory and images that fit run whole.
+        `shared_context=False` lets each tile see only itself (for comparison).
         `progress(done, total)` hears of the tiles: (0, total) once they are planned (before
         the shared-context pass), then in fractions of a pass as the network's blocks finish,
         and after every pass. `max_memory` caps the bytes the plan may use (default: a share of
         free memory). The network runs on the image framed by its mirrored edge margin
         (`InputRequirements.edge_margin`), cropped after."""
+        options = replace(options or RestoreOptions(), **changes)
+        tile, tile_overlap = options.tile, options.tile_overlap
+        shared_context = options.shared_context
         started = time.perf_counter()
         checked = checked_pixels(pixels)
         image = torch.from_numpy(checked)
@@ -252,7 +273,7 @@ class Restorer:
         margin = self.model.requirements.edge_margin
         framed = torch.from_numpy(with_edge_margin(checked, margin))
         plan, tiles = self.tiles_for(
-            framed.shape[0], framed.shape[1], tile, tile_overlap, max_memory
+            framed.shape[0], framed.shape[1], tile, tile_overlap, options.max_memory
         )
         tile_batch = tile_batch or plan.tile_batch
         collector = None
@@ -295,6 +316,7 @@ class Restorer:
         np.clip(restored, 0.0, 1.0, out=restored)
         if image.shape[2] == 1:
             restored = gray_from_rgb(restored)
+        restored = blend(checked, restored, options.strength)
         whole = len(tiles) == 1
         return Restoration(
             pixels=restored,
@@ -311,21 +333,15 @@ class Restorer:
         )
 
     def expected_use(
-        self,
-        height: int,
-        width: int,
-        *,
-        tile: int | None = None,
-        tile_overlap: int = DEFAULT_TILE_OVERLAP,
-        shared_context: bool = True,
-        max_memory: int | None = None,
+        self, height: int, width: int, options: RestoreOptions | None = None
     ) -> tuple[int, int]:
         """(tiles, activation bytes at the peak) that `restore` of a `height` x `width` image
         with these options will plan, to say before it starts."""
+        options = options or RestoreOptions()
         margin = 2 * self.model.requirements.edge_margin
         shape = (height + margin, width + margin)
-        plan, tiles = self.tiles_for(*shape, tile, tile_overlap, max_memory)
-        sharing = len(tiles) > 1 and shared_context
+        plan, tiles = self.tiles_for(*shape, options.tile, options.tile_overlap, options.max_memory)
+        sharing = len(tiles) > 1 and options.shared_context
         batch = min(plan.tile_batch, len(tiles))
         return len(tiles), self.memory_estimate(shape, tiles, batch, plan, sharing)
 

@@ -20,20 +20,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from measr.atomic import leftover_temporaries
 from measr.engine.damage import DamageReading
-from measr.engine.inference import ProgressCallback
-from measr.engine.restorer import DEFAULT_TILE_OVERLAP, Restoration, Restorer
+from measr.engine.options import RestoreOptions
+from measr.engine.restorer import Restorer
 from measr.engine.routing import RoutingSummary
-from measr.engine.strength import FULL_STRENGTH, blend, check_strength
 from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
 from measr.io import Image, is_input_path, is_supported_path, read_image, write_image
 from measr.io.oserrors import explain
@@ -62,48 +59,6 @@ class BatchJob:
 
 # Hears of the tiles of the file being restored: (job, tiles done, tiles in all).
 TileProgress = Callable[[BatchJob, float, int], None]
-
-
-@dataclass(frozen=True)
-class RestoreSettings:
-    """The `Restorer.restore` options a batch uses for every file."""
-
-    tile: int | None = None
-    tile_overlap: int = DEFAULT_TILE_OVERLAP
-    shared_context: bool = True
-    strength: float = FULL_STRENGTH  # 0..1: how much of the restoration to keep (blend)
-    max_memory: int | None = None  # bytes the memory plan may use at most
-
-    def __post_init__(self) -> None:
-        """Refuse a strength outside [0, 1] before any photo is restored."""
-        check_strength(self.strength)
-
-    def expected_use(self, restorer: Restorer, height: int, width: int) -> tuple[int, int]:
-        """(tiles, activation bytes at the peak) these settings will plan for an image."""
-        return restorer.expected_use(
-            height,
-            width,
-            tile=self.tile,
-            tile_overlap=self.tile_overlap,
-            shared_context=self.shared_context,
-            max_memory=self.max_memory,
-        )
-
-    def restore(
-        self, restorer: Restorer, pixels: np.ndarray, progress: ProgressCallback | None = None
-    ) -> Restoration:
-        """`restorer.restore(pixels)` with these settings, recording the routing, blended with
-        the input at `strength`."""
-        restoration = restorer.restore(
-            pixels,
-            tile=self.tile,
-            tile_overlap=self.tile_overlap,
-            shared_context=self.shared_context,
-            record_routing=True,
-            progress=progress,
-            max_memory=self.max_memory,
-        )
-        return replace(restoration, pixels=blend(pixels, restoration.pixels, self.strength))
 
 
 @dataclass(frozen=True)
@@ -446,7 +401,7 @@ class BatchRun:
     def __init__(
         self,
         restorer: Restorer,
-        settings: RestoreSettings,
+        options: RestoreOptions,
         *,
         overwrite: bool,
         quality: int,
@@ -454,7 +409,7 @@ class BatchRun:
         on_result: Callable[[FileResult], None] | None,
         on_tiles: TileProgress | None = None,
     ) -> None:
-        self.restorer, self.settings = restorer, settings
+        self.restorer, self.options = restorer, options
         self.overwrite, self.quality = overwrite, quality
         self.log, self.on_result, self.on_tiles = log, on_result, on_tiles
         self.report = BatchReport()
@@ -503,7 +458,9 @@ class BatchRun:
         try:
             image = decoding.result()
             progress = None if self.on_tiles is None else partial(self.on_tiles, job)
-            restoration = self.settings.restore(self.restorer, image.pixels, progress)
+            restoration = self.restorer.restore(
+                image.pixels, self.options, record_routing=True, progress=progress
+            )
             restored = image.with_pixels(restoration.pixels)
         except Exception as error:  # one bad file must not stop the batch
             self.finish(FileResult(job, "failed", error=describe_error(error)))
@@ -517,7 +474,7 @@ class BatchRun:
             restoration.seconds,
             routing=restoration.routing,
             damage=restoration.damage,
-            strength=self.settings.strength,
+            strength=self.options.strength,
         )
         self.writes.append((job, writing, done))
 
@@ -553,7 +510,7 @@ def run_batch(
     restorer: Restorer,
     jobs: Sequence[BatchJob],
     *,
-    settings: RestoreSettings | None = None,
+    options: RestoreOptions | None = None,
     overwrite: bool = False,
     quality: int = 95,
     log_path: Path | None = None,
@@ -570,7 +527,7 @@ def run_batch(
     log = BatchLog(log_path)
     run = BatchRun(
         restorer,
-        settings or RestoreSettings(),
+        options or RestoreOptions(),
         overwrite=overwrite,
         quality=quality,
         log=log,

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from measr.engine.damage import DamageReading
+from measr.engine.options import RestoreOptions
 from measr.engine.restorer import Restorer
 from measr.engine.routing import RoutingSummary, check_routing_level, merge_summaries
 from measr.engine.routing_map import render_routing_map
 from measr.errors import ExitCode, MeasrError
 from measr.io import image_from_array, read_image, write_image
-from measr.jobs.batch import RestoreSettings, describe_error, find_images
+from measr.jobs.batch import describe_error, find_images
 
 DEFAULT_MAP_LEVEL = "encoder1"
 
@@ -107,7 +108,7 @@ def inspect_experts(
     restorer: Restorer,
     groups: dict[str, list[Path]],
     *,
-    settings: RestoreSettings | None = None,
+    options: RestoreOptions | None = None,
     maps_dir: Path | None = None,
     map_level: str = DEFAULT_MAP_LEVEL,
     on_image: Callable[[str, Path], None] | None = None,
@@ -115,7 +116,6 @@ def inspect_experts(
     """Restore every image with routing capture and gather the routing per group; with
     `maps_dir`, write each image's routing map at `map_level`. A bad image is recorded in its
     group's `failed` and the rest go on."""
-    settings = settings or RestoreSettings()
     check_routing_level(restorer.model, map_level)
     report: dict[str, GroupRouting] = {}
     for group, paths in groups.items():
@@ -125,7 +125,7 @@ def inspect_experts(
                 on_image(group, path)
             try:
                 image = read_image(path)
-                restoration = settings.restore(restorer, image.pixels)
+                restoration = restorer.restore(image.pixels, options, record_routing=True)
                 if maps_dir is not None:
                     picture = render_routing_map(
                         image.pixels,

@@ -1,0 +1,40 @@
+"""What a caller asks of the engine, as data: `RuntimeOptions` say how to build a `Restorer`
+(weights, device, threads, precision, compiler, backend), `RestoreOptions` how to restore one
+image with it (tiles, shared context, strength, memory cap). The CLI fills them from its flags,
+a batch passes one `RestoreOptions` to every file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from measr.engine.onnx_backend import DEFAULT_BACKEND
+from measr.engine.strength import FULL_STRENGTH, check_strength
+
+DEFAULT_TILE_OVERLAP = 32
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to build a Restorer (`Restorer.from_options`)."""
+
+    weights: str | None = None  # a weights.txt name or a .safetensors path; None: the default
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    threads: int | None = None  # PyTorch's CPU threads; None: PyTorch's choice
+    half: bool = False  # float16 (CUDA only)
+    compile: bool = False  # torch.compile the network's steps
+    backend: str = DEFAULT_BACKEND  # where the tile passes run: torch or onnx
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How `Restorer.restore` restores one image."""
+
+    tile: int | None = None  # tile side in pixels; None: from free memory (whole if it fits)
+    tile_overlap: int = DEFAULT_TILE_OVERLAP  # minimum overlap of neighbouring tiles
+    shared_context: bool = True  # tiles share the whole image's global statistics
+    strength: float = FULL_STRENGTH  # 0..1: how much of the restoration to keep (blend)
+    max_memory: int | None = None  # bytes the memory plan may use at most
+
+    def __post_init__(self) -> None:
+        """Refuse a strength outside [0, 1] before any photo is restored."""
+        check_strength(self.strength)
