@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from measr.cli.app import app
 from measr.engine import pad_to_requirements, tile_grid, unpad
-from measr.engine.inference import balanced_tile, plan_tiles, tile_alignment
+from measr.engine.inference import balanced_tile, plan_tiles
 from measr.engine.tiling import BlendAccumulator, blend_window
-from measr.model import InputRequirements, build_model
+from measr.model import CONFIGS, NAMED_REQUIREMENTS, InputRequirements, build_model
 
 REQUIREMENTS = InputRequirements(channels=3, size_multiple=8, min_size=64)
 
@@ -99,7 +101,7 @@ def test_balanced_tile_is_the_smallest_with_the_same_grid(
     """Automatic tiles shrink to the smallest side that keeps the number of tiles, so that
     two tiles per axis do not overlap by most of their area."""
     model = build_model("tiny")
-    align = tile_alignment(model)
+    align = model.requirements.tile_alignment
     side = balanced_tile(model, height, width, tile, 32)
     before = plan_tiles(model, height, width, tile, 32)
     after = plan_tiles(model, height, width, side, 32)
@@ -108,3 +110,13 @@ def test_balanced_tile_is_the_smallest_with_the_same_grid(
         assert len(plan_tiles(model, height, width, side - align, 32)) > len(before)
     covered = sum(t.rows.length * t.cols.length for t in after)
     assert covered <= sum(t.rows.length * t.cols.length for t in before)
+
+
+def test_the_tile_help_states_the_grid_the_named_configurations_require() -> None:
+    """`--tile`'s help is made from the model's requirements (which every named configuration
+    shares), not from numbers of its own."""
+    assert {InputRequirements.of(config) for config in CONFIGS.values()} == {NAMED_REQUIREMENTS}
+    assert build_model("tiny").requirements.tile_alignment == NAMED_REQUIREMENTS.tile_alignment
+    result = CliRunner().invoke(app, ["restore", "--help"], env={"COLUMNS": "400"})
+    align = NAMED_REQUIREMENTS.tile_alignment
+    assert f"a multiple of {align}, at least {2 * align}," in result.output

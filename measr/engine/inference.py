@@ -28,19 +28,12 @@ ProgressCallback = Callable[[float, int], None]
 TileForward = Callable[[Tensor, ForwardContext], Tensor]
 
 
-def tile_alignment(model: MEASNet) -> int:
-    """Tile starts are multiples of this: the network's coarsest pooled grid (the FD-MEE context
-    calibration at level 3) has cells of `min_size` input pixels, the same quantity that sets the
-    minimum input size. Aligned tiles pool the same cells as the whole image does."""
-    return model.requirements.min_size
-
-
 def plan_tiles(model: MEASNet, height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     """The tile grid for an image: tiles of `tile` pixels rounded down to the alignment (at least
     two alignment cells, so neighbours can overlap), overlapping by at least `overlap`; the
     overlap is at most half a tile. An image that fits in one tile is one tile: the whole image
     padded to the network's size multiple."""
-    align = tile_alignment(model)
+    align = model.requirements.tile_alignment
     side = max(tile // align * align, 2 * align)
     overlap = min(max(overlap, 0), side // 2)
     canvas_h = padded_length(height, model.requirements)
@@ -57,7 +50,7 @@ def balanced_tile(model: MEASNet, height: int, width: int, tile: int, overlap: i
     image in no more tiles than `tile` does. An automatic tile is as large as memory allows;
     when the image needs two of them per axis, equal tiles that large overlap by most of their
     area (a 1024 px image in 704 px tiles computes 1.9x its pixels; in 576 px tiles, 1.3x)."""
-    align = tile_alignment(model)
+    align = model.requirements.tile_alignment
 
     def count(side: int) -> tuple[int, int]:
         grid = plan_tiles(model, height, width, side, overlap)

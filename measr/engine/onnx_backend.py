@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from measr.engine.fused_experts import fuse_experts
 from measr.errors import MeasrError
-from measr.model import MEASNet
+from measr.model import NAMED_REQUIREMENTS, MEASNet
 from measr.model.context import ForwardContext, SharedStats
 from measr.model.freq_cross_attention import SoftFrequencySplit
 from measr.model.stp_g_mese import PixelExperts, expert_mlp
@@ -159,8 +159,9 @@ def export_onnx(
 
 # What a graph written by `export_onnx_file` takes and returns, for the user.
 ONNX_SIGNATURE = (
-    "input 'image' (1, C, H, W) float32 in [0, 1], H and W multiples of 8 and at least the "
-    "configuration's minimum size; output 'restored', the same shape"
+    "input 'image' (1, C, H, W) float32 in [0, 1], H and W multiples of the configuration's "
+    f"size multiple ({NAMED_REQUIREMENTS.size_multiple} for the named ones) and at least its "
+    f"minimum size ({NAMED_REQUIREMENTS.min_size}); output 'restored', the same shape"
 )
 
 

@@ -14,6 +14,11 @@ def build_model(name_or_config: str | ModelConfig) -> MEASNet:
     return MEASNet(config)
 
 
+# What the named configurations' networks need from their input: they share it (a test
+# checks), so help texts state the size multiple and tile grid from here, not as numbers.
+NAMED_REQUIREMENTS = InputRequirements.of(CONFIGS["small"])
+
+
 def parameter_count(config: ModelConfig) -> int:
     """How many numbers (parameters and buffers) the network of `config` holds, counted without
     allocating them: the network is built on PyTorch's meta device, which records shapes only."""
@@ -25,6 +30,7 @@ def parameter_count(config: ModelConfig) -> int:
 
 __all__ = [
     "CONFIGS",
+    "NAMED_REQUIREMENTS",
     "ForwardContext",
     "InputRequirements",
     "MEASNet",

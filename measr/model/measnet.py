@@ -39,6 +39,18 @@ class InputRequirements:
     # the down-sampling grid where it was.
     edge_margin: int = 16
 
+    @classmethod
+    def of(cls, config: ModelConfig) -> InputRequirements:
+        """What the network of `config` needs, known without building it."""
+        return cls(config.in_channels, config.size_multiple, config.min_size)
+
+    @property
+    def tile_alignment(self) -> int:
+        """Tile starts are multiples of this: the network's coarsest pooled grid (the FD-MEE
+        context calibration at level 3) has cells of `min_size` input pixels, the quantity that
+        sets the minimum input size. Aligned tiles pool the same cells as the whole image does."""
+        return self.min_size
+
 
 @dataclass
 class ModelOutput:
@@ -60,7 +72,7 @@ class MEASNet(nn.Module):
         self.config = c = config
         d = c.dim
         widths = (d, 2 * d, 4 * d, 8 * d)
-        self.requirements = InputRequirements(c.in_channels, c.size_multiple, c.min_size)
+        self.requirements = InputRequirements.of(c)
 
         self.task_prompt = TaskPrompt(
             c.in_channels,
