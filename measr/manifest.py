@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from measr.atomic import write_text
 from measr.errors import WeightsError
 
@@ -21,6 +23,8 @@ MANIFEST_NAME = "weights.txt"
 # Where a wheel keeps the manifest and the weights it lists, inside the package (setup.py
 # copies them there at build time; a checkout has no such folder).
 SHIPPED_FOLDER = "shipped"
+# How long an update waits for another one (another `measr export`) to finish with the manifest.
+UPDATE_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,26 @@ def verify(entry: WeightsEntry) -> None:
 
 def upsert_entry(entry: WeightsEntry, path: Path | None = None) -> None:
     """Add an entry to the manifest, replacing any entry of the same name; keep comments.
-    When the new entry is the default, no other entry stays default."""
+    When the new entry is the default, no other entry stays default. Two updates at once take
+    turns (a lock file beside the manifest), so neither loses the other's entry."""
     path = path or default_manifest_path()
+    try:
+        with FileLock(update_lock_path(path), timeout=UPDATE_WAIT_SECONDS):
+            _rewrite_with(entry, path)
+    except Timeout:
+        raise WeightsError(
+            f"{path} is being updated by another process, for {UPDATE_WAIT_SECONDS:.0f} s now",
+            "wait for the other `measr export` to finish, then export again",
+        ) from None
+
+
+def update_lock_path(path: Path) -> Path:
+    """The hidden lock file that serialises updates of the manifest at `path`."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def _rewrite_with(entry: WeightsEntry, path: Path) -> None:
+    """`upsert_entry`'s read, change and atomic write, under its lock."""
     lines = path.read_text().splitlines() if path.exists() else [_HEADER]
     kept = []
     for line in lines:

@@ -55,20 +55,23 @@ def test_two_writers_at_once_leave_one_whole_file_and_readers_never_see_half(
     assert atomic.leftover_temporaries(target) == []
 
 
-def test_two_exports_listing_weights_at_once_do_not_collide(tmp_path: Path) -> None:
-    """weights.txt rewritten by two `measr export` runs at the same moment: both finish and
-    the manifest stays a whole, readable file (a fixed temporary name made one of them fail)."""
+def test_two_exports_listing_weights_at_once_keep_every_entry(tmp_path: Path) -> None:
+    """weights.txt updated by two `measr export` runs at the same moment, each adding entries
+    of its own: both finish, and every entry of both is listed (they take turns with the
+    manifest, so neither writes over a version without the other's latest entry)."""
     manifest = tmp_path / "weights.txt"
-    for name in ("a", "b"):
-        (tmp_path / f"{name}.safetensors").write_bytes(b"weights")
+    (tmp_path / "w.safetensors").write_bytes(b"weights")
 
-    def export(name: str) -> Callable[[], None]:
-        entry = WeightsEntry(name, tmp_path / f"{name}.safetensors", "0" * 64, {"config": "tiny"})
-        return lambda: [upsert_entry(entry, manifest) for _ in range(ROUNDS)]
+    def export(prefix: str) -> Callable[[], None]:
+        entries = [
+            WeightsEntry(f"{prefix}{i}", tmp_path / "w.safetensors", "0" * 64, {"config": "tiny"})
+            for i in range(ROUNDS)
+        ]
+        return lambda: [upsert_entry(entry, manifest) for entry in entries]
 
     at_once(export("a"), export("b"))
     names = {entry.name for entry in read_manifest(manifest)}
-    assert names and names <= {"a", "b"}
+    assert names == {f"{prefix}{i}" for prefix in "ab" for i in range(ROUNDS)}
     assert atomic.leftover_temporaries(manifest) == []
 
 

@@ -3,14 +3,13 @@ decoding the next file and encoding the previous one overlap with the network's 
 
 Safe to interrupt and to run twice at once: outputs are written atomically (measr.io), existing
 outputs are skipped (a rerun resumes), and each output being made is claimed with an exclusive
-flock on a hidden lock file, so two runs never work on the same file, and a killed run's claims
-vanish with it."""
+lock on a hidden lock file (filelock: flock on POSIX, msvcrt on Windows), so two runs never work
+on the same file, and a killed run's claims vanish with it."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import fnmatch
 import hashlib
 import json
@@ -25,6 +24,8 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
+
+from filelock import BaseFileLock, FileLock, Timeout
 
 from measr.atomic import leftover_temporaries
 from measr.engine.damage import DamageReading
@@ -44,6 +45,8 @@ _LOCK_HASH_HEX_DIGITS = 16
 # Files decoded ahead of the network and results waiting to be encoded: enough to hide the
 # I/O behind the compute, few enough to bound the memory held by decoded images.
 PIPELINE_DEPTH = 2
+# Opening the log must not wait for a reader of a named pipe; Windows has neither.
+_NO_WAIT = getattr(os, "O_NONBLOCK", 0)
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -264,35 +267,26 @@ def lock_path(target: Path) -> Path:
     return target.with_name(f".{target.name[:_LOCK_NAME_PREFIX_CHARS]}.{digest}{LOCK_SUFFIX}")
 
 
-def claim(target: Path) -> int | None:
-    """Claim `target` for this run: an exclusive flock on its lock file. The kernel drops the
-    flock when its process dies, so the lock file of a killed run is simply taken over. Returns
-    the lock's descriptor, or None when another live run holds it."""
+def claim(target: Path) -> BaseFileLock | None:
+    """Claim `target` for this run: an exclusive lock on its lock file, without waiting. The
+    system drops the lock when its process dies, so the lock file of a killed run is simply
+    taken over. Returns the held lock, or None when another live run holds it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock = lock_path(target)
-    while True:
-        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            return None
-        # The previous holder may have removed the file between our open and our flock: then
-        # we hold a lock on a file nobody else can see, and must try again on the new one.
-        try:
-            if os.stat(lock).st_ino == os.fstat(descriptor).st_ino:
-                return descriptor
-        except FileNotFoundError:
-            pass
-        os.close(descriptor)
+    # Not thread-local: a claim may be released by another thread than the one that took it.
+    lock = FileLock(lock_path(target), thread_local=False)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        return None
+    return lock
 
 
-def release(target: Path, descriptor: int) -> None:
-    """Remove the lock file, then drop the flock (in that order, so no one locks a file that is
-    about to vanish without noticing)."""
-    with contextlib.suppress(FileNotFoundError):
+def release(target: Path, lock: BaseFileLock) -> None:
+    """Remove the lock file, then drop the lock, so that no lock file outlives a run that ended
+    (where a held file cannot be removed, on Windows, filelock removes it as it lets go)."""
+    with contextlib.suppress(OSError):
         lock_path(target).unlink()
-    os.close(descriptor)
+    lock.release()
 
 
 def remove_leftovers(target: Path) -> None:
@@ -304,12 +298,12 @@ def remove_leftovers(target: Path) -> None:
 
 
 def remove_stale_lock(target: Path) -> None:
-    """Delete a lock file (and temporary files) left by a killed run (nobody holds its flock)."""
+    """Delete a lock file (and temporary files) left by a killed run (nobody holds its lock)."""
     if lock_path(target).exists():
-        descriptor = claim(target)
-        if descriptor is not None:
+        lock = claim(target)
+        if lock is not None:
             remove_leftovers(target)
-            release(target, descriptor)
+            release(target, lock)
 
 
 class BatchLog:
@@ -368,14 +362,14 @@ def log_error(path: Path, cause: str, hint: str) -> MeasrError:
 def open_log(path: Path) -> int:
     """A descriptor appending to the log file at `path` (created if missing). Only a regular
     file will do: opening a named pipe for writing blocks until someone reads it, so the open
-    does not wait (O_NONBLOCK), and what it opened is checked."""
+    does not wait (O_NONBLOCK, where there are named pipes), and what it opened is checked."""
     not_regular = log_error(
         path,
         "it is not a regular file (a pipe, device or socket)",
         "pass --log a regular file, or a path that does not exist yet",
     )
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NO_WAIT, 0o644)
     except OSError as error:
         if error.errno == errno.ENXIO:  # a pipe nobody reads, or a socket
             raise not_regular from None
@@ -383,7 +377,8 @@ def open_log(path: Path) -> int:
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
         raise not_regular
-    os.set_blocking(descriptor, True)
+    if _NO_WAIT:
+        os.set_blocking(descriptor, True)
     return descriptor
 
 
@@ -415,7 +410,7 @@ class BatchRun:
         self.report = BatchReport()
         self.reads: deque[tuple[BatchJob, Future[Image]]] = deque()
         self.writes: deque[tuple[BatchJob, Future[None], FileResult]] = deque()
-        self.claimed: dict[Path, int] = {}  # target -> descriptor of its lock
+        self.claimed: dict[Path, BaseFileLock] = {}  # target -> its held lock
 
     def record(self, result: FileResult) -> None:
         """Keep, log and announce one file's result."""
@@ -437,15 +432,15 @@ class BatchRun:
             self.record(FileResult(job, "skipped", error="output exists"))
             return
         try:
-            descriptor = claim(job.target)
+            lock = claim(job.target)
         except OSError as error:
             failure = unwritable_output(job.target, error)
             self.record(FileResult(job, "failed", error=describe_error(failure)))
             return
-        if descriptor is None:
+        if lock is None:
             self.record(FileResult(job, "skipped", error="another run is writing this output"))
             return
-        self.claimed[job.target] = descriptor
+        self.claimed[job.target] = lock
         remove_leftovers(job.target)
         if self.output_exists(job):  # another run finished it between the check and the claim
             self.finish(FileResult(job, "skipped", error="output exists"))
@@ -501,8 +496,8 @@ class BatchRun:
             decoding.cancel()
         self.reads.clear()
         self.collect_writes(keep=0)
-        for target, descriptor in self.claimed.items():
-            release(target, descriptor)
+        for target, lock in self.claimed.items():
+            release(target, lock)
         self.claimed.clear()
 
 
