@@ -31,6 +31,8 @@ import ctypes.util
 import os
 from functools import cache
 
+import psutil
+
 # mallopt parameters of glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
@@ -65,16 +67,9 @@ def keep_freed_memory() -> bool:
 
 
 def available_memory() -> int:
-    """Bytes of main memory available now (Linux: MemAvailable)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    # Without /proc (macOS, Windows): the physical memory size, a weaker bound.
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    """Bytes of main memory available now without swapping (Linux: MemAvailable; psutil
+    answers the same question on macOS and Windows)."""
+    return int(psutil.virtual_memory().available)
 
 
 # Whether this process keeps freed memory (set by `tune_process`). The memory plan reads it when
