@@ -39,7 +39,6 @@ from measr.engine.acceleration import (
     accelerate,
     compile_steps,
     default_acceleration,
-    prepare_input,
 )
 from measr.engine.fused_experts import fuse_experts
 from measr.engine.row_strips import stripe_blocks
@@ -87,7 +86,7 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
     if name == "compiled-strips":
         acceleration = Acceleration(compile=True, row_strips=True)
         accelerate(model, acceleration)
-        xc = prepare_input(x, acceleration)
+        xc = x.contiguous(memory_format=acceleration.memory_format)
         return lambda: model(xc).image
     if name == "compiled-nchw":
         fuse_experts(model)
@@ -96,7 +95,7 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
     if name == "compiled":
         acceleration = Acceleration(compile=True)
         accelerate(model, acceleration)
-        xc = prepare_input(x, acceleration)
+        xc = x.contiguous(memory_format=acceleration.memory_format)
         return lambda: model(xc).image
     if name == "compiled-frozen":
         # Inductor's freezing: weights become constants, convolutions and linears are
@@ -104,7 +103,7 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
         torch._inductor.config.freezing = True
         acceleration = Acceleration(compile=True)
         accelerate(model, acceleration)
-        xc = prepare_input(x, acceleration)
+        xc = x.contiguous(memory_format=acceleration.memory_format)
         return lambda: model(xc).image
     if name.endswith("-bf16"):
         # Any variant under bf16 autocast (AMX matmuls and convolutions on recent Xeons).

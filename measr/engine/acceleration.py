@@ -94,8 +94,9 @@ def row_strips_wanted(device: torch.device) -> bool:
     CPU. On an AMD EPYC with AVX2 only a single pass is 5-15 % faster without them (eager,
     `small` at 512 and 1024 px), but a whole 2048 x 1536 photo in tiles of 1088 px only 2 %
     (174.5 against 177.8 s: the maps that no longer fit the allocator's heap are page-faulted
-    anew each pass) for 55 % more memory (docs/performance.md), so they stay on there too; the
-    variable is for measuring that again."""
+    anew each pass) for 55 % more memory (docs/performance.md), so they stay on there too.
+    The variable is a supported setting (docs/performance.md, Environment variables) for
+    machines with memory to spare where the unstriped form is faster."""
     if os.environ.get(ROW_STRIPS_ENV, "").strip() == "0":
         return False
     return device.type == "cpu"
@@ -146,11 +147,6 @@ def accelerate(model: MEASNet, acceleration: Acceleration) -> MEASNet:
         # Module.to converts 4-D parameters to channels-last; its stubs omit memory_format.
         model.to(memory_format=acceleration.memory_format)  # type: ignore[call-overload]
     return model
-
-
-def prepare_input(x: torch.Tensor, acceleration: Acceleration) -> torch.Tensor:
-    """`x` in the memory layout the accelerated model runs fastest on."""
-    return x.contiguous(memory_format=acceleration.memory_format)
 
 
 def compile_steps(model: nn.Module) -> None:
