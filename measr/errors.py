@@ -17,13 +17,23 @@ class ExitCode(IntEnum):
 
 
 class MeasrError(Exception):
-    """A problem the user can act on: a message, a hint saying what to do, and an exit code."""
+    """A problem the user can act on: a message, a hint saying what to do, and an exit code.
+    `option` names the value at fault (a parameter such as 'threads'), so that a caller can say
+    where it came from (the CLI names its flag); messages speak of values, never of flags."""
 
-    def __init__(self, message: str, hint: str = "", exit_code: ExitCode = ExitCode.USAGE) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        exit_code: ExitCode = ExitCode.USAGE,
+        *,
+        option: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.exit_code = exit_code
+        self.option = option
 
     def one_line(self) -> str:
         """The message and hint on one line, as the CLI prints it."""
@@ -47,8 +57,8 @@ class ImageReadError(MeasrError):
 class ImageWriteError(MeasrError):
     """An output that could not be written."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message, hint, ExitCode.INPUT)
+    def __init__(self, message: str, hint: str = "", *, option: str | None = None) -> None:
+        super().__init__(message, hint, ExitCode.INPUT, option=option)
 
 
 def printable(text: str) -> str:

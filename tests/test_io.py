@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 
 import measr.io.write as write_module
-from measr.errors import ImageWriteError
+from measr.errors import ExitCode, ImageWriteError, MeasrError
 from measr.io import (
     SUPPORTED_EXTENSIONS,
     Image,
@@ -254,7 +254,7 @@ def test_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
     path.write_bytes(b"precious")
     with pytest.raises(ImageWriteError) as caught:
         write_image(path, _make_image("rgb", 8))
-    assert "out.png" in caught.value.message and "--overwrite" in caught.value.hint
+    assert "out.png" in caught.value.message and caught.value.option == "overwrite"
     assert path.read_bytes() == b"precious"
     write_image(path, _make_image("rgb", 8), overwrite=True)
     assert read_image(path).width == WIDTH
@@ -304,23 +304,26 @@ def test_interrupted_write_leaves_no_partial_file(
 
 
 def test_write_refuses_bad_names_and_options(tmp_path: Path) -> None:
-    """Unknown extension, a folder as output, a file as folder, bad quality: ImageWriteError."""
+    """Unknown extension, a folder as output, a file as folder: ImageWriteError; a quality
+    outside 1..100: a usage error naming the value."""
     image = _make_image("rgb", 8)
     (tmp_path / "afile").write_bytes(b"x")
     (tmp_path / "adir.png").mkdir()
     cases = [
-        (tmp_path / "out.gif", {}, "unknown image extension"),
-        (tmp_path / "noextension", {}, "unknown image extension"),
+        (tmp_path / "out.gif", {}, "does not write .gif files"),
+        (tmp_path / "noextension", {}, "does not write files without an extension"),
         (tmp_path / "adir.png", {"overwrite": True}, "folder"),
         (tmp_path / "afile" / "out.png", {}, "cannot create folder"),
-        (tmp_path / "out.jpg", {"quality": 0}, "quality"),
-        (tmp_path / "out.jpg", {"quality": 101}, "quality"),
     ]
     for path, options, cause in cases:
         with pytest.raises(ImageWriteError) as caught:
             write_image(path, image, **options)  # type: ignore[arg-type]
         assert path.name in caught.value.message and cause in caught.value.message
         assert caught.value.hint
+    for quality in (0, 101):
+        with pytest.raises(MeasrError) as refused:
+            write_image(tmp_path / "out.jpg", image, quality=quality)
+        assert refused.value.option == "quality" and refused.value.exit_code == ExitCode.USAGE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.png", "afile"]
 
 

@@ -435,7 +435,7 @@ def test_threads_have_an_upper_bound(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "--threads" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "a_restored.png").exists()
-    with pytest.raises(MeasrError, match="--threads must be between 1 and"):
+    with pytest.raises(MeasrError, match="threads must be between 1 and"):
         Restorer(build_model("tiny"), device="cpu", threads=MAX_THREADS + 1)
 
 

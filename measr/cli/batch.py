@@ -78,9 +78,7 @@ def batch(
             "(refused otherwise; the originals are lost).",
         ),
     ] = False,
-    quality: Annotated[
-        int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the outputs.")
-    ] = 95,
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality of the outputs, 1-100.")] = 95,
     log: Annotated[
         Path | None,
         typer.Option(

@@ -3,14 +3,14 @@ into measr's safetensors weights, read with torch.load(weights_only=True)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from measr.cli.options import refuse_existing
 from measr.cli.render import stdout
-from measr.errors import WeightsError
+from measr.errors import ExitCode, MeasrError, WeightsError
 from measr.manifest import sha256_of
 from measr.model import get_config
 from measr.weights import import_checkpoint, save_weights
@@ -41,7 +41,12 @@ def import_weights(
     target = out or source.with_suffix(SAFETENSORS)
     if target.suffix != SAFETENSORS:
         raise WeightsError(f"'{target}' must end in {SAFETENSORS}", f"use -o NAME{SAFETENSORS}")
-    refuse_existing(target, overwrite)
+    if os.path.lexists(target) and not overwrite:
+        raise MeasrError(
+            f"'{target}' already exists",
+            "use --overwrite to replace it, or -o to choose another name",
+            ExitCode.INPUT,
+        )
     model = import_checkpoint(source, get_config(config))
     save_weights(model, target, metadata={"imported_from": source.name})
     tensors = len(model.state_dict())

@@ -3,8 +3,6 @@ and the checks commands share before they start."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,7 +31,7 @@ DeviceOption = Annotated[
 ]
 ThreadsOption = Annotated[
     int | None,
-    typer.Option("--threads", min=1, max=MAX_THREADS, help="CPU threads for PyTorch."),
+    typer.Option("--threads", help=f"CPU threads for PyTorch, 1-{MAX_THREADS}."),
 ]
 HalfOption = Annotated[bool, typer.Option("--half", help="Run in float16 (CUDA only).")]
 CompileOption = Annotated[
@@ -91,8 +89,6 @@ StrengthOption = Annotated[
     float,
     typer.Option(
         "--strength",
-        min=0.0,
-        max=1.0,
         help="How much of the restoration to keep: 1 the restored photo, 0 the input, "
         "between them a blend of the two.",
     ),
@@ -145,13 +141,3 @@ def restore_options(
         strength=strength,
         max_memory=parse_size(max_memory),
     )
-
-
-def refuse_existing(target: Path, overwrite: bool) -> None:
-    """Stop before the (possibly long) restoration when its output would be refused anyway."""
-    if os.path.lexists(target) and not overwrite:
-        raise MeasrError(
-            f"'{target}' already exists",
-            "use --overwrite to replace it, or -o to choose another name",
-            ExitCode.INPUT,
-        )

@@ -56,8 +56,17 @@ def progress_bar(console: Console, visible: bool = True) -> Progress:
 
 
 def print_error(error: MeasrError) -> None:
-    """`error: <message> (<hint>)` in red, on one line, on stderr."""
-    stderr().print(Text(f"error: {error.one_line()}", style="red"), soft_wrap=True)
+    """`error: <message> (<hint>; <flag>)` in red, on one line, on stderr: the flag of the value
+    at fault, when the error names one."""
+    stderr().print(Text(f"error: {error_line(error)}", style="red"), soft_wrap=True)
+
+
+def error_line(error: MeasrError) -> str:
+    """The error's message and hint, with the command-line flag of its value added."""
+    if error.option is None:
+        return error.one_line()
+    flag = "--" + error.option.replace("_", "-")
+    return f"{error.message} ({error.hint}; {flag})" if error.hint else f"{error.message} ({flag})"
 
 
 def untrained_warning(restorer: Restorer) -> Text | None:

@@ -27,7 +27,6 @@ from measr.cli.options import (
     TileOverlapOption,
     WeightsOption,
     open_restorer,
-    refuse_existing,
     restore_options,
 )
 from measr.cli.render import (
@@ -45,7 +44,14 @@ from measr.engine.options import RestoreOptions, RuntimeOptions
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map
 from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
-from measr.io import Image, image_from_array, is_supported_path, read_image, write_image
+from measr.io import (
+    Image,
+    check_output,
+    check_quality,
+    image_from_array,
+    read_image,
+    write_image,
+)
 from measr.jobs.inspection import DEFAULT_MAP_LEVEL
 
 RESTORED_SUFFIX = "_restored"
@@ -70,16 +76,6 @@ class Output:
 def default_output(source: Path) -> Path:
     """`<stem>_restored.<ext>` beside the input."""
     return source.with_name(f"{source.stem}{RESTORED_SUFFIX}{source.suffix}")
-
-
-def refuse_unwritable(target: Path) -> None:
-    """Stop before the restoration when the output's format cannot be written (GIF, say)."""
-    if not is_supported_path(target):
-        kind = f"{target.suffix} files" if target.suffix else "files without an extension"
-        raise ImageWriteError(
-            f"cannot write '{target}': measr does not write {kind}",
-            "choose the output with -o NAME.png (or .jpg, .tif, .webp, .bmp)",
-        )
 
 
 def expand_inputs(arguments: list[Path]) -> list[Path]:
@@ -171,12 +167,12 @@ def run_one(
     routing_map: Path | None,
     map_level: str,
 ) -> None:
-    """Restore one file, write it (and its routing map), and report it as asked. The file is
-    checked before `opened()` loads the weights, so a bad first input fails at once."""
+    """Restore one file, write it (and its routing map), and report it as asked. The file and
+    its output are checked before `opened()` loads the weights, so a bad first input fails at
+    once, and before the restoration, so that nothing is computed for an output refused anyway."""
     source, target = job
-    refuse_existing(target, overwrite)
     image = read_image(source)
-    refuse_unwritable(target)  # after reading, so that an animated GIF is named as such
+    check_output(target, overwrite=overwrite)  # after reading: an animated GIF is named as such
     ensure_folder(target.parent)
     restorer = opened()
     tiles, memory = restorer.expected_use(image.height, image.width, options)
@@ -232,9 +228,7 @@ def restore(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace OUT if it exists.")
     ] = False,
-    quality: Annotated[
-        int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the output.")
-    ] = 95,
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality of the output, 1-100.")] = 95,
     routing_map: Annotated[
         Path | None,
         typer.Option(help="Also write a picture of each pixel's top expert (PNG; one input)."),
@@ -271,12 +265,12 @@ def restore(
 ) -> None:
     """Restore images; prints one sentence per image: what was written, its size, the time,
     the device, the weights and what damage was found."""
+    check_quality(quality)
     jobs = plan_jobs(expand_inputs(sources), output)
     if routing_map is not None:
         if len(jobs) > 1:
             raise MeasrError("--routing-map takes one input", "restore the others without it")
-        refuse_existing(routing_map, overwrite)
-        refuse_unwritable(routing_map)
+        check_output(routing_map, overwrite=overwrite)
     options = restore_options(tile, tile_overlap, no_shared_context, strength, max_memory)
     runtime = RuntimeOptions(weights, device, threads, half, compile, backend)
 

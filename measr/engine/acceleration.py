@@ -52,8 +52,6 @@ COMPILED_STEPS: dict[type[nn.Module], str] = {
 RECOMPILE_LIMIT = 64
 # "0" turns the row strips off on CPUs (`row_strips_wanted`).
 ROW_STRIPS_ENV = "MEASR_ROW_STRIPS"
-# Images of at least this many tiles get the compiled steps by default on CPU (worth_compiling).
-AUTO_COMPILE_TILES = 8
 
 
 @dataclass(frozen=True)
@@ -112,15 +110,6 @@ def default_acceleration(device: torch.device, *, compile: bool = False) -> Acce
         row_strips=row_strips_wanted(device),
         sync_free=device.type == "cuda",
     )
-
-
-def worth_compiling(device: torch.device, tiles: int) -> bool:
-    """Whether compiling pays for an image cut into `tiles` tiles when the user left it to the
-    engine: on CPU, for images of several tiles, since every tile reuses the compiled graphs
-    (loading them from inductor's warm cache takes seconds, compiling them cold minutes; a
-    whole-image pass would compile again for every new image size). On GPUs compilation is
-    unmeasured, so it is opt-in there."""
-    return device.type == "cpu" and tiles >= AUTO_COMPILE_TILES and can_compile(device)
 
 
 def always_eager() -> AbstractContextManager[object]:

@@ -36,7 +36,7 @@ MAX_AUTO_TILE = 1152
 MAX_CONTEXT_SIDE = 1024
 # Planned sides are rounded down to a multiple of this, so that they do not follow every change
 # of free memory from one image to the next: each new tile or context size means new compiled
-# graphs (minutes cold) for `--compile yes`.
+# graphs (minutes cold) for `--compile`.
 PLAN_STEP = 128
 # On a GPU several tiles per pass keep the device busy; on a CPU the threads already are.
 MAX_GPU_TILE_BATCH = 8

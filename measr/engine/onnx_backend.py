@@ -172,7 +172,7 @@ def export_onnx_file(weights: Path, target: Path) -> Path:
     require_onnx()
     if weights.suffix != ".safetensors" or not weights.is_file():
         raise MeasrError(
-            f"'{weights}' is not a .safetensors file", "export --format onnx takes weights files"
+            f"'{weights}' is not a .safetensors file", "the ONNX export takes weights files"
         )
     return export_onnx(load_model(weights), target)
 
@@ -269,12 +269,16 @@ def resolve_backend(name: str, device: torch.device, half: bool) -> tuple[str, s
     """The backend to run for the one asked for, and a one-line note when it differs: ONNX
     Runtime runs float32 on the CPU, and without the extra installed PyTorch runs instead."""
     if name not in BACKENDS:
-        raise MeasrError(f"unknown backend '{name}'", f"choose one of {', '.join(BACKENDS)}")
+        raise MeasrError(
+            f"unknown backend '{name}'", f"choose one of {', '.join(BACKENDS)}", option="backend"
+        )
     if name == "torch":
         return name, None
     if device.type != "cpu" or half:
         raise MeasrError(
-            "the onnx backend runs in float32 on the CPU", "use --device cpu without --half"
+            "the onnx backend runs in float32 on the CPU",
+            "run it on the CPU, without half precision",
+            option="backend",
         )
     if not onnx_available():
         return "torch", f"ONNX Runtime is not installed, running on PyTorch ({INSTALL_HINT})"

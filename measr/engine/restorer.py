@@ -17,7 +17,6 @@ from measr.engine.acceleration import (
     always_eager,
     default_acceleration,
     eager_unless,
-    worth_compiling,
 )
 from measr.engine.damage import DamageReading
 from measr.engine.device import check_half, resolve_device
@@ -76,7 +75,7 @@ class Restorer:
         threads: int | None = None,
         half: bool = False,
         trained: bool | None = None,
-        compile: bool | None = False,
+        compile: bool = False,
         backend: str = DEFAULT_BACKEND,
         unverified_file: Path | None = None,
     ) -> None:
@@ -86,16 +85,15 @@ class Restorer:
         if threads is not None:
             if not 1 <= threads <= MAX_THREADS:
                 raise MeasrError(
-                    f"--threads must be between 1 and {MAX_THREADS} (4 per CPU core), not {threads}"
+                    f"threads must be between 1 and {MAX_THREADS} (4 per CPU core), not {threads}",
+                    option="threads",
                 )
             torch.set_num_threads(threads)
         self.half = half
         self.dtype = torch.float16 if half else torch.float32
         self.model = model.to(self.device, self.dtype).eval()
-        # Fused experts always; compiled steps (and channels-last) when asked, or, with
-        # compile=None, from the first image large enough to pay for them (worth_compiling).
-        self.compile = compile
-        self.acceleration = default_acceleration(self.device, compile=bool(compile))
+        # Fused experts always; compiled steps (and channels-last) when asked.
+        self.acceleration = default_acceleration(self.device, compile=compile)
         accelerate(self.model, self.acceleration)
         self.name = name or model.config.name
         # True/False from weights.txt; None for a file the manifest does not list.
@@ -118,7 +116,7 @@ class Restorer:
         threads: int | None = None,
         half: bool = False,
         manifest_path: Path | None = None,
-        compile: bool | None = False,
+        compile: bool = False,
         backend: str = DEFAULT_BACKEND,
     ) -> Restorer:
         """Weights listed in weights.txt (the default entry when `name` is None), checked
@@ -153,7 +151,7 @@ class Restorer:
         threads: int | None = None,
         half: bool = False,
         manifest_path: Path | None = None,
-        compile: bool | None = False,
+        compile: bool = False,
         backend: str = DEFAULT_BACKEND,
     ) -> Restorer:
         """Weights from a safetensors file (its configuration is in its metadata). A file that
@@ -193,7 +191,7 @@ class Restorer:
         threads: int | None = None,
         half: bool = False,
         manifest_path: Path | None = None,
-        compile: bool | None = False,
+        compile: bool = False,
         backend: str = DEFAULT_BACKEND,
     ) -> Restorer:
         """A weights name from weights.txt or a path to a .safetensors file (None: the default
@@ -223,19 +221,6 @@ class Restorer:
             compile=options.compile,
             backend=options.backend,
         )
-
-    def use_compiled_steps(self, tiles: int) -> bool:
-        """Whether the tile passes of an image of `tiles` tiles run the compiled steps (always
-        with compile=True, never with False; with None, the default, for images of several
-        tiles on CPU: `worth_compiling`), compiling the network on the first such image."""
-        if self.compile is False:
-            return False
-        if self.compile is None and not worth_compiling(self.device, tiles):
-            return False
-        if not self.acceleration.compile:
-            self.acceleration = default_acceleration(self.device, compile=True)
-            accelerate(self.model, self.acceleration)
-        return self.acceleration.compile
 
     @property
     def config(self) -> ModelConfig:
@@ -284,7 +269,7 @@ class Restorer:
         sharing = (
             len(tiles) > 1 and shared_context and self.model.requirements.tiles_need_shared_context
         )
-        compiled = self.use_compiled_steps(len(tiles))
+        compiled = self.acceleration.compile
         if progress is not None:
             progress(0, len(tiles))
         with torch.inference_mode():
@@ -438,11 +423,12 @@ def check_finite_result(restored: np.ndarray, half: bool) -> None:
     pixels that look like a photo), so that nothing is written from it."""
     if np.isfinite(restored).all():
         return
-    hint = "run without --half (float16 overflowed)" if half else "the weights may be damaged"
+    hint = "run in float32 (float16 overflowed)" if half else "the weights may be damaged"
     raise MeasrError(
         "the network produced non-finite values (NaN or infinity)",
         f"{hint}; try other weights",
         ExitCode.MODEL,
+        option="half" if half else None,
     )
 
 

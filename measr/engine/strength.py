@@ -15,7 +15,8 @@ def check_strength(strength: float) -> float:
     if not 0.0 <= strength <= 1.0:
         raise MeasrError(
             f"strength must be between 0 and 1, not {strength}",
-            "pass --strength 1 for the full restoration, 0 to keep the input",
+            "1 keeps the full restoration, 0 the input",
+            option="strength",
         )
     return float(strength)
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from measr.atomic import create, replacing
-from measr.errors import ImageWriteError, quoted
+from measr.errors import ImageWriteError, MeasrError, quoted
 from measr.io.embed import Stored, embed_metadata
 from measr.io.formats import SUPPORTED_EXTENSIONS, OutputFormat, format_for_path
 from measr.io.image import Image, convert_bit_depth, to_uint
@@ -19,6 +19,7 @@ from measr.io.png import encode_gray_alpha_png
 
 _TIFF_INCHES = 2  # TIFF's ResolutionUnit for dots per inch
 _PNG_COMPRESSION = 6  # zlib's usual trade-off; OpenCV's default (1) makes much larger files
+QUALITY_RANGE = range(1, 101)  # JPEG and WebP quality
 
 
 def write_image(
@@ -30,9 +31,8 @@ def write_image(
 ) -> None:
     """Write image in the format its extension names; never leaves a partial file behind."""
     target = Path(path)
-    output_format = _output_format(target)
-    _check_quality(target, quality)
-    _check_target(target, overwrite)
+    check_quality(quality)
+    output_format = check_output(target, overwrite=overwrite)
     try:
         data = _encode(target, image, output_format, quality)
     except MemoryError as exc:
@@ -54,25 +54,37 @@ def _os_write_error(target: Path, exc: OSError) -> ImageWriteError:
     return _write_error(target, cause, hint)
 
 
-def _output_format(target: Path) -> OutputFormat:
-    """The format the extension asks for; unknown extensions are refused."""
-    output_format = format_for_path(target)
-    if output_format is None:
-        suffix = target.suffix or "(none)"
-        raise _write_error(
-            target,
-            f"unknown image extension {suffix}",
-            f"end the name with one of {' '.join(SUPPORTED_EXTENSIONS)}",
-        )
+def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> OutputFormat:
+    """The format an image written to `path` will have, once it is sure the path can take one:
+    an extension measr writes, not a folder, not an existing file unless `overwrite`.
+    `write_image` checks this itself; callers check first to refuse before long work."""
+    target = Path(path)
+    output_format = _output_format(target)
+    _check_target(target, overwrite)
     return output_format
 
 
-def _check_quality(target: Path, quality: int) -> None:
+def check_quality(quality: int) -> None:
     """JPEG/WebP quality must be 1..100 (checked for every format, so typos surface early)."""
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise _write_error(
-            target, f"quality must be 1 to 100, not {quality!r}", "pass --quality between 1 and 100"
+    if isinstance(quality, bool) or not isinstance(quality, int) or quality not in QUALITY_RANGE:
+        raise MeasrError(
+            f"quality must be 1 to 100, not {quality!r}",
+            "the JPEG and WebP quality, 95 by default",
+            option="quality",
         )
+
+
+def _output_format(target: Path) -> OutputFormat:
+    """The format the extension asks for; others are refused."""
+    output_format = format_for_path(target)
+    if output_format is None:
+        kind = f"{target.suffix} files" if target.suffix else "files without an extension"
+        raise _write_error(
+            target,
+            f"measr does not write {kind}",
+            f"end the name with one of {' '.join(SUPPORTED_EXTENSIONS)}",
+        )
+    return output_format
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
@@ -91,8 +103,10 @@ def _check_target(target: Path, overwrite: bool) -> None:
 
 def _exists_error(target: Path) -> ImageWriteError:
     """The error for an output that is already there."""
-    return _write_error(
-        target, "the file already exists", "use --overwrite to replace it, or choose another name"
+    return ImageWriteError(
+        f"cannot write {quoted(target)}: the file already exists",
+        "allow replacing it, or choose another name",
+        option="overwrite",
     )
 
 

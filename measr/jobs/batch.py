@@ -33,7 +33,15 @@ from measr.engine.options import RestoreOptions
 from measr.engine.restorer import Restorer
 from measr.engine.routing import RoutingSummary
 from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
-from measr.io import Image, is_input_path, is_supported_path, read_image, write_image
+from measr.io import (
+    Image,
+    check_output,
+    check_quality,
+    is_input_path,
+    is_supported_path,
+    read_image,
+    write_image,
+)
 from measr.io.oserrors import explain
 
 LOG_NAME = "measr-batch.jsonl"
@@ -249,14 +257,11 @@ def unwritable_output(target: Path, error: OSError) -> ImageWriteError:
 
 
 def read_source(job: BatchJob) -> Image:
-    """Decode the input, then make sure its output format can be written before the network
-    runs (GIFs are read but not written)."""
+    """Decode the input, then make sure its output can be written before the network runs
+    (GIFs are read but not written). Whether the output exists is the run's to decide (skip
+    it, or redo it with overwrite)."""
     image = read_image(job.source)
-    if not is_supported_path(job.target):
-        raise ImageWriteError(
-            f"cannot write {quoted(job.target)}: measr does not write {job.target.suffix} files",
-            "choose the output format with --ext png (or jpg, tif, webp, bmp)",
-        )
+    check_output(job.target, overwrite=True)
     return image
 
 
@@ -518,6 +523,7 @@ def run_batch(
 
     A file that fails is recorded and the batch goes on. On KeyboardInterrupt (Ctrl-C, or
     SIGTERM turned into one by the caller) it stops cleanly and raises BatchInterrupted."""
+    check_quality(quality)
     started = time.perf_counter()
     log = BatchLog(log_path)
     run = BatchRun(
