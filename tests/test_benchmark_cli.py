@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from measr import build_model
+from measr.cli import benchmark as benchmark_cli
 from measr.cli.app import app
-from measr.errors import ExitCode
+from measr.errors import ExitCode, MeasrError
 from measr.evaluation.speed import Mode, SpeedProgress, plan_jobs, run_speed, whole_image_fits
 from measr.io import image_from_array, write_image
 from measr.weights import save_weights
@@ -196,6 +198,33 @@ def test_speed_refuses_unknown_modes() -> None:
     result = invoke("speed", "--configs", "tiny", "--sizes", "64", "--modes", "reference,turbo")
     assert result.exit_code == ExitCode.USAGE
     assert "turbo" in result.output
+
+
+def test_speed_lists_take_commas_or_repeated_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--sizes 64,128` and `--sizes 64 --sizes 128` ask for the same points; none is the
+    engine's own tile; leaving a list out takes the command's default."""
+    asked: list[tuple[object, ...]] = []
+
+    def record(*lists: Sequence[object], modes: Sequence[Mode], **_: object) -> None:
+        asked.append((*(None if v is None else list(v) for v in lists), list(modes)))
+        raise MeasrError("recorded")
+
+    monkeypatch.setattr(benchmark_cli, "run_speed", record)
+    commas = "--sizes 64,128 --tiles none,64 --device cpu --modes measr"
+    repeated = "--sizes 64 --sizes 128 --tiles none --tiles 64 --device cpu --modes measr"
+    invoke("speed", *commas.split())
+    invoke("speed", *repeated.split())
+    invoke("speed")
+    expected = (["small"], [64, 128], [None, 64], ["cpu"], [Mode.MEASR])
+    assert asked[:2] == [expected, expected]
+    assert asked[2] == (["small"], [256, 512], [None], None, [Mode.REFERENCE, Mode.MEASR])
+
+
+def test_speed_refuses_a_list_value_naming_its_option() -> None:
+    for option, value in (("--sizes", "64,big"), ("--device", "gpu"), ("--tiles", "auto")):
+        result = invoke("speed", option, value)
+        assert result.exit_code == ExitCode.USAGE
+        assert option in result.output and value.split(",")[-1] in result.output
 
 
 def test_speed_refuses_sizes_the_network_cannot_take() -> None:

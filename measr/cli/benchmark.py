@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -39,6 +41,7 @@ from measr.evaluation.prompt import run_prompt_report, whole_photo_naming
 from measr.evaluation.quality import quality_markdown
 from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX
 from measr.evaluation.speed import Mode
+from measr.model import NAMED_REQUIREMENTS
 from measr.training.validation import prompt_validation_set
 
 benchmark_app = typer.Typer(
@@ -54,24 +57,59 @@ SET_HELP = (
 )
 
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+T = TypeVar("T")
+E = TypeVar("E", bound=Enum)
 
 
-def _integers(text: str, what: str) -> list[int]:
-    try:
-        return [int(part) for part in _split(text)]
-    except ValueError:
-        raise MeasrError(
-            f"{what} must be whole numbers separated by commas, got '{text}'"
-        ) from None
+# What `measr benchmark speed` measures unless told: `small` only, two sizes (the library's
+# defaults, `full` up to 2048 px, take hours on two CPU cores).
+SPEED_CONFIGS = ("small",)
+SPEED_SIZES = (256, 512)
+SPEED_MODES = (Mode.REFERENCE, Mode.MEASR)
 
 
-def _tiles(text: str) -> list[int | None]:
-    """'none,256' -> [None, 256]: none is the engine's own choice."""
-    return [
-        None if part.lower() == "none" else _integers(part, "tiles")[0] for part in _split(text)
-    ]
+def listing(values: Sequence[object]) -> str:
+    """Values as a user types them in a list option: 256,512."""
+    return ",".join(str(getattr(value, "value", value)) for value in values)
+
+
+class Device(str, Enum):
+    """Where `measr benchmark speed` runs its points."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def comma_list(item: Callable[[str], T]) -> dict[str, Any]:
+    """Typer settings for a repeatable list option whose values may also be comma-separated
+    (`--sizes 256,512` is `--sizes 256 --sizes 512`): each part is converted by `item`, and a
+    part it refuses (ValueError) is a usage error that names the option."""
+
+    def parse(value: str) -> list[T]:
+        return [item(part.strip()) for part in value.split(",") if part.strip()]
+
+    def flatten(groups: list[list[T]] | None) -> list[T] | None:
+        return None if groups is None else [value for group in groups for value in group]
+
+    return {"parser": parse, "callback": flatten}
+
+
+def choice(kind: type[E]) -> Callable[[str], E]:
+    """An enum member by its value, for `comma_list`; a refusal names the choices."""
+
+    def member(text: str) -> E:
+        try:
+            return kind(text)
+        except ValueError:
+            names = ", ".join(str(m.value) for m in kind)
+            raise ValueError(f"'{text}' is not one of {names}") from None
+
+    return member
+
+
+def tile_side(text: str) -> int:
+    """A tile side in pixels; none, the engine's own choice, is 0 here (no tile has 0 px)."""
+    return 0 if text.lower() == "none" else int(text)
 
 
 def _quality_cell(report: QualityReport, set_name: str, method: str) -> str:
@@ -126,12 +164,15 @@ def _footnotes(report: QualityReport) -> list[str]:
 def quality(
     sets: Annotated[list[str], typer.Option("--set", metavar=SET_SYNTAX, help=SET_HELP)],
     methods: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
-            help=f"Methods to compare, comma-separated, from {', '.join(METHOD_NAMES)} "
-            "(cbm3d is slow: about 45 s per 500x500 image on two CPU cores)."
+            **comma_list(str),
+            metavar="METHOD,...",
+            help=f"Methods to compare, from {', '.join(METHOD_NAMES)} (default: "
+            f"{listing(DEFAULT_METHODS)}; cbm3d is slow: about 45 s per 500x500 image on two "
+            "CPU cores).",
         ),
-    ] = ",".join(DEFAULT_METHODS),
+    ] = None,
     weights: WeightsOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic degradations.")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images per set.")] = None,
@@ -147,7 +188,7 @@ def quality(
 ) -> None:
     """Score methods on sets of images against their clean versions (PSNR/SSIM)."""
     eval_sets = [parse_set(text) for text in sets]
-    names = parse_method_names(methods)
+    names = parse_method_names(methods or DEFAULT_METHODS)
     restorer = open_restorer(RuntimeOptions(weights, device)) if MEASR in names else None
     if restorer is not None:
         warn_if_untrained(restorer)
@@ -183,7 +224,10 @@ def prompt(
         "../shared/data/val"
     ),
     weights: WeightsOption = None,
-    crop: Annotated[int, typer.Option(min=64, help="Centre crop of each photo, pixels.")] = 192,
+    crop: Annotated[
+        int,
+        typer.Option(min=NAMED_REQUIREMENTS.min_size, help="Centre crop of each photo, pixels."),
+    ] = 192,
     per_task: Annotated[
         int, typer.Option(min=0, help="Photos per task and folder (0: all of them).")
     ] = 0,
@@ -251,36 +295,51 @@ def speed_table(report: SpeedReport) -> Table:
     return table
 
 
-def _modes(text: str) -> list[Mode]:
-    """Speed modes from a comma-separated list, refusing unknown ones."""
-    known = {mode.value: mode for mode in Mode}
-    unknown = [name for name in _split(text) if name not in known]
-    if unknown:
-        raise MeasrError(f"unknown speed mode '{unknown[0]}'", f"use {', '.join(known)}")
-    return [known[name] for name in _split(text)]
-
-
 @benchmark_app.command(
     epilog="Example: measr benchmark speed --configs small --sizes 256,512 --device cpu"
 )
 def speed(
-    configs: Annotated[str, typer.Option(help="Model configurations, comma-separated.")] = "small",
+    configs: Annotated[
+        list[str] | None,
+        typer.Option(
+            **comma_list(str),
+            metavar="NAME,...",
+            help=f"Model configurations (default: {listing(SPEED_CONFIGS)}).",
+        ),
+    ] = None,
     sizes: Annotated[
-        str, typer.Option(help="Square image sides in pixels, comma-separated.")
-    ] = "256,512",
+        list[int] | None,
+        typer.Option(
+            **comma_list(int),
+            metavar="PX,...",
+            help=f"Square image sides (default: {listing(SPEED_SIZES)}).",
+        ),
+    ] = None,
     tiles: Annotated[
-        str, typer.Option(help="Tile sizes for the engine, comma-separated; none: its default.")
-    ] = "none",
+        list[int] | None,
+        typer.Option(
+            **comma_list(tile_side),
+            metavar="PX|none,...",
+            help="Tile sizes for the engine; none (the default): its own choice.",
+        ),
+    ] = None,
     device: Annotated[
-        str | None, typer.Option(help="cpu or cuda (default: both where CUDA is present).")
+        list[Device] | None,
+        typer.Option(
+            **comma_list(choice(Device)),
+            metavar="cpu|cuda,...",
+            help="Devices (default: cpu, and cuda where CUDA is present).",
+        ),
     ] = None,
     modes: Annotated[
-        str,
+        list[Mode] | None,
         typer.Option(
+            **comma_list(choice(Mode)),
+            metavar="MODE,...",
             help="reference (plain eager forward), measr (the engine), compiled (the engine "
-            "with compiled steps), comma-separated."
+            f"with compiled steps); default: {listing(SPEED_MODES)}.",
         ),
-    ] = "reference,measr",
+    ] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per point (median).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing.")] = 1,
     threads: Annotated[
@@ -324,11 +383,11 @@ def speed(
             )
 
         report = run_speed(
-            _split(configs),
-            _integers(sizes, "sizes"),
-            _tiles(tiles),
-            [device] if device else None,
-            modes=_modes(modes),
+            configs or SPEED_CONFIGS,
+            sizes or SPEED_SIZES,
+            [side or None for side in tiles or [0]],
+            [d.value for d in device] if device else None,
+            modes=modes or SPEED_MODES,
             repeats=repeats,
             warmup=warmup,
             threads=threads,
