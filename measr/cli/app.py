@@ -92,6 +92,11 @@ COMMANDS = {
         "Example: measr train --out runs/r1 --data /data/bsd400 --val /data/val "
         "--tasks six --minutes 60",
     ),
+    "fit-colour": LazyCommand(
+        "measr.cli.train",
+        "fit_colour",
+        "Example: measr fit-colour runs/r1 --data /data/bsd400 --out weights/r1-colour.safetensors",
+    ),
     "export": LazyCommand(
         "measr.cli.train", "export", "Example: measr export runs/r1 --name my-weights --ship"
     ),

@@ -1,4 +1,4 @@
-"""`measr train` and `measr export`: thin commands over `measr.training`."""
+"""`measr train`, `measr fit-colour` and `measr export`: thin commands over `measr.training`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from measr.cli.render import stderr
+from measr.degrade import mix_weights
 from measr.engine.onnx_backend import ONNX_SIGNATURE, export_onnx_file
 from measr.errors import MeasrError
+from measr.training.colour import fit_weights_file
 from measr.training.export import Scoring, export_run, export_weights_file
 from measr.training.trainer import StepRecord, TrainConfig, Trainer
 
@@ -243,3 +245,47 @@ def export(
         console.print(decision.reason())
     dtype = "float16" if result.half else "float32"
     console.print(f"wrote {result.entry.file} ({dtype}), sha256 {result.entry.sha256[:16]}...")
+
+
+def fit_colour(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder of `measr train`, or a .safetensors file, whose prompt names the "
+            "damage."
+        ),
+    ],
+    data: Annotated[
+        Path, typer.Option(help="A folder of clean training photos (never the validation ones).")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="The fitted .safetensors (list it with `measr export`).")
+    ],
+    tasks: Annotated[str, typer.Option(help="Task mix the photos are degraded with.")] = "six",
+    photos: Annotated[int, typer.Option(min=1, help="Photos of DATA, each in every task.")] = 24,
+    crop: Annotated[int, typer.Option(min=64, help="Centre crop of each photo, pixels.")] = 256,
+) -> None:
+    """Fit the colour correction by damage (a gain and an offset per colour channel for each
+    kind of damage the prompt names) on degraded training photos; the rest of the network is
+    unchanged."""
+    names = list(mix_weights(tasks))
+    console = stderr()
+    total = photos * len(names)
+    seen = 0
+
+    def show(sample: str) -> None:
+        nonlocal seen
+        seen += 1
+        if seen % 10 == 0 or seen == total:
+            console.print(f"{seen}/{total} samples ({sample})")
+
+    fitted = fit_weights_file(source, data, out, names, photos, crop, show)
+    assert fitted.colour is not None
+    for kind, gain, offset in zip(
+        fitted.config.degradation_kinds, fitted.colour.gain, fitted.colour.offset, strict=True
+    ):
+        console.print(
+            f"{kind:10s} gain {' '.join(f'{g:+.3f}' for g in gain.tolist())}  "
+            f"offset {' '.join(f'{o * 255:+.1f}' for o in offset.tolist())} /255"
+        )
+    console.print(f"wrote {out}")

@@ -40,6 +40,9 @@ class ModelConfig:
     # A stride-1 convolution reads every pixel of the prompt's cells first (measr's addition:
     # the paper's stride-3 patches alias thin rain streaks; see task_prompt.py).
     prompt_fine_layer: bool = False
+    # A gain and offset per colour channel chosen by the damage the prompt names (measr's
+    # addition, see colour.py; needs degradation_kinds).
+    colour_correction: bool = False
     # STP-G-MESE: per-pixel top-k of n MLP experts at encoder levels 1..3.
     pixel_experts: int = 6
     pixel_top_k: int = 2
@@ -67,6 +70,8 @@ class ModelConfig:
             raise ValueError("prompt_pooling must be 'mean' or 'mean+std'")
         if len(self.degradation_kinds) > self.prompt_atoms:
             raise ValueError("degradation_kinds cannot outnumber prompt_atoms")
+        if self.colour_correction and not self.degradation_kinds:
+            raise ValueError("colour_correction needs degradation_kinds (the prompt names them)")
 
     @property
     def mee_experts(self) -> int:

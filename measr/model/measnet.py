@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from measr.errors import MeasrError
 from measr.model.backbone import Downsample, TransformerStage, Upsample
+from measr.model.colour import ColourCorrection
 from measr.model.configs import ModelConfig
 from measr.model.context import ForwardContext
 from measr.model.fd_mee import FDMEE, MixtureOfLowRankExperts
@@ -144,6 +145,12 @@ class MEASNet(nn.Module):
         self.decoder1 = stage(c.decoder_blocks[2], widths[1], c.heads[0])
         self.refinement = stage(c.refinement_blocks, widths[1], c.heads[0])
         self.output = nn.Conv2d(widths[1], c.in_channels, 3, padding=1, bias=c.bias)
+        # measr's addition: a colour correction chosen by the damage the prompt names.
+        self.colour = (
+            ColourCorrection(len(c.degradation_kinds), c.in_channels)
+            if c.colour_correction
+            else None
+        )
 
         self._name_global_operations()
 
@@ -209,4 +216,8 @@ class MEASNet(nn.Module):
         x = self.decoder1(self.decoder1_experts(x, ctx), ctx)
         x = self.refinement(x, ctx)
         restored = self.output(x) + image
+        if self.colour is not None:
+            probabilities = reading.kind_probabilities
+            assert probabilities is not None  # the config refuses colour without kinds
+            restored = self.colour(restored, probabilities)
         return ModelOutput(restored, loss1 + loss2 + loss3, reading)
