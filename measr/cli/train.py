@@ -12,6 +12,7 @@ from measr.cli.render import stderr
 from measr.degrade import mix_weights
 from measr.engine.onnx_backend import ONNX_SIGNATURE, export_onnx_file
 from measr.errors import MeasrError
+from measr.model import NAMED_REQUIREMENTS
 from measr.training.colour import fit_weights_file
 from measr.training.export import Scoring, export_run, export_weights_file
 from measr.training.trainer import StepRecord, TrainConfig, Trainer
@@ -72,7 +73,11 @@ def train(
         int, typer.Option(help="Patches per step (per GPU under torchrun).")
     ] = TrainConfig.batch,
     patch: Annotated[
-        int, typer.Option(help="Patch side in pixels (multiple of 8, >= 64).")
+        int,
+        typer.Option(
+            help=f"Patch side in pixels (a multiple of {NAMED_REQUIREMENTS.size_multiple}, at "
+            f"least {NAMED_REQUIREMENTS.min_size})."
+        ),
     ] = TrainConfig.patch,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = TrainConfig.lr,
     warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = TrainConfig.warmup,

@@ -8,13 +8,13 @@ grows, so the peak of a point is only its own in a process that has run nothing 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -55,6 +55,10 @@ def _engine(
 def _peak_memory_mib(device: str) -> float:
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
+    if sys.platform == "win32":  # the peak working set; `resource` is POSIX-only
+        return float(psutil.Process().memory_info().peak_wset) / 2**20
+    import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB
 
 
