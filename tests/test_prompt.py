@@ -58,13 +58,20 @@ def test_kind_probabilities_are_the_summed_weights_of_each_kinds_atoms() -> None
     assert reading.kinds == ("clean", "noise", "rain", "haze", "blur", "lowlight")
 
 
-@pytest.mark.parametrize("fine", [False, True], ids=["stride-3", "fine-layer"])
-def test_strips_of_a_large_image_give_the_whole_images_prompt(fine: bool) -> None:
+@pytest.mark.parametrize(
+    ("fine", "context"),
+    [(False, False), (True, False), (False, True)],
+    ids=["stride-3", "fine-layer", "context"],
+)
+def test_strips_of_a_large_image_give_the_whole_images_prompt(fine: bool, context: bool) -> None:
     model = stressed_tiny()
-    if fine:  # the stride-1 layer reads each cell on its own: strips still add up exactly
-        config = dataclasses.replace(model.config, prompt_fine_layer=True)
+    if fine or context:  # cells read on their own, or with overlapping strips: still exact
+        config = dataclasses.replace(model.config, prompt_fine_layer=fine, prompt_context=context)
         torch.manual_seed(1)
         model = MEASNet(config).eval()
+        if context:  # a context that is not the identity
+            for parameter in model.task_prompt.context.parameters():
+                torch.nn.init.normal_(parameter, 0, 0.3)
     image = torch.from_numpy(random_pixels(9 * 70 + 4, 9 * 11 + 5))  # 634 x 104, odd sizes
     with torch.no_grad():
         strips = prompt_features(model, image, torch.device("cpu"), torch.float32)

@@ -94,14 +94,18 @@ def prompt_features(
 ) -> SharedStats:
     """The task prompt's pooled features of the whole (H, W, C) image at full resolution, as
     the shared statistic the prompt reads (`{key: (1, features)}`). The conv net reads
-    non-overlapping cells, so strips of whole cells give exactly the whole image's mean; an
+    non-overlapping cells, so strips of whole cells give exactly the whole image's mean (with
+    the prompt's context, strips overlapping by a cell above and below); an
     image smaller than one cell is reflect-padded to the network's minimum first."""
     channels = model.requirements.channels
     planar = as_model_input(image, channels)[None]
     if min(planar.shape[-2:]) < model.requirements.min_size:
         planar, _ = pad_to_requirements(planar, model.requirements)
     moments = None
-    for top in range(0, planar.shape[2] - PROMPT_CELL + 1, PROMPT_STRIP_ROWS):
+    # With context the cells pooled need a cell of neighbours above and below: strips overlap
+    # by that much, and each pools the cells the next one cannot.
+    step = PROMPT_STRIP_ROWS - 2 * model.task_prompt.context_cells * PROMPT_CELL
+    for top in range(0, planar.shape[2] - PROMPT_CELL + 1, step):
         strip = planar[:, :, top : top + PROMPT_STRIP_ROWS].to(device, dtype)
         rows = strip.shape[2] // PROMPT_CELL * PROMPT_CELL
         part = model.task_prompt.feature_moments(strip[:, :, :rows])

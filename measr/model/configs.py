@@ -40,6 +40,8 @@ class ModelConfig:
     # A stride-1 convolution reads every pixel of the prompt's cells first (measr's addition:
     # the paper's stride-3 patches alias thin rain streaks; see task_prompt.py).
     prompt_fine_layer: bool = False
+    # Each prompt cell's features also see its neighbours' (measr's addition, task_prompt.py).
+    prompt_context: bool = False
     # A gain and offset per colour channel chosen by the damage the prompt names (measr's
     # addition, see colour.py; needs degradation_kinds).
     colour_correction: bool = False

@@ -19,6 +19,13 @@ The paper's conv net reads each cell through disjoint 3x3 patches (stride 3), wh
 one-pixel streaks of light rain. With `fine=True` a stride-1 3x3 convolution reads every
 pixel of a cell first (zero-padded at the cell's border, so that each cell is still read on its
 own and the features still accumulate exactly over strips).
+
+A rain streak is longer than a cell, and light rain and fine texture look alike inside one. With
+`context=True` each cell's features also see its eight neighbours (a 3x3 convolution over the
+grid of cells, added to the cell's own features; it starts at zero, so weights without it read
+the same). The outermost ring of cells has no full neighbourhood and is not pooled; strips of a
+large photo then overlap by one cell above and below (`context_cells`), and still add up
+exactly.
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ class TaskPrompt(nn.Module):
         kinds: tuple[str, ...] = (),
         pooling: str = "mean",
         fine: bool = False,
+        context: bool = False,
     ) -> None:
         super().__init__()
         if kinds and len(kinds) > atoms:
@@ -114,6 +122,15 @@ class TaskPrompt(nn.Module):
             nn.LeakyReLU(0.1),
             nn.Conv2d(hidden, FEATURES, 1),
         )
+        self.context: nn.Sequential | None = None
+        if context:
+            added = nn.Conv2d(hidden, FEATURES, 1)
+            nn.init.zeros_(added.weight)  # the identity until trained
+            assert added.bias is not None
+            nn.init.zeros_(added.bias)
+            self.context = nn.Sequential(nn.Conv2d(FEATURES, hidden, 3), nn.LeakyReLU(0.1), added)
+        # Cells of context a strip needs above and below the cells it pools.
+        self.context_cells = 1 if context else 0
         self.to_logits = nn.Linear(pooled, atoms)
         self.dictionary = nn.Parameter(torch.randn(atoms, prompt_dim))
         self.kinds = kinds
@@ -125,10 +142,10 @@ class TaskPrompt(nn.Module):
         self.register_buffer("kind_mask", membership, persistent=False)
         self.context_key = ""
 
-    def cell_features(self, image: Tensor) -> Tensor:
-        """The conv features of each whole cell of the image, (B, cells, 32)."""
+    def cell_grid(self, image: Tensor) -> Tensor:
+        """The conv features of each whole cell of the image, (B, 32, rows, cols)."""
         if self.fine is None:
-            return self.features(image).flatten(2).transpose(1, 2)
+            return self.features(image)
         batch, channels, height, width = image.shape
         rows, cols = height // PROMPT_CELL, width // PROMPT_CELL
         cells = (
@@ -137,7 +154,18 @@ class TaskPrompt(nn.Module):
             .permute(0, 2, 4, 1, 3, 5)
             .reshape(batch * rows * cols, channels, PROMPT_CELL, PROMPT_CELL)
         )
-        return self.features(self.fine(cells)).reshape(batch, rows * cols, FEATURES)
+        features = self.features(self.fine(cells)).reshape(batch, rows, cols, FEATURES)
+        return features.permute(0, 3, 1, 2)
+
+    def cell_features(self, image: Tensor) -> Tensor:
+        """The features of each pooled cell, (B, cells, 32): every whole cell, or with context
+        every cell with all eight neighbours, its features plus what the neighbourhood adds."""
+        grid = self.cell_grid(image)
+        if self.context is not None:
+            if min(grid.shape[-2:]) < 3:  # no cell has all its neighbours
+                return grid.new_zeros(grid.shape[0], 0, FEATURES)
+            grid = grid[:, :, 1:-1, 1:-1] + self.context(grid)
+        return grid.flatten(2).transpose(1, 2)
 
     def feature_moments(self, image: Tensor) -> FeatureMoments:
         """Sums of the conv features and of their squares over the image's cells (in float64:
