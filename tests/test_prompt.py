@@ -176,10 +176,11 @@ def test_prompt_only_needs_a_prompt_weight() -> None:
         ({"clean": 0.93, "blur": 0.07}, 1.0, "looks clean (93 %)"),
         ({"haze": 0.48, "blur": 0.35, "clean": 0.17}, None, "unsure: haze 48 %, blur 35 %"),
         (
-            {"haze": 0.66, "noise": 0.3, "clean": 0.04},
+            {"haze": 0.72, "noise": 0.26, "clean": 0.02},
             20.0,
-            "haze 66 %, also noise 30 % (sigma ~20)",
+            "haze 72 %, also noise 26 % (sigma ~20)",
         ),
+        ({"haze": 0.66, "noise": 0.3, "clean": 0.04}, None, "unsure: haze 66 %, noise 30 %"),
         ({"lowlight": 0.8, "clean": 0.2}, None, "low light 80 %"),
     ],
 )
