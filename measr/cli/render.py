@@ -155,7 +155,9 @@ def restore_line(
         f"{restorer.name} ({restorer.config.name})"
     )
     if restoration.damage is not None:
-        sentence += f"; found {restoration.damage.words()}"
+        words = restoration.damage.words()
+        # "found haze 91 %", "found unsure: ...", but "the photo looks clean (93 %)"
+        sentence += f"; the photo {words}" if words.startswith("looks") else f"; found {words}"
     line = Text(sentence + ".")
     if untrained_warning(restorer) is not None:
         line.append(" The weights are UNTRAINED.", style="yellow")
