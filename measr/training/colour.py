@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from measr.errors import MeasrError
 from measr.model import MEASNet
-from measr.training.validation import ValidationItem, synthetic_items
+from measr.training.validation import ValidationItem, framed, synthetic_items
 from measr.weights import CONFIG_KEY, load_model, read_metadata, save_weights
 
 # The seed of the training samples' degradations: not the validation seed, so that the fit never
@@ -95,16 +94,18 @@ class NormalEquations:
 
 def restore_with_reading(model: MEASNet, degraded: Tensor) -> tuple[Tensor, Tensor]:
     """The network's output (C, H, W) and kind probabilities (kinds,) for one (C, H, W) image,
-    framed by the engine's mirrored edge margin as `measr restore` runs it."""
-    margin = model.requirements.edge_margin
-    framed = F.pad(degraded[None], (margin,) * 4, mode="reflect") if margin else degraded[None]
-    output = model(framed)
-    image = output.image[
-        0, :, margin : framed.shape[-2] - margin, margin : framed.shape[-1] - margin
-    ]
-    probabilities = output.prompt.kind_probabilities
+    framed by the engine's mirrored edge margin as `measr restore` runs it (`framed`)."""
+    readings: list[Tensor | None] = []
+
+    def restore(x: Tensor) -> Tensor:
+        output = model(x)
+        readings.append(output.prompt.kind_probabilities)
+        return output.image
+
+    image = framed(restore, model.requirements.edge_margin)(degraded[None])
+    probabilities = readings[0]
     assert probabilities is not None  # with_colour_correction refuses a prompt without kinds
-    return image, probabilities[0]
+    return image[0], probabilities[0]
 
 
 def as_tensor(image_hwc: object) -> Tensor:
