@@ -15,6 +15,10 @@ The ONNX Runtime variants (issue 22; `pip install 'measr[onnx]'`) run the networ
 `onnx-pair` two images at once, each on its own single-threaded session (times are per image).
 `engine` is what `Restorer` runs on CPU (fused experts, row strips).
 
+The OpenVINO variants (`pip install openvino`) convert the same exportable network with
+OpenVINO's PyTorch front end, in the forms `measr.engine.openvino_backend` gives it: `openvino`
+compiled for the input's shape, `openvino-dynamic` for any height and width.
+
     OMP_WAIT_POLICY=PASSIVE nice python benchmarks/levers.py --config small --size 512 \
         --weights weights/small-5task.safetensors --variants engine,onnx,onnx-pair --threads 2
 """
@@ -67,6 +71,8 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
         return lambda: model(x).image
     if name.startswith("onnx"):
         return onnx_variant(name, model, x)
+    if name.startswith("openvino"):
+        return openvino_variant(name, model, x)
     if name == "fused":
         fuse_experts(model)
         return lambda: model(x).image
@@ -189,6 +195,19 @@ def onnx_variant(name: str, model: MEASNet, x: Tensor) -> Forward:
         arena=name == "onnx-arena",
     )
     return lambda: torch.from_numpy(session.run(None, {"image": image})[0])
+
+
+def openvino_variant(name: str, model: MEASNet, x: Tensor) -> Forward:
+    """`openvino` (compiled for x's shape) or `openvino-dynamic` as a zero-argument forward."""
+    from measr.engine.openvino_backend import compile_for_cpu, convert
+
+    if name not in ("openvino", "openvino-dynamic"):
+        raise SystemExit(f"unknown variant {name}")
+    shape = x.shape if name == "openvino" else None
+    compiled = compile_for_cpu(convert(model, x), torch.get_num_threads(), shape)
+    request = compiled.create_infer_request()
+    image = x.numpy()
+    return lambda: torch.from_numpy(request.infer({0: image})[0].copy())
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from measr.cli.app import app
 from measr.engine import Restorer, onnx_backend
 from measr.engine.acceleration import accelerate, default_acceleration
-from measr.engine.onnx_backend import resolve_backend, spectrum_frequencies
+from measr.engine.backends import resolve_backend
+from measr.engine.onnx_backend import spectrum_frequencies
 from measr.errors import MeasrError
 from measr.evaluation.metrics import unquantised_psnr
 from measr.weights import save_weights

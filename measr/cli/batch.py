@@ -27,7 +27,7 @@ from measr.cli.options import (
     restore_options,
 )
 from measr.cli.render import batch_table, progress_bar, stderr, stdout, warn_if_untrained
-from measr.engine.onnx_backend import DEFAULT_BACKEND
+from measr.engine.backends import DEFAULT_BACKEND
 from measr.engine.options import RuntimeOptions
 from measr.errors import printable
 from measr.jobs.batch import (

@@ -47,8 +47,10 @@ BackendOption = Annotated[
     str,
     typer.Option(
         "--backend",
-        help="Where the tile passes run: torch, or onnx (ONNX Runtime on the CPU, the "
-        "measr\\[onnx] extra; the first run exports the network, minutes; docs/performance.md).",
+        help="Where the tile passes run: torch; onnx (ONNX Runtime on the CPU, the "
+        "measr\\[onnx] extra; the first run exports the network, minutes); or openvino "
+        "(OpenVINO on the CPU, the measr\\[openvino] extra; the first run converts the network, "
+        "half a minute). docs/performance.md compares them.",
     ),
 ]
 TileOption = Annotated[

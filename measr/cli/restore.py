@@ -39,7 +39,7 @@ from measr.cli.render import (
     stdout,
 )
 from measr.engine import Restoration, Restorer
-from measr.engine.onnx_backend import DEFAULT_BACKEND
+from measr.engine.backends import DEFAULT_BACKEND
 from measr.engine.options import RestoreOptions, RuntimeOptions
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map

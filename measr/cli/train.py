@@ -11,6 +11,7 @@ import typer
 from measr.cli.render import stderr
 from measr.degrade import mix_weights
 from measr.engine.onnx_backend import ONNX_SIGNATURE, export_onnx_file
+from measr.engine.openvino_backend import export_openvino_file
 from measr.errors import MeasrError
 from measr.model import NAMED_REQUIREMENTS
 from measr.training.colour import fit_weights_file
@@ -212,20 +213,25 @@ def export(
         str,
         typer.Option(
             "--format",
-            help="safetensors (scored, listed in weights.txt), or onnx: the network of a "
+            help="safetensors (scored, listed in weights.txt); onnx: the network of a "
             ".safetensors source as OUT_DIR/NAME.onnx, for ONNX Runtime (the measr\\[onnx] "
-            "extra; minutes).",
+            "extra; minutes); openvino: the same as OpenVINO IR, OUT_DIR/NAME.xml and .bin (the "
+            "measr\\[openvino] extra).",
         ),
     ] = "safetensors",
 ) -> None:
     """Export weights with their validation scores to safetensors and list them in weights.txt,
-    or (--format onnx) a .safetensors file's network as an ONNX graph."""
+    or (--format onnx|openvino) a .safetensors file's network as an ONNX graph or OpenVINO IR."""
     if format == "onnx":
         written = export_onnx_file(source, out_dir / f"{name}.onnx")
         stderr().print(f"wrote {written} (ONNX: {ONNX_SIGNATURE})")
         return
+    if format == "openvino":
+        written = export_openvino_file(source, out_dir / f"{name}.xml")
+        stderr().print(f"wrote {written} and its .bin (OpenVINO IR: {ONNX_SIGNATURE})")
+        return
     if format != "safetensors":
-        raise MeasrError(f"--format must be safetensors or onnx, not '{format}'")
+        raise MeasrError(f"--format must be safetensors, onnx or openvino, not '{format}'")
     if source.suffix == ".safetensors":
         provenance = dict(n.split("=", 1) for n in note or [])
         scoring = Scoring(tasks, val)

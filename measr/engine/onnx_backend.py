@@ -258,28 +258,3 @@ class OnnxTilePasses:
             for image in x
         ]
         return torch.from_numpy(np.concatenate(restored)).to(x.device, x.dtype)
-
-
-# Backends of the tile passes: the network on PyTorch, or its ONNX graph on ONNX Runtime.
-BACKENDS = ("torch", "onnx")
-DEFAULT_BACKEND = "torch"
-
-
-def resolve_backend(name: str, device: torch.device, half: bool) -> tuple[str, str | None]:
-    """The backend to run for the one asked for, and a one-line note when it differs: ONNX
-    Runtime runs float32 on the CPU, and without the extra installed PyTorch runs instead."""
-    if name not in BACKENDS:
-        raise MeasrError(
-            f"unknown backend '{name}'", f"choose one of {', '.join(BACKENDS)}", option="backend"
-        )
-    if name == "torch":
-        return name, None
-    if device.type != "cpu" or half:
-        raise MeasrError(
-            "the onnx backend runs in float32 on the CPU",
-            "run it on the CPU, without half precision",
-            option="backend",
-        )
-    if not onnx_available():
-        return "torch", f"ONNX Runtime is not installed, running on PyTorch ({INSTALL_HINT})"
-    return name, None

@@ -18,6 +18,7 @@ from measr.engine.acceleration import (
     default_acceleration,
     eager_unless,
 )
+from measr.engine.backends import DEFAULT_BACKEND, resolve_backend, tile_passes
 from measr.engine.damage import DamageReading
 from measr.engine.device import check_half, resolve_device
 from measr.engine.inference import (
@@ -30,7 +31,6 @@ from measr.engine.inference import (
     run_tiles,
 )
 from measr.engine.memory import MemoryPlan, plan_memory, planned_peak
-from measr.engine.onnx_backend import DEFAULT_BACKEND, OnnxTilePasses, resolve_backend
 from measr.engine.options import RestoreOptions, RuntimeOptions
 from measr.engine.padding import with_edge_margin, without_edge_margin
 from measr.engine.progress import progress_within_tiles
@@ -100,12 +100,12 @@ class Restorer:
         self.is_trained = trained
         # The weights file when no manifest listed it, so no checksum vouches for it.
         self.unverified_file = unverified_file
-        # The tile passes on ONNX Runtime when asked and installed (`resolve_backend`);
+        # The tile passes on another runtime when asked and installed (`resolve_backend`);
         # `backend_note` says why another backend than the one asked for runs.
         self.backend, self.backend_note = resolve_backend(backend, self.device, half)
-        self.tile_forward: TileForward | None = None
-        if self.backend == "onnx":
-            self.tile_forward = OnnxTilePasses(self.model, torch.get_num_threads())
+        self.tile_forward: TileForward | None = tile_passes(
+            self.backend, self.model, torch.get_num_threads()
+        )
 
     @classmethod
     def from_name(

@@ -1,0 +1,53 @@
+"""Where the engine's tile passes run: the network on PyTorch (`torch`), its ONNX graph on ONNX
+Runtime (`onnx`, `measr.engine.onnx_backend`) or its OpenVINO conversion (`openvino`,
+`measr.engine.openvino_backend`). The prompt and the whole image's global-context pass always
+run on PyTorch; the other backends take the statistics they share as inputs."""
+
+from __future__ import annotations
+
+import torch
+
+from measr.engine import onnx_backend, openvino_backend
+from measr.engine.inference import TileForward
+from measr.errors import MeasrError
+from measr.model import MEASNet
+
+BACKENDS = ("torch", "onnx", "openvino")
+DEFAULT_BACKEND = "torch"
+
+
+def resolve_backend(name: str, device: torch.device, half: bool) -> tuple[str, str | None]:
+    """The backend to run for the one asked for, and a one-line note when it differs: the
+    runtimes run float32 on the CPU, and without their extra installed PyTorch runs instead."""
+    if name not in BACKENDS:
+        raise MeasrError(
+            f"unknown backend '{name}'", f"choose one of {', '.join(BACKENDS)}", option="backend"
+        )
+    if name == "torch":
+        return name, None
+    if device.type != "cpu" or half:
+        raise MeasrError(
+            f"the {name} backend runs in float32 on the CPU",
+            "run it on the CPU, without half precision",
+            option="backend",
+        )
+    runtime, available, hint = {
+        "onnx": ("ONNX Runtime", onnx_backend.onnx_available, onnx_backend.INSTALL_HINT),
+        "openvino": (
+            "OpenVINO",
+            openvino_backend.openvino_available,
+            openvino_backend.INSTALL_HINT,
+        ),
+    }[name]
+    if not available():
+        return "torch", f"{runtime} is not installed, running on PyTorch ({hint})"
+    return name, None
+
+
+def tile_passes(backend: str, model: MEASNet, threads: int) -> TileForward | None:
+    """The forward passes of a resolved backend; None for PyTorch (the network itself)."""
+    if backend == "onnx":
+        return onnx_backend.OnnxTilePasses(model, threads)
+    if backend == "openvino":
+        return openvino_backend.OpenVinoTilePasses(model, threads)
+    return None
