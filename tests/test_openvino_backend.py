@@ -3,12 +3,17 @@ the converted network restores tiles as the engine does."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from tiny_weights import stressed_tiny
+from tiny_weights import stressed_tiny, write_picture, write_weights
+from torch import Tensor
+from typer.testing import CliRunner
 
-from measr.engine import Restorer
+from measr.cli.app import app
+from measr.engine import Restorer, onnx_backend
 from measr.engine.acceleration import accelerate, default_acceleration
 from measr.engine.openvino_backend import (
     PlanarLayerNorm,
@@ -18,7 +23,9 @@ from measr.engine.openvino_backend import (
     split_projection,
 )
 from measr.evaluation.metrics import unquantised_psnr
+from measr.manifest import MANIFEST_ENV
 from measr.model.backbone import ChannelLayerNorm
+from measr.model.context import ForwardContext
 from measr.model.fd_mee import FrequencyDecomposition
 
 CPU = torch.device("cpu")
@@ -71,15 +78,75 @@ def test_openvino_forms_restore_as_the_engine_does() -> None:
     assert unquantised_psnr(got.numpy(), expected.numpy()) > AGREEMENT_DB
 
 
+class CountedPasses:
+    """A stand-in backend: counts the tile passes handed to it and returns its input."""
+
+    calls = 0
+
+    def __init__(self, model: object, threads: int) -> None:
+        pass
+
+    def __call__(self, x: Tensor, ctx: ForwardContext) -> Tensor:
+        CountedPasses.calls += 1
+        return x
+
+
+@pytest.mark.parametrize("command", ["restore", "batch"])
+def test_commands_hand_the_tile_passes_to_the_backend(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path)))
+    monkeypatch.setattr(onnx_backend, "onnx_available", lambda: True)
+    monkeypatch.setattr(onnx_backend, "OnnxTilePasses", CountedPasses)
+    CountedPasses.calls = 0
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = write_picture(folder / "photo.png", 72, 88)
+    target = tmp_path / ("out.png" if command == "restore" else "out")
+    args = [command, source if command == "restore" else folder]
+    args += ["-o", target] if command == "restore" else [target]
+    result = CliRunner().invoke(app, [*map(str, args), "--backend", "onnx", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert CountedPasses.calls == 1, "the image's pass ran on the backend asked for"
+
+
 openvino_only = pytest.mark.skipif(not openvino_available(), reason="needs measr[openvino]")
 
 
 @pytest.mark.slow
 @openvino_only
-def test_openvino_backend_restores_tiles_as_the_engine_does() -> None:
+def test_openvino_backend_restores_tiles_as_the_engine_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
     pixels = np.random.default_rng(1).random((200, 260, 3), dtype=np.float32)
     engine = Restorer(stressed_tiny(), device="cpu").restore(pixels, tile=128)
     openvino = Restorer(stressed_tiny(), device="cpu", backend="openvino")
     restored = openvino.restore(pixels, tile=128)
     assert openvino.backend == "openvino" and restored.tiles == engine.tiles > 1
     assert unquantised_psnr(restored.pixels, engine.pixels) > AGREEMENT_DB
+    assert list(tmp_path.glob("openvino/*.xml")), "the conversion is kept for the next run"
+
+
+@pytest.mark.slow
+@openvino_only
+def test_exported_openvino_model_matches_the_engine(tmp_path: Path) -> None:
+    import openvino
+
+    from measr.weights import save_weights
+
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(stressed_tiny(), weights)
+    args = ["export", weights, "--name", "tiny", "--out-dir", tmp_path, "--format", "openvino"]
+    result = CliRunner().invoke(app, list(map(str, args)))
+    assert result.exit_code == 0, result.output
+    # float32 as the engine (on CPUs with AMX, OpenVINO's default precision is bfloat16).
+    compiled = openvino.Core().compile_model(
+        str(tmp_path / "tiny.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    image = torch.rand(1, 3, 72, 136, generator=torch.Generator().manual_seed(0))
+    engine = accelerate(stressed_tiny(), default_acceleration(CPU))
+    with torch.inference_mode():
+        expected = engine(image).image.numpy()
+    restored = compiled({0: image.numpy()})[0]
+    assert unquantised_psnr(restored, expected) > AGREEMENT_DB

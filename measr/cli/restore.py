@@ -183,7 +183,7 @@ def run_one(
         restoration = restorer.restore(
             image.pixels,
             options,
-            record_routing=True,
+            record_routing=restorer.records_routing or routing_map is not None,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     write_image(target, image.with_pixels(restoration.pixels), quality=quality, overwrite=overwrite)

@@ -228,7 +228,11 @@ def export(
         return
     if format == "openvino":
         written = export_openvino_file(source, out_dir / f"{name}.xml")
-        stderr().print(f"wrote {written} and its .bin (OpenVINO IR: {ONNX_SIGNATURE})")
+        stderr().print(
+            f"wrote {written} and its .bin (OpenVINO IR: {ONNX_SIGNATURE}; compile it with "
+            "INFERENCE_PRECISION_HINT f32, as measr runs it: OpenVINO's default on CPUs with "
+            "AMX is bfloat16)"
+        )
         return
     if format != "safetensors":
         raise MeasrError(f"--format must be safetensors, onnx or openvino, not '{format}'")

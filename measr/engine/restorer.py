@@ -107,6 +107,13 @@ class Restorer:
             self.backend, self.model, torch.get_num_threads()
         )
 
+    @property
+    def records_routing(self) -> bool:
+        """Whether the tile passes run the network itself, so that `restore` can record its
+        routing; the other backends run a graph that reports none (asking for the routing
+        then runs the passes on PyTorch)."""
+        return self.tile_forward is None
+
     @classmethod
     def from_name(
         cls,

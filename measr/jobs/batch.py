@@ -459,7 +459,10 @@ class BatchRun:
             image = decoding.result()
             progress = None if self.on_tiles is None else partial(self.on_tiles, job)
             restoration = self.restorer.restore(
-                image.pixels, self.options, record_routing=True, progress=progress
+                image.pixels,
+                self.options,
+                record_routing=self.restorer.records_routing,
+                progress=progress,
             )
             restored = image.with_pixels(restoration.pixels)
         except Exception as error:  # one bad file must not stop the batch
