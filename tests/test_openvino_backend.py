@@ -13,8 +13,9 @@ from torch import Tensor
 from typer.testing import CliRunner
 
 from measr.cli.app import app
-from measr.engine import Restorer, onnx_backend
+from measr.engine import Restorer, onnx_backend, openvino_backend
 from measr.engine.acceleration import accelerate, default_acceleration
+from measr.engine.backends import resolve_backend
 from measr.engine.openvino_backend import (
     PlanarLayerNorm,
     ShiftedFrequencyDecomposition,
@@ -91,23 +92,70 @@ class CountedPasses:
         return x
 
 
-@pytest.mark.parametrize("command", ["restore", "batch"])
-def test_commands_hand_the_tile_passes_to_the_backend(
-    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path)))
+@pytest.fixture
+def counted_runtimes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both runtimes "installed", each replaced by `CountedPasses`."""
     monkeypatch.setattr(onnx_backend, "onnx_available", lambda: True)
     monkeypatch.setattr(onnx_backend, "OnnxTilePasses", CountedPasses)
+    monkeypatch.setattr(openvino_backend, "openvino_available", lambda: True)
+    monkeypatch.setattr(openvino_backend, "OpenVinoTilePasses", CountedPasses)
+    monkeypatch.delenv("MEASR_BACKEND")  # the commands' own default, auto (tests/conftest.py)
     CountedPasses.calls = 0
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "named"),
+    [
+        ("restore", ["--backend", "onnx"], "ONNX Runtime"),
+        ("restore", [], "OpenVINO"),  # auto, the default, with the extra installed
+        ("batch", ["--backend", "onnx"], None),
+        ("batch", [], None),
+    ],
+)
+def test_commands_hand_the_tile_passes_to_the_backend(
+    command: str,
+    flags: list[str],
+    named: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    counted_runtimes: None,
+) -> None:
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path)))
     folder = tmp_path / "in"
     folder.mkdir()
     source = write_picture(folder / "photo.png", 72, 88)
     target = tmp_path / ("out.png" if command == "restore" else "out")
     args = [command, source if command == "restore" else folder]
     args += ["-o", target] if command == "restore" else [target]
-    result = CliRunner().invoke(app, [*map(str, args), "--backend", "onnx", "--threads", "1"])
+    result = CliRunner().invoke(app, [*map(str, args), *flags, "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert CountedPasses.calls == 1, "the image's pass ran on the backend asked for"
+    if named:
+        assert f"on cpu with {named}" in result.stdout
+
+
+def test_a_routing_map_runs_the_network_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted_runtimes: None
+) -> None:
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path)))
+    source = write_picture(tmp_path / "photo.png", 72, 88)
+    args = ["restore", source, "-o", tmp_path / "out.png", "--routing-map", tmp_path / "map.png"]
+    result = CliRunner().invoke(app, [*map(str, args), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert CountedPasses.calls == 0 and (tmp_path / "map.png").is_file()
+    assert "OpenVINO" not in result.stdout
+
+
+def test_auto_runs_openvino_only_where_it_pays(counted_runtimes: None) -> None:
+    assert resolve_backend("auto", CPU, half=False) == ("openvino", None)
+    assert resolve_backend("auto", CPU, half=False, compile=True) == ("torch", None)
+    assert resolve_backend("auto", torch.device("cuda"), half=False) == ("torch", None)
+
+
+def test_auto_without_the_extra_runs_torch_silently(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openvino_backend, "openvino_available", lambda: False)
+    assert resolve_backend("auto", CPU, half=False) == ("torch", None)
+    assert resolve_backend("openvino", CPU, half=False)[0] == "torch"
 
 
 openvino_only = pytest.mark.skipif(not openvino_available(), reason="needs measr[openvino]")
@@ -125,7 +173,7 @@ def test_openvino_backend_restores_tiles_as_the_engine_does(
     restored = openvino.restore(pixels, tile=128)
     assert openvino.backend == "openvino" and restored.tiles == engine.tiles > 1
     assert unquantised_psnr(restored.pixels, engine.pixels) > AGREEMENT_DB
-    assert list(tmp_path.glob("openvino/*.xml")), "the conversion is kept for the next run"
+    assert list(tmp_path.glob("openvino/*/model.xml")), "the conversion is kept for the next run"
 
 
 @pytest.mark.slow

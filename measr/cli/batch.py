@@ -27,7 +27,7 @@ from measr.cli.options import (
     restore_options,
 )
 from measr.cli.render import batch_table, progress_bar, stderr, stdout, warn_if_untrained
-from measr.engine.backends import DEFAULT_BACKEND
+from measr.engine.backends import CLI_DEFAULT_BACKEND
 from measr.engine.options import RuntimeOptions
 from measr.errors import printable
 from measr.jobs.batch import (
@@ -93,7 +93,7 @@ def batch(
     threads: ThreadsOption = None,
     half: HalfOption = False,
     compile: CompileOption = False,
-    backend: BackendOption = DEFAULT_BACKEND,
+    backend: BackendOption = CLI_DEFAULT_BACKEND,
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,

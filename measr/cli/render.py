@@ -142,6 +142,10 @@ def gigabytes(size: int) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
 
 
+# The runtimes a restore line names (PyTorch, the usual one, goes unnamed).
+RUNTIME_NAMES = {"openvino": "OpenVINO", "onnx": "ONNX Runtime"}
+
+
 def restore_line(
     name: str, output: str, size: tuple[int, int], restoration: Restoration, restorer: Restorer
 ) -> Text:
@@ -149,9 +153,11 @@ def restore_line(
     large, how long, on what, with which weights, and what damage the prompt found."""
     height, width = size
     precision = " in fp16" if restorer.half else ""
+    runtime = RUNTIME_NAMES.get(restoration.backend)
+    on = f"{restorer.device} with {runtime}" if runtime else str(restorer.device)
     sentence = (
         f"Restored {name} to {output}: {width}x{height} in {restoration.seconds:.2f} s on "
-        f"{restorer.device}{precision} ({in_pieces(restoration)}) with weights "
+        f"{on}{precision} ({in_pieces(restoration)}) with weights "
         f"{restorer.name} ({restorer.config.name})"
     )
     if restoration.damage is not None:

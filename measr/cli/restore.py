@@ -39,7 +39,7 @@ from measr.cli.render import (
     stdout,
 )
 from measr.engine import Restoration, Restorer
-from measr.engine.backends import DEFAULT_BACKEND
+from measr.engine.backends import CLI_DEFAULT_BACKEND
 from measr.engine.options import RestoreOptions, RuntimeOptions
 from measr.engine.routing import check_routing_level
 from measr.engine.routing_map import render_routing_map
@@ -256,7 +256,7 @@ def restore(
     threads: ThreadsOption = None,
     half: HalfOption = False,
     compile: CompileOption = False,
-    backend: BackendOption = DEFAULT_BACKEND,
+    backend: BackendOption = CLI_DEFAULT_BACKEND,
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,

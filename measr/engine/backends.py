@@ -1,7 +1,11 @@
 """Where the engine's tile passes run: the network on PyTorch (`torch`), its ONNX graph on ONNX
 Runtime (`onnx`, `measr.engine.onnx_backend`) or its OpenVINO conversion (`openvino`,
 `measr.engine.openvino_backend`). The prompt and the whole image's global-context pass always
-run on PyTorch; the other backends take the statistics they share as inputs."""
+run on PyTorch; the other backends take the statistics they share as inputs.
+
+`auto`, the command line's default, is OpenVINO where it pays and is installed (the CPU, float32,
+without `--compile`: 1.4-1.6x PyTorch on a 12 MP photo, docs/performance.md) and PyTorch
+everywhere else; the library's `Restorer` runs PyTorch unless told otherwise."""
 
 from __future__ import annotations
 
@@ -12,17 +16,24 @@ from measr.engine.inference import TileForward
 from measr.errors import MeasrError
 from measr.model import MEASNet
 
-BACKENDS = ("torch", "onnx", "openvino")
-DEFAULT_BACKEND = "torch"
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+DEFAULT_BACKEND = "torch"  # the library's
+CLI_DEFAULT_BACKEND = "auto"
 
 
-def resolve_backend(name: str, device: torch.device, half: bool) -> tuple[str, str | None]:
+def resolve_backend(
+    name: str, device: torch.device, half: bool, compile: bool = False
+) -> tuple[str, str | None]:
     """The backend to run for the one asked for, and a one-line note when it differs: the
-    runtimes run float32 on the CPU, and without their extra installed PyTorch runs instead."""
+    runtimes run float32 on the CPU, and without their extra installed PyTorch runs instead.
+    `auto` resolves silently (module docstring)."""
     if name not in BACKENDS:
         raise MeasrError(
             f"unknown backend '{name}'", f"choose one of {', '.join(BACKENDS)}", option="backend"
         )
+    if name == "auto":
+        pays = device.type == "cpu" and not half and not compile
+        return ("openvino" if pays and openvino_backend.openvino_available() else "torch"), None
     if name == "torch":
         return name, None
     if device.type != "cpu" or half:

@@ -60,6 +60,7 @@ class Restoration:
     expert_maps: dict[str, np.ndarray] = field(default_factory=dict)  # level -> (H, W) top-1
     damage: DamageReading | None = None  # what the task prompt found, when it names kinds
     memory_estimate: int = 0  # activation bytes the memory plan expected at the peak
+    backend: str = "torch"  # where the tile passes ran (`measr.engine.backends`)
 
 
 class Restorer:
@@ -102,7 +103,7 @@ class Restorer:
         self.unverified_file = unverified_file
         # The tile passes on another runtime when asked and installed (`resolve_backend`);
         # `backend_note` says why another backend than the one asked for runs.
-        self.backend, self.backend_note = resolve_backend(backend, self.device, half)
+        self.backend, self.backend_note = resolve_backend(backend, self.device, half, compile)
         self.tile_forward: TileForward | None = tile_passes(
             self.backend, self.model, torch.get_num_threads()
         )
@@ -286,6 +287,8 @@ class Restorer:
             if sharing:
                 # On the framed image, as a whole run sees it, so that tiles agree with it.
                 shared = self.global_context(framed.numpy(), plan.context_side, prompt)
+            # Recording the routing needs the network itself: the passes then run on PyTorch.
+            forward = None if record_routing else self.tile_forward
             with (
                 eager_unless(compiled),
                 progress_within_tiles(self.model, progress, len(tiles), tile_batch) as advance,
@@ -301,7 +304,7 @@ class Restorer:
                     routing_sink=collector,
                     layout=self.acceleration.memory_format,
                     progress=advance,
-                    forward=None if record_routing else self.tile_forward,
+                    forward=forward,
                 ).numpy()
         restored = np.ascontiguousarray(without_edge_margin(framed_result, margin))
         check_finite_result(restored, self.half)
@@ -322,6 +325,7 @@ class Restorer:
             memory_estimate=self.memory_estimate(
                 framed.shape, tiles, min(tile_batch, len(tiles)), plan, sharing
             ),
+            backend="torch" if forward is None else self.backend,
         )
 
     def expected_use(
