@@ -3,7 +3,7 @@
 OpenVINO converts the network from PyTorch (its PyTorch front end, not the ONNX graph: its ONNX
 reader mis-shapes the one-sided `DFT` of the soft frequency split). It starts from the same
 exportable copy as the ONNX graph (`measr.engine.onnx_backend.exportable_model`: routing as the
-network computes it, each pixel through its top-k experts only) and rewrites four pieces into
+network computes it, each pixel through its top-k experts only) and rewrites three pieces into
 forms OpenVINO's CPU plugin runs well, with the same arithmetic and the same parameters:
 
 - FD's per-image depthwise low-pass filter as k*k shifted, weighted copies of the padded map
