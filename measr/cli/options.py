@@ -48,8 +48,9 @@ BackendOption = Annotated[
     typer.Option(
         "--backend",
         envvar="MEASR_BACKEND",
-        help="Where the tile passes run: auto (OpenVINO on the CPU when the measr\\[openvino] "
-        "extra is installed, in float32 without --compile: 1.4-1.6x faster on a 12 MP photo; "
+        help="Where the tile passes run: auto (OpenVINO for photos in tiles on the CPU when the "
+        "measr\\[openvino] extra is installed, float32, no --compile: 1.4-1.6x faster on a 12 MP "
+        "photo; "
         "else torch), torch, openvino, or onnx (ONNX Runtime, measr\\[onnx]: slower). The first "
         "run converts the network (OpenVINO half a minute, ONNX minutes) and keeps it in the "
         "cache. docs/performance.md compares them.",

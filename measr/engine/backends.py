@@ -4,8 +4,8 @@ Runtime (`onnx`, `measr.engine.onnx_backend`) or its OpenVINO conversion (`openv
 run on PyTorch; the other backends take the statistics they share as inputs.
 
 `auto`, the command line's default, is OpenVINO where it pays and is installed (the CPU, float32,
-without `--compile`: 1.4-1.6x PyTorch on a 12 MP photo, docs/performance.md) and PyTorch
-everywhere else; the library's `Restorer` runs PyTorch unless told otherwise."""
+without `--compile`, photos in tiles: 1.4-1.6x PyTorch on a 12 MP photo, docs/performance.md)
+and PyTorch everywhere else; the library's `Restorer` runs PyTorch unless told otherwise."""
 
 from __future__ import annotations
 

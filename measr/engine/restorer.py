@@ -104,6 +104,9 @@ class Restorer:
         # The tile passes on another runtime when asked and installed (`resolve_backend`);
         # `backend_note` says why another backend than the one asked for runs.
         self.backend, self.backend_note = resolve_backend(backend, self.device, half, compile)
+        # `auto` runs its runtime on tiled photos only: one photo restored whole would pay the
+        # runtime's compile for its shape and gain nothing (docs/performance.md, "one small photo").
+        self.tiled_only = backend == "auto"
         self.tile_forward: TileForward | None = tile_passes(
             self.backend, self.model, torch.get_num_threads()
         )
@@ -289,6 +292,8 @@ class Restorer:
                 shared = self.global_context(framed.numpy(), plan.context_side, prompt)
             # Recording the routing needs the network itself: the passes then run on PyTorch.
             forward = None if record_routing else self.tile_forward
+            if self.tiled_only and len(tiles) == 1:
+                forward = None
             with (
                 eager_unless(compiled),
                 progress_within_tiles(self.model, progress, len(tiles), tile_batch) as advance,
