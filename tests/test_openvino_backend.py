@@ -16,16 +16,19 @@ from measr.cli.app import app
 from measr.engine import Restorer, onnx_backend, openvino_backend
 from measr.engine.acceleration import accelerate, default_acceleration
 from measr.engine.backends import resolve_backend
+from measr.engine.inference import capture_global_context
 from measr.engine.openvino_backend import (
+    PHOTO_FORMS,
     PlanarLayerNorm,
     ShiftedFrequencyDecomposition,
     openvino_available,
     openvino_model,
+    projected_attention,
     split_projection,
 )
 from measr.evaluation.metrics import unquantised_psnr
 from measr.manifest import MANIFEST_ENV
-from measr.model.backbone import ChannelLayerNorm
+from measr.model.backbone import ChannelLayerNorm, apply_channel_attention
 from measr.model.context import ForwardContext
 from measr.model.fd_mee import FrequencyDecomposition
 
@@ -44,6 +47,15 @@ def test_split_projection_is_the_chunked_projection() -> None:
     assert len(got) == 3
     for part, reference in zip(got, expected, strict=True):
         torch.testing.assert_close(part, reference)
+
+
+def test_projected_attention_is_the_projection_of_the_attended_map() -> None:
+    torch.manual_seed(0)
+    project_out = torch.nn.Conv2d(12, 10, 1)
+    attention = torch.softmax(torch.randn(1, 3, 4, 4), dim=-1)
+    v = torch.randn(1, 12, 9, 11)
+    expected = project_out(apply_channel_attention(attention, v))
+    torch.testing.assert_close(projected_attention(project_out, attention, v), expected)
 
 
 def test_planar_layer_norm_is_the_channels_layer_norm() -> None:
@@ -77,6 +89,17 @@ def test_openvino_forms_restore_as_the_engine_does() -> None:
         expected = engine(image).image
         got = openvino_model(stressed_tiny())(image).image
     assert unquantised_psnr(got.numpy(), expected.numpy()) > AGREEMENT_DB
+
+
+def test_photo_forms_restore_a_tile_as_the_engine_does() -> None:
+    photo = np.random.default_rng(2).random((96, 136, 3), dtype=np.float32)
+    engine = stressed_tiny()
+    with torch.inference_mode():
+        stats = capture_global_context(engine, photo, 96, CPU, torch.float32)
+        tile = torch.from_numpy(photo[:64, :72].transpose(2, 0, 1).copy())[None]
+        expected = engine(tile, ForwardContext(shared=stats)).image
+        got = openvino_model(stressed_tiny(), PHOTO_FORMS)(tile, ForwardContext(shared=stats))
+    assert unquantised_psnr(got.image.numpy(), expected.numpy()) > AGREEMENT_DB
 
 
 class CountedPasses:
@@ -177,6 +200,14 @@ def test_openvino_backend_restores_tiles_as_the_engine_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
+    compiled: list[object] = []
+    compile_for_cpu = openvino_backend.compile_for_cpu
+
+    def counted(*args: object) -> object:
+        compiled.append(args)
+        return compile_for_cpu(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(openvino_backend, "compile_for_cpu", counted)
     pixels = np.random.default_rng(1).random((200, 260, 3), dtype=np.float32)
     engine = Restorer(stressed_tiny(), device="cpu").restore(pixels, tile=128)
     openvino = Restorer(stressed_tiny(), device="cpu", backend="openvino")
@@ -184,6 +215,9 @@ def test_openvino_backend_restores_tiles_as_the_engine_does(
     assert openvino.backend == "openvino" and restored.tiles == engine.tiles > 1
     assert unquantised_psnr(restored.pixels, engine.pixels) > AGREEMENT_DB
     assert list(tmp_path.glob("openvino/*/model.xml")), "the conversion is kept for the next run"
+    assert len(compiled) == 1, "the tiles of one photo share one compiled model"
+    openvino.restore(pixels[::-1].copy(), tile=128)
+    assert len(compiled) == 2, "another photo, other statistics: compiled again"
 
 
 @pytest.mark.slow

@@ -12,6 +12,12 @@ forms OpenVINO's CPU plugin runs well, with the same arithmetic and the same par
   GDFN's gate/value) as one 1x1 + depthwise pair per part: the plugin's channel split of a
   blocked-layout map ran on its reference path, 30 % of the whole pass at 512 px;
 - the channels' LayerNorm over dimension 1 directly, not through two permutes.
+
+The tiles of a photo share its statistics (attention maps, FD's filters, the routers' choices).
+Their graph takes them as inputs, and is compiled once per photo with them as constants
+(`specialised`): the plugin then folds each attention map into the projection after it (one
+1x1 convolution instead of a matrix product between two layout changes) and runs FD's filter
+as an ordinary depthwise convolution (`PHOTO_FORMS`).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from measr.model.backbone import (
 )
 from measr.model.context import ForwardContext, SharedStats
 from measr.model.fd_mee import FrequencyDecomposition
+from measr.model.freq_cross_attention import CrossAttention
 
 INSTALL_HINT = "install the extra: pip install 'measr[openvino]'"
 
@@ -53,24 +60,37 @@ INSTALL_HINT = "install the extra: pip install 'measr[openvino]'"
 def split_projection(
     pointwise: nn.Conv2d, depthwise: nn.Conv2d, parts: int, x: Tensor
 ) -> list[Tensor]:
-    """`depthwise(pointwise(x)).chunk(parts, dim=1)`, computed part by part: the output channels
-    of both convolutions sliced into `parts` groups (a depthwise channel depends on its own
-    input channel only, so each group is exact on its own)."""
+    """`depthwise(pointwise(x)).chunk(parts, dim=1)`, computed part by part."""
+    return [part_projection(pointwise, depthwise, parts, part, x) for part in range(parts)]
+
+
+def part_projection(
+    pointwise: nn.Conv2d, depthwise: nn.Conv2d, parts: int, part: int, x: Tensor
+) -> Tensor:
+    """`depthwise(pointwise(x)).chunk(parts, dim=1)[part]` from that part's slice of the output
+    channels of both convolutions (a depthwise channel depends on its own input channel only,
+    so each slice is exact on its own)."""
     size = pointwise.out_channels // parts
-    outputs = []
-    for part in range(parts):
-        channels = slice(part * size, (part + 1) * size)
-        projected = F.conv2d(x, pointwise.weight[channels], sliced(pointwise.bias, channels))
-        outputs.append(
-            F.conv2d(
-                projected,
-                depthwise.weight[channels],
-                sliced(depthwise.bias, channels),
-                padding=depthwise.padding,
-                groups=size,
-            )
-        )
-    return outputs
+    channels = slice(part * size, (part + 1) * size)
+    projected = F.conv2d(x, pointwise.weight[channels], sliced(pointwise.bias, channels))
+    return F.conv2d(
+        projected,
+        depthwise.weight[channels],
+        sliced(depthwise.bias, channels),
+        padding=depthwise.padding,
+        groups=size,
+    )
+
+
+def projected_attention(project_out: nn.Conv2d, attention: Tensor, v: Tensor) -> Tensor:
+    """`project_out(apply_channel_attention(attention, v))` for one image, as one 1x1
+    convolution: the projection's weight times the per-head map. Its weight is computed from
+    the map, so OpenVINO's CPU plugin compiles it only where the map is a constant."""
+    out_channels, channels = project_out.weight.shape[:2]
+    heads, size = attention.shape[1], attention.shape[2]
+    per_head = project_out.weight.reshape(out_channels, heads, size)
+    weight = torch.einsum("ohi,hij->ohj", per_head, attention[0])
+    return F.conv2d(v, weight.reshape(out_channels, channels, 1, 1), project_out.bias)
 
 
 def sliced(bias: Tensor | None, channels: slice) -> Tensor | None:
@@ -105,6 +125,42 @@ class SplitGDFN(GDFN):
         return self.project_out(F.gelu(gate) * value)
 
 
+class PhotoMDTA(SplitMDTA):
+    """SplitMDTA for a photo's tiles: given the photo's attention map, v alone through it and
+    the projection as one convolution."""
+
+    def forward(self, x: Tensor, attention: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if attention is None:
+            return super().forward(x)
+        v = part_projection(self.qkv, self.qkv_dwconv, 3, 2, x)
+        return projected_attention(self.project_out, attention, v), attention
+
+
+class SplitCrossAttention(CrossAttention):
+    """Cross-attention with the key and the value each from its own slice of the projections."""
+
+    def attend(
+        self, query: Tensor, source: Tensor, attention: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        k, v = split_projection(self.kv, self.kv_dwconv, 2, source)
+        if attention is None:
+            q = self.q_dwconv(self.q(query))
+            attention = channel_attention_map(q, k, self.heads, self.temperature)
+        return self.project_out(apply_channel_attention(attention, v)), attention
+
+
+class PhotoCrossAttention(SplitCrossAttention):
+    """SplitCrossAttention for a photo's tiles, as PhotoMDTA."""
+
+    def attend(
+        self, query: Tensor, source: Tensor, attention: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        if attention is None:
+            return super().attend(query, source)
+        v = part_projection(self.kv, self.kv_dwconv, 2, 1, source)
+        return projected_attention(self.project_out, attention, v), attention
+
+
 class ShiftedFrequencyDecomposition(FrequencyDecomposition):
     """FD with the depthwise filter as a sum of k*k shifted copies of the reflect-padded map,
     each weighted per image and channel."""
@@ -123,21 +179,34 @@ class ShiftedFrequencyDecomposition(FrequencyDecomposition):
         return low, x - low
 
 
+Forms = dict[type[nn.Module], type[nn.Module]]
+
 # Each module type and the form OpenVINO runs (same parameters, another forward).
-OPENVINO_FORMS: dict[type[nn.Module], type[nn.Module]] = {
+OPENVINO_FORMS: Forms = {
     ChannelLayerNorm: PlanarLayerNorm,
     MDTA: SplitMDTA,
+    CrossAttention: SplitCrossAttention,
     GDFN: SplitGDFN,
     FrequencyDecomposition: ShiftedFrequencyDecomposition,
 }
+# The forms of the tile graph, compiled with the photo's statistics as constants: FD's filter
+# is a constant there, so it stays a convolution.
+PHOTO_FORMS: Forms = {
+    ChannelLayerNorm: PlanarLayerNorm,
+    MDTA: PhotoMDTA,
+    CrossAttention: PhotoCrossAttention,
+    GDFN: SplitGDFN,
+}
+# Part of the cached conversions' names: a new number when the forms change.
+FORMS_VERSION = 2
 
 
-def openvino_model(model: MEASNet) -> MEASNet:
+def openvino_model(model: MEASNet, forms: Forms = OPENVINO_FORMS) -> MEASNet:
     """A float32 copy of `model` in the forms OpenVINO converts and runs well (module
     docstring); its parameters and outputs are the network's."""
     copy = exportable_model(model)
     for module in copy.modules():
-        form = OPENVINO_FORMS.get(type(module))
+        form = forms.get(type(module))
         if form is not None:
             module.__class__ = form
     return copy
@@ -156,7 +225,8 @@ def require_openvino() -> None:
 def convert(model: MEASNet, example: Tensor | None = None, stats: SharedStats | None = None) -> Any:
     """`model` as an OpenVINO model (openvino.Model): input 0 the image (1, C, H, W), H and W
     dynamic, then one input per statistic in `stats` (sorted by key), output the restored image.
-    `example` is the image traced (default: a random one of twice the minimum size)."""
+    `example` is the image traced (default: a random one of twice the minimum size). With
+    statistics it is a tile graph, in `PHOTO_FORMS`: compile it `specialised`."""
     import openvino
 
     if example is None:
@@ -166,7 +236,8 @@ def convert(model: MEASNet, example: Tensor | None = None, stats: SharedStats | 
         )
     keys: Sequence[str] = sorted(stats or {})
     example_stats = tuple((stats or {})[key].float().cpu() for key in keys)
-    graph = GraphWithStats(openvino_model(model), keys).eval()
+    forms = PHOTO_FORMS if keys else OPENVINO_FORMS
+    graph = GraphWithStats(openvino_model(model, forms), keys).eval()
     shapes = [openvino.PartialShape([1, example.shape[1], -1, -1])]
     shapes += [openvino.PartialShape(list(value.shape)) for value in example_stats]
     with torch.no_grad(), warnings.catch_warnings():
@@ -196,6 +267,19 @@ def compile_for_cpu(converted: Any, threads: int, shape: Sequence[int] | None = 
     )
 
 
+def specialised(converted: Any, stats: Sequence[np.ndarray]) -> Any:
+    """A copy of the tile graph `converted` with its statistics (inputs 1.., in order) as
+    constants: what depends on them alone is folded when it is compiled."""
+    from openvino import opset13
+
+    copy = converted.clone()
+    for parameter, value in zip(copy.get_parameters()[1:], stats, strict=True):
+        parameter.output(0).replace(opset13.constant(value).output(0))
+        copy.remove_parameter(parameter)
+    copy.validate_nodes_and_infer_types()
+    return copy
+
+
 def cached_conversion(model: MEASNet, stats: SharedStats | None = None) -> Any:
     """The OpenVINO model of `model` taking `stats`, converted on first use (half a minute for
     `small`) and kept as OpenVINO IR in the cache folder: a folder per network, named like the
@@ -204,7 +288,7 @@ def cached_conversion(model: MEASNet, stats: SharedStats | None = None) -> Any:
     import openvino
 
     folder = cache_folder().with_name("openvino")
-    target = folder / f"{model.config.name}-{graph_fingerprint(model, stats)}"
+    target = folder / f"{model.config.name}-{graph_fingerprint(model, stats)}-{FORMS_VERSION}"
     if not (target / "model.xml").is_file():
         partial = folder / f"{target.name}.{os.getpid()}.partial"
         partial.mkdir(parents=True, exist_ok=True)
@@ -236,38 +320,53 @@ def export_openvino_file(weights: Path, target: Path) -> Path:
 
 
 class OpenVinoTilePasses:
-    """The engine's forward passes (`measr.engine.inference.run_tiles`) on OpenVINO: one
-    conversion per set of shared statistics, each image of a batch run on its own. An image
-    shape seen once (a photo restored whole) runs on a model compiled for any shape; a shape
-    that comes again (a photo's tiles) gets a model compiled for it (seconds, then faster)."""
+    """The engine's forward passes (`measr.engine.inference.run_tiles`) on OpenVINO, each image
+    of a batch run on its own. A photo's tiles (passes with shared statistics) run on the tile
+    graph compiled for their shape with the photo's statistics folded in (seconds, once per
+    photo). A photo restored whole runs on the graph without statistics: compiled for any
+    shape the first time a shape is seen, for that shape when it comes again."""
 
     def __init__(self, model: MEASNet, threads: int) -> None:
         require_openvino()
         self.model = model
         self.threads = threads
         self.converted: dict[tuple[str, ...], Any] = {}  # openvino.Model
-        # Compiled models by (statistics, image shape or None for any shape).
-        self.compiled: dict[tuple[tuple[str, ...], tuple[int, ...] | None], Any] = {}
-        self.shapes_seen: set[tuple[tuple[str, ...], tuple[int, ...]]] = set()
+        # Whole images: compiled models by image shape (None: any shape).
+        self.compiled: dict[tuple[int, ...] | None, Any] = {}
+        self.shapes_seen: set[tuple[int, ...]] = set()
+        # The last photo's statistics, and its tile graphs compiled by tile shape.
+        self.photo: list[np.ndarray] = []
+        self.photo_compiled: dict[tuple[int, ...], Any] = {}
 
-    def request(self, stats: SharedStats, shape: Sequence[int]) -> Any:
-        """An infer request of the network taking `stats`, for images of `shape`."""
+    def conversion(self, stats: SharedStats) -> Any:
         keys = tuple(sorted(stats))
         if keys not in self.converted:
             self.converted[keys] = cached_conversion(self.model, stats)
-        seen = (keys, tuple(shape))
-        fixed = tuple(shape) if seen in self.shapes_seen else None
-        self.shapes_seen.add(seen)
-        if (keys, fixed) not in self.compiled:
-            self.compiled[keys, fixed] = compile_for_cpu(self.converted[keys], self.threads, fixed)
-        return self.compiled[keys, fixed].create_infer_request()
+        return self.converted[keys]
+
+    def whole_image_request(self, shape: tuple[int, ...]) -> Any:
+        fixed = shape if shape in self.shapes_seen else None
+        self.shapes_seen.add(shape)
+        if fixed not in self.compiled:
+            self.compiled[fixed] = compile_for_cpu(self.conversion({}), self.threads, fixed)
+        return self.compiled[fixed].create_infer_request()
+
+    def tile_request(self, stats: SharedStats, shape: tuple[int, ...]) -> Any:
+        values = [stats[key].float().cpu().numpy() for key in sorted(stats)]
+        same_photo = len(values) == len(self.photo) and all(
+            np.array_equal(a, b) for a, b in zip(values, self.photo, strict=True)
+        )
+        if not same_photo:
+            self.photo, self.photo_compiled = values, {}
+        if shape not in self.photo_compiled:
+            graph = specialised(self.conversion(stats), values)
+            self.photo_compiled[shape] = compile_for_cpu(graph, self.threads, shape)
+        return self.photo_compiled[shape].create_infer_request()
 
     def __call__(self, x: Tensor, ctx: ForwardContext) -> Tensor:
         """The restored batch (B, C, H, W) for the input batch, sharing `ctx.shared`."""
         stats = {key: value[:1] for key, value in (ctx.shared or {}).items()}
-        feeds = [stats[key].float().cpu().numpy() for key in sorted(stats)]
-        request = self.request(stats, (1, *x.shape[1:]))
-        restored = [
-            request.infer([image[None].float().cpu().numpy(), *feeds])[0].copy() for image in x
-        ]
+        shape = (1, *x.shape[1:])
+        request = self.tile_request(stats, shape) if stats else self.whole_image_request(shape)
+        restored = [request.infer([image[None].float().cpu().numpy()])[0].copy() for image in x]
         return torch.from_numpy(np.concatenate(restored)).to(x.device, x.dtype)
