@@ -9,8 +9,9 @@ forms OpenVINO's CPU plugin runs well, with the same arithmetic and the same par
 - FD's per-image depthwise low-pass filter as k*k shifted, weighted copies of the padded map
   (the plugin has no convolution whose weights are computed in the graph);
 - the projections that are split in channels after their depthwise convolution (MDTA's q/k/v,
-  GDFN's gate/value) as one 1x1 + depthwise pair per part: the plugin's channel split of a
-  blocked-layout map ran on its reference path, 30 % of the whole pass at 512 px;
+  the cross-attention's k/v, GDFN's gate/value) as one 1x1 + depthwise pair per part: the
+  plugin's channel split of a blocked-layout map ran on its reference path, 30 % of the whole
+  pass at 512 px;
 - the channels' LayerNorm over dimension 1 directly, not through two permutes.
 
 The tiles of a photo share its statistics (attention maps, FD's filters, the routers' choices).
