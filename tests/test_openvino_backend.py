@@ -16,7 +16,7 @@ from measr.cli.app import app
 from measr.engine import Restorer, onnx_backend, openvino_backend
 from measr.engine.acceleration import accelerate, default_acceleration
 from measr.engine.backends import resolve_backend
-from measr.engine.inference import capture_global_context
+from measr.engine.inference import capture_global_context, prompt_features
 from measr.engine.openvino_backend import (
     PHOTO_FORMS,
     PlanarLayerNorm,
@@ -215,9 +215,30 @@ def test_openvino_backend_restores_tiles_as_the_engine_does(
     assert openvino.backend == "openvino" and restored.tiles == engine.tiles > 1
     assert unquantised_psnr(restored.pixels, engine.pixels) > AGREEMENT_DB
     assert list(tmp_path.glob("openvino/*/model.xml")), "the conversion is kept for the next run"
-    assert len(compiled) == 1, "the tiles of one photo share one compiled model"
+    assert len(compiled) == 2, "one compile for the context pass, one for all the tiles"
     openvino.restore(pixels[::-1].copy(), tile=128)
-    assert len(compiled) == 2, "another photo, other statistics: compiled again"
+    assert len(compiled) == 4, "another photo, other statistics: compiled again"
+
+
+@pytest.mark.slow
+@openvino_only
+def test_openvino_context_pass_captures_what_the_network_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
+    model = stressed_tiny()
+    pixels = np.random.default_rng(3).random((200, 260, 3), dtype=np.float32)
+    with torch.inference_mode():
+        prompt = prompt_features(model, torch.from_numpy(pixels), CPU, torch.float32)
+        expected = capture_global_context(model, pixels, 160, CPU, torch.float32, prompt=prompt)
+        capture = openvino_backend.OpenVinoTilePasses(model, threads=1).capture
+        got = capture_global_context(
+            model, pixels, 160, CPU, torch.float32, prompt=prompt, capture=capture
+        )
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key].dtype == value.dtype, key
+        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
 @pytest.mark.slow

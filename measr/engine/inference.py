@@ -26,6 +26,9 @@ ProgressCallback = Callable[[float, int], None]
 # A forward pass over a batch of tiles sharing a context, on another backend than the
 # network's own (`measr.engine.onnx_backend`): (B, C, h, w) in, restored (B, C, h, w) out.
 TileForward = Callable[[Tensor, ForwardContext], Tensor]
+# The context pass on another backend: (1, C, H, W) image and the prompt's pooled features in,
+# every global statistic the network computes on it out (`capture_global_context`).
+ContextCapture = Callable[[Tensor, SharedStats | None], SharedStats]
 
 
 def plan_tiles(model: MEASNet, height: int, width: int, tile: int, overlap: int) -> list[Tile]:
@@ -122,19 +125,31 @@ def capture_global_context(
     dtype: torch.dtype,
     layout: torch.memory_format = torch.contiguous_format,
     prompt: SharedStats | None = None,
+    capture: ContextCapture | None = None,
 ) -> SharedStats:
     """Every global statistic of the network (prompt, pooled statistics, routers, attention
     maps, FFT cut-offs), computed once on the whole image, downscaled to fit `max_side`; the
     prompt's pooled features are `prompt`'s when given (see `prompt_features`), so that the
-    routers of the context pass read the full-resolution photo's prompt."""
+    routers of the context pass read the full-resolution photo's prompt. `capture` runs the
+    pass on another backend."""
     small = torch.from_numpy(np.ascontiguousarray(context_image(pixels, max_side)))
     x = as_model_input(small, model.requirements.channels)[None].to(device, dtype)
     padded, _ = pad_to_requirements(x, model.requirements)
     padded = padded.contiguous(memory_format=layout)
-    ctx = ForwardContext(capture_global=True, shared=prompt)
-    model(padded, ctx)
+    captured = (capture or network_capture(model))(padded, prompt)
     return_freed_memory()
-    return {**ctx.captured, **(prompt or {})}
+    return {**captured, **(prompt or {})}
+
+
+def network_capture(model: MEASNet) -> ContextCapture:
+    """The context pass on the network itself."""
+
+    def capture(image: Tensor, prompt: SharedStats | None) -> SharedStats:
+        ctx = ForwardContext(capture_global=True, shared=prompt)
+        model(image, ctx)
+        return ctx.captured
+
+    return capture
 
 
 def tile_input(image: Tensor, tile: Tile, channels: int) -> Tensor:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from measr.engine.inference import network_capture
 from measr.engine.onnx_backend import (
     GraphWithStats,
     cache_folder,
@@ -281,21 +282,73 @@ def specialised(converted: Any, stats: Sequence[np.ndarray]) -> Any:
     return copy
 
 
-def cached_conversion(model: MEASNet, stats: SharedStats | None = None) -> Any:
-    """The OpenVINO model of `model` taking `stats`, converted on first use (half a minute for
-    `small`) and kept as OpenVINO IR in the cache folder: a folder per network, named like the
-    ONNX graphs, written whole under a temporary name and then renamed, so that two processes
-    converting at once never mix one's .xml with the other's .bin."""
+class ContextGraph(nn.Module):
+    """The context pass as a function of tensors only: (image, prompt features) -> every
+    global statistic the network computes on the image, in the order of `keys`."""
+
+    def __init__(self, model: MEASNet, prompt_key: str, keys: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.prompt_key = prompt_key
+        self.keys = tuple(keys)
+
+    def forward(self, image: Tensor, prompt: Tensor) -> tuple[Tensor, ...]:
+        ctx = ForwardContext(capture_global=True, shared={self.prompt_key: prompt})
+        self.model(image, ctx)
+        return tuple(ctx.captured[key] for key in self.keys)
+
+
+def captured_types(model: MEASNet, prompt: SharedStats) -> dict[str, torch.dtype]:
+    """The statistics the context pass computes (`prompt` given), by key, with their types:
+    from one pass on a small random image."""
+    side = 2 * model.requirements.min_size
+    image = torch.rand(1, model.requirements.channels, side, side)
+    ctx = ForwardContext(capture_global=True, shared=prompt)
+    with torch.no_grad():
+        model(image, ctx)
+    return {key: value.dtype for key, value in sorted(ctx.captured.items())}
+
+
+def convert_context(model: MEASNet, prompt: SharedStats) -> Any:
+    """The context pass of `model` as an OpenVINO model: input 0 the image (1, C, H, W), H and
+    W dynamic, input 1 the prompt's pooled features; outputs `captured_types`' statistics, in
+    its order."""
+    import openvino
+
+    (prompt_key, features), *_ = prompt.items()
+    side = 2 * model.requirements.min_size
+    image = torch.rand(1, model.requirements.channels, side, side)
+    graph = ContextGraph(openvino_model(model), prompt_key, list(captured_types(model, prompt)))
+    shapes = [
+        openvino.PartialShape([1, image.shape[1], -1, -1]),
+        openvino.PartialShape(list(features.shape)),
+    ]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return openvino.convert_model(
+            graph.eval(), example_input=(image, features.float().cpu()), input=shapes
+        )
+
+
+def cached_conversion(
+    model: MEASNet, stats: SharedStats | None = None, *, context: bool = False
+) -> Any:
+    """The OpenVINO model of `model` taking `stats` (the context pass taking the prompt's
+    features `stats` when `context`), converted on first use (half a minute for `small`) and
+    kept as OpenVINO IR in the cache folder: a folder per network, named like the ONNX graphs,
+    written whole under a temporary name and then renamed, so that two processes converting at
+    once never mix one's .xml with the other's .bin."""
     import openvino
 
     folder = cache_folder().with_name("openvino")
-    target = folder / f"{model.config.name}-{graph_fingerprint(model, stats)}-{FORMS_VERSION}"
+    kind = "context-" if context else ""
+    fingerprint = graph_fingerprint(model, stats)
+    target = folder / f"{model.config.name}-{kind}{fingerprint}-{FORMS_VERSION}"
     if not (target / "model.xml").is_file():
         partial = folder / f"{target.name}.{os.getpid()}.partial"
         partial.mkdir(parents=True, exist_ok=True)
-        openvino.save_model(
-            convert(model, stats=stats), str(partial / "model.xml"), compress_to_fp16=False
-        )
+        converted = convert_context(model, stats or {}) if context else convert(model, stats=stats)
+        openvino.save_model(converted, str(partial / "model.xml"), compress_to_fp16=False)
         try:
             partial.rename(target)
         except OSError:  # another process got there first: keep its copy
@@ -338,6 +391,26 @@ class OpenVinoTilePasses:
         # The last photo's statistics, and its tile graphs compiled by tile shape.
         self.photo: list[np.ndarray] = []
         self.photo_compiled: dict[tuple[int, ...], Any] = {}
+        # The context pass, converted on first use, and its statistics' types.
+        self.context: Any = None
+        self.context_types: dict[str, torch.dtype] = {}
+
+    def capture(self, image: Tensor, prompt: SharedStats | None) -> SharedStats:
+        """The context pass on OpenVINO (`measr.engine.inference.ContextCapture`): every global
+        statistic of the network on `image` (1, C, H, W), the prompt's pooled features given.
+        Compiled for the image's shape (a few seconds, once per photo)."""
+        if not prompt:
+            return network_capture(self.model)(image, prompt)
+        if self.context is None:
+            self.context = cached_conversion(self.model, prompt, context=True)
+            self.context_types = captured_types(self.model, prompt)
+        compiled = compile_for_cpu(self.context, self.threads, tuple(image.shape))
+        features = next(iter(prompt.values()))
+        outputs = compiled([image.float().cpu().numpy(), features.float().cpu().numpy()])
+        return {
+            key: torch.from_numpy(outputs[index].copy()).to(image.device, dtype)
+            for index, (key, dtype) in enumerate(self.context_types.items())
+        }
 
     def conversion(self, stats: SharedStats) -> Any:
         keys = tuple(sorted(stats))

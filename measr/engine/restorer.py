@@ -22,6 +22,7 @@ from measr.engine.backends import DEFAULT_BACKEND, resolve_backend, tile_passes
 from measr.engine.damage import DamageReading
 from measr.engine.device import check_half, resolve_device
 from measr.engine.inference import (
+    ContextCapture,
     ProgressCallback,
     TileForward,
     balanced_tile,
@@ -286,14 +287,16 @@ class Restorer:
         with torch.inference_mode():
             prompt = prompt_features(self.model, image, self.device, self.dtype)
             damage = self.damage_of(prompt)
-            shared = prompt if shared_context else None
-            if sharing:
-                # On the framed image, as a whole run sees it, so that tiles agree with it.
-                shared = self.global_context(framed.numpy(), plan.context_side, prompt)
             # Recording the routing needs the network itself: the passes then run on PyTorch.
             forward = None if record_routing else self.tile_forward
             if self.tiled_only and len(tiles) == 1:
                 forward = None
+            shared = prompt if shared_context else None
+            if sharing:
+                # On the framed image, as a whole run sees it, so that tiles agree with it; on
+                # the tiles' backend where it runs the context pass too.
+                capture = getattr(forward, "capture", None)
+                shared = self.global_context(framed.numpy(), plan.context_side, prompt, capture)
             with (
                 eager_unless(compiled),
                 progress_within_tiles(self.model, progress, len(tiles), tile_batch) as advance,
@@ -398,7 +401,11 @@ class Restorer:
         return plan, plan_tiles(self.model, height, width, tile, overlap)
 
     def global_context(
-        self, pixels: np.ndarray, max_side: int, prompt: SharedStats | None = None
+        self,
+        pixels: np.ndarray,
+        max_side: int,
+        prompt: SharedStats | None = None,
+        capture: ContextCapture | None = None,
     ) -> SharedStats:
         """The whole image's global statistics, for its tiles to share, computed eagerly: the
         context image has a new size for every photo, and compiling its pass would cost minutes
@@ -413,6 +420,7 @@ class Restorer:
                 self.dtype,
                 self.acceleration.memory_format,
                 prompt,
+                capture,
             )
 
 
