@@ -1,10 +1,11 @@
 """Where the engine's tile passes run: the network on PyTorch (`torch`), its ONNX graph on ONNX
 Runtime (`onnx`, `measr.engine.onnx_backend`) or its OpenVINO conversion (`openvino`,
-`measr.engine.openvino_backend`). The prompt and the whole image's global-context pass always
-run on PyTorch; the other backends take the statistics they share as inputs.
+`measr.engine.openvino_backend`). The prompt runs on PyTorch, and so does the whole image's
+global-context pass except on OpenVINO; the other backends take the statistics their tiles share
+as inputs.
 
 `auto`, the command line's default, is OpenVINO where it pays and is installed (the CPU, float32,
-without `--compile`, photos in tiles: 1.4-1.6x PyTorch on a 12 MP photo, docs/performance.md)
+without `--compile`, photos in tiles: about 2x PyTorch on a 12 MP photo, docs/performance.md)
 and PyTorch everywhere else; the library's `Restorer` runs PyTorch unless told otherwise."""
 
 from __future__ import annotations

@@ -224,29 +224,37 @@ def require_openvino() -> None:
         raise MeasrError("OpenVINO is not installed", INSTALL_HINT)
 
 
-def convert(model: MEASNet, example: Tensor | None = None, stats: SharedStats | None = None) -> Any:
-    """`model` as an OpenVINO model (openvino.Model): input 0 the image (1, C, H, W), H and W
-    dynamic, then one input per statistic in `stats` (sorted by key), output the restored image.
-    `example` is the image traced (default: a random one of twice the minimum size). With
-    statistics it is a tile graph, in `PHOTO_FORMS`: compile it `specialised`."""
+def example_image(model: MEASNet) -> Tensor:
+    """A random (1, C, H, W) image of twice the network's minimum size, the same every time."""
+    side = 2 * model.requirements.min_size
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(1, model.requirements.channels, side, side, generator=generator)
+
+
+def traced(graph: nn.Module, image: Tensor, others: Sequence[Tensor]) -> Any:
+    """`graph` (image, *others) converted by OpenVINO: the image's height and width dynamic,
+    the other inputs' shapes as given."""
     import openvino
 
-    if example is None:
-        side = 2 * model.requirements.min_size
-        example = torch.rand(
-            1, model.requirements.channels, side, side, generator=torch.Generator().manual_seed(0)
-        )
-    keys: Sequence[str] = sorted(stats or {})
-    example_stats = tuple((stats or {})[key].float().cpu() for key in keys)
-    forms = PHOTO_FORMS if keys else OPENVINO_FORMS
-    graph = GraphWithStats(openvino_model(model, forms), keys).eval()
-    shapes = [openvino.PartialShape([1, example.shape[1], -1, -1])]
-    shapes += [openvino.PartialShape(list(value.shape)) for value in example_stats]
+    shapes = [openvino.PartialShape([1, image.shape[1], -1, -1])]
+    shapes += [openvino.PartialShape(list(value.shape)) for value in others]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return openvino.convert_model(
-            graph, example_input=(example.float().cpu(), *example_stats), input=shapes
+            graph.eval(), example_input=(image.float().cpu(), *others), input=shapes
         )
+
+
+def convert(model: MEASNet, example: Tensor | None = None, stats: SharedStats | None = None) -> Any:
+    """`model` as an OpenVINO model (openvino.Model): input 0 the image (1, C, H, W), H and W
+    dynamic, then one input per statistic in `stats` (sorted by key), output the restored image.
+    `example` is the image traced (default: `example_image`). With statistics it is a tile
+    graph, in `PHOTO_FORMS`: compile it `specialised`."""
+    keys: Sequence[str] = sorted(stats or {})
+    example_stats = [(stats or {})[key].float().cpu() for key in keys]
+    forms = PHOTO_FORMS if keys else OPENVINO_FORMS
+    graph = GraphWithStats(openvino_model(model, forms), keys)
+    return traced(graph, example if example is not None else example_image(model), example_stats)
 
 
 def compile_for_cpu(converted: Any, threads: int, shape: Sequence[int] | None = None) -> Any:
@@ -300,12 +308,10 @@ class ContextGraph(nn.Module):
 
 def captured_types(model: MEASNet, prompt: SharedStats) -> dict[str, torch.dtype]:
     """The statistics the context pass computes (`prompt` given), by key, with their types:
-    from one pass on a small random image."""
-    side = 2 * model.requirements.min_size
-    image = torch.rand(1, model.requirements.channels, side, side)
+    from one pass on `example_image`."""
     ctx = ForwardContext(capture_global=True, shared=prompt)
     with torch.no_grad():
-        model(image, ctx)
+        model(example_image(model), ctx)
     return {key: value.dtype for key, value in sorted(ctx.captured.items())}
 
 
@@ -313,28 +319,16 @@ def convert_context(model: MEASNet, prompt: SharedStats) -> Any:
     """The context pass of `model` as an OpenVINO model: input 0 the image (1, C, H, W), H and
     W dynamic, input 1 the prompt's pooled features; outputs `captured_types`' statistics, in
     its order."""
-    import openvino
-
     (prompt_key, features), *_ = prompt.items()
-    side = 2 * model.requirements.min_size
-    image = torch.rand(1, model.requirements.channels, side, side)
     graph = ContextGraph(openvino_model(model), prompt_key, list(captured_types(model, prompt)))
-    shapes = [
-        openvino.PartialShape([1, image.shape[1], -1, -1]),
-        openvino.PartialShape(list(features.shape)),
-    ]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return openvino.convert_model(
-            graph.eval(), example_input=(image, features.float().cpu()), input=shapes
-        )
+    return traced(graph, example_image(model), [features.float().cpu()])
 
 
 def cached_conversion(
     model: MEASNet, stats: SharedStats | None = None, *, context: bool = False
 ) -> Any:
     """The OpenVINO model of `model` taking `stats` (the context pass taking the prompt's
-    features `stats` when `context`), converted on first use (half a minute for `small`) and
+    features `stats` when `context`), converted on first use (a minute or so for `small`) and
     kept as OpenVINO IR in the cache folder: a folder per network, named like the ONNX graphs,
     written whole under a temporary name and then renamed, so that two processes converting at
     once never mix one's .xml with the other's .bin."""
