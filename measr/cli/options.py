@@ -51,7 +51,7 @@ BackendOption = Annotated[
         help="Where the tile passes run: auto (OpenVINO for photos in tiles on the CPU when the "
         "measr\\[openvino] extra is installed, float32, no --compile: about 2x faster on a 12 MP "
         "photo; else torch), torch, openvino, or onnx (ONNX Runtime, measr\\[onnx]: slower). The "
-        "first run converts the network (OpenVINO 1.5 minutes, ONNX minutes) and keeps it in the "
+        "first run converts the network (OpenVINO about 80 s, ONNX minutes) and keeps it in the "
         "cache. docs/performance.md compares them.",
         show_envvar=True,
     ),
