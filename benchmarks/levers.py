@@ -19,6 +19,11 @@ The OpenVINO variants (`pip install openvino`) convert the same exportable netwo
 OpenVINO's PyTorch front end, in the forms `measr.engine.openvino_backend` gives it: `openvino`
 compiled for the input's shape, `openvino-dynamic` for any height and width.
 
+A tiled photo's passes take the statistics of its context pass: `engine-tile` is the engine
+given them (computed once on the input itself, outside the timing), `openvino-tile` the tile
+graph the OpenVINO backend runs (the statistics folded in, compiled for the input's shape),
+`openvino-tile-bf16` the same computing in bfloat16, as the backend does where the CPU has it.
+
     OMP_WAIT_POLICY=PASSIVE nice python benchmarks/levers.py --config small --size 512 \
         --weights weights/small-5task.safetensors --variants engine,onnx,onnx-pair --threads 2
 """
@@ -45,9 +50,11 @@ from measr.engine.acceleration import (
     default_acceleration,
 )
 from measr.engine.fused_experts import fuse_experts
+from measr.engine.inference import capture_global_context, prompt_features
 from measr.engine.row_strips import stripe_blocks
 from measr.evaluation.metrics import unquantised_psnr
 from measr.model import MEASNet, build_model
+from measr.model.context import ForwardContext, SharedStats
 from measr.weights import load_model
 
 Forward = Callable[[], Tensor]
@@ -69,6 +76,10 @@ def variant(name: str, model: MEASNet, x: Tensor) -> Forward:
     if name == "engine":
         accelerate(model, default_acceleration(x.device))
         return lambda: model(x).image
+    if name == "engine-tile":
+        shared = tile_stats(model, x)
+        accelerate(model, default_acceleration(x.device))
+        return lambda: model(x, ForwardContext(shared=shared)).image
     if name.startswith("onnx"):
         return onnx_variant(name, model, x)
     if name.startswith("openvino"):
@@ -197,14 +208,31 @@ def onnx_variant(name: str, model: MEASNet, x: Tensor) -> Forward:
     return lambda: torch.from_numpy(session.run(None, {"image": image})[0])
 
 
-def openvino_variant(name: str, model: MEASNet, x: Tensor) -> Forward:
-    """`openvino` (compiled for x's shape) or `openvino-dynamic` as a zero-argument forward."""
-    from measr.engine.openvino_backend import compile_for_cpu, convert
+def tile_stats(model: MEASNet, x: Tensor) -> SharedStats:
+    """The statistics a photo's tiles share, from the context pass on x's first image."""
+    pixels = x[0].permute(1, 2, 0).contiguous()
+    prompt = prompt_features(model, pixels, x.device, torch.float32)
+    side = max(x.shape[-2:])
+    return capture_global_context(model, pixels.numpy(), side, x.device, x.dtype, prompt=prompt)
 
-    if name not in ("openvino", "openvino-dynamic"):
+
+def openvino_variant(name: str, model: MEASNet, x: Tensor) -> Forward:
+    """`openvino` (compiled for x's shape), `openvino-dynamic`, `openvino-tile` or
+    `openvino-tile-bf16` (module docstring) as a zero-argument forward."""
+    from measr.engine.openvino_backend import compile_for_cpu, convert, specialised
+
+    threads = torch.get_num_threads()
+    if name in ("openvino-tile", "openvino-tile-bf16"):
+        stats = tile_stats(model, x)
+        values = [stats[key].float().numpy() for key in sorted(stats)]
+        graph = specialised(convert(model, x, stats), values)
+        precision = "bfloat16" if name.endswith("-bf16") else "float32"
+        compiled = compile_for_cpu(graph, threads, x.shape, precision)
+    elif name in ("openvino", "openvino-dynamic"):
+        shape = x.shape if name == "openvino" else None
+        compiled = compile_for_cpu(convert(model, x), threads, shape)
+    else:
         raise SystemExit(f"unknown variant {name}")
-    shape = x.shape if name == "openvino" else None
-    compiled = compile_for_cpu(convert(model, x), torch.get_num_threads(), shape)
     request = compiled.create_infer_request()
     image = x.numpy()
     return lambda: torch.from_numpy(request.infer({0: image})[0].copy())

@@ -183,6 +183,7 @@ def test_quiet_prints_nothing_and_json_prints_one_object_per_image(folder: Path)
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(r["output"]).name for r in records] == ["a_restored.png", "b_restored.png"]
     assert records[0]["width"] == 50 and records[0]["weights"] == "tiny-test"
+    assert records[0]["backend"] == "torch" and records[0]["precision"] == "float32"
     assert records[0]["memory_estimate_bytes"] > 0 and "found" in records[0]["damage"]
 
 

@@ -3,12 +3,14 @@ the converted network restores tiles as the engine does."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from tiny_weights import stressed_tiny, write_picture, write_weights
+from tiny_weights import random_pixels, stressed_tiny, write_picture, write_weights
 from torch import Tensor
 from typer.testing import CliRunner
 
@@ -28,6 +30,7 @@ from measr.engine.openvino_backend import (
 )
 from measr.evaluation.metrics import unquantised_psnr
 from measr.manifest import MANIFEST_ENV
+from measr.model import MEASNet, build_model
 from measr.model.backbone import ChannelLayerNorm, apply_channel_attention
 from measr.model.context import ForwardContext
 from measr.model.fd_mee import FrequencyDecomposition
@@ -35,6 +38,8 @@ from measr.model.fd_mee import FrequencyDecomposition
 CPU = torch.device("cpu")
 # As for the ONNX graph: the stressed tiny network amplifies float rounding.
 AGREEMENT_DB = 80.0
+# A plain random tiny network in bfloat16 against float32.
+BFLOAT16_DB = 40.0
 
 
 def test_split_projection_is_the_chunked_projection() -> None:
@@ -107,7 +112,7 @@ class CountedPasses:
 
     calls = 0
 
-    def __init__(self, model: object, threads: int) -> None:
+    def __init__(self, model: object, threads: int, *, float32: bool = False) -> None:
         pass
 
     def __call__(self, x: Tensor, ctx: ForwardContext) -> Tensor:
@@ -157,6 +162,21 @@ def test_commands_hand_the_tile_passes_to_the_backend(
         assert f"on cpu with {named}" in result.stdout
 
 
+def test_restore_says_when_the_passes_ran_in_bfloat16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted_runtimes: None
+) -> None:
+    monkeypatch.setattr(CountedPasses, "precision", "bfloat16", raising=False)
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path)))
+    source = write_picture(tmp_path / "photo.png", 200, 260)
+    args = ["restore", source, "-o", tmp_path / "out.png", "--tile", "128", "--threads", "1"]
+    line = CliRunner().invoke(app, list(map(str, args)))
+    assert line.exit_code == 0, line.output
+    assert "on cpu with OpenVINO in bf16" in line.stdout
+    record = CliRunner().invoke(app, [*map(str, args), "--json", "--overwrite"])
+    assert record.exit_code == 0, record.output
+    assert json.loads(record.stdout)["precision"] == "bfloat16"
+
+
 def test_auto_restores_a_photo_run_whole_on_pytorch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted_runtimes: None
 ) -> None:
@@ -194,23 +214,29 @@ def test_auto_without_the_extra_runs_torch_silently(monkeypatch: pytest.MonkeyPa
 openvino_only = pytest.mark.skipif(not openvino_available(), reason="needs measr[openvino]")
 
 
+@pytest.fixture
+def compiled(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The arguments of every OpenVINO compile, in order."""
+    calls: list[tuple[Any, ...]] = []
+    compile_for_cpu = openvino_backend.compile_for_cpu
+
+    def recorded(*args: Any) -> Any:
+        calls.append(args)
+        return compile_for_cpu(*args)
+
+    monkeypatch.setattr(openvino_backend, "compile_for_cpu", recorded)
+    return calls
+
+
 @pytest.mark.slow
 @openvino_only
 def test_openvino_backend_restores_tiles_as_the_engine_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: list[tuple[Any, ...]]
 ) -> None:
     monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
-    compiled: list[object] = []
-    compile_for_cpu = openvino_backend.compile_for_cpu
-
-    def counted(*args: object) -> object:
-        compiled.append(args)
-        return compile_for_cpu(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(openvino_backend, "compile_for_cpu", counted)
     pixels = np.random.default_rng(1).random((200, 260, 3), dtype=np.float32)
     engine = Restorer(stressed_tiny(), device="cpu").restore(pixels, tile=128)
-    openvino = Restorer(stressed_tiny(), device="cpu", backend="openvino")
+    openvino = Restorer(stressed_tiny(), device="cpu", backend="openvino", float32=True)
     restored = openvino.restore(pixels, tile=128)
     assert openvino.backend == "openvino" and restored.tiles == engine.tiles > 1
     assert unquantised_psnr(restored.pixels, engine.pixels) > AGREEMENT_DB
@@ -218,6 +244,35 @@ def test_openvino_backend_restores_tiles_as_the_engine_does(
     assert len(compiled) == 2, "one compile for the context pass, one for all the tiles"
     openvino.restore(pixels[::-1].copy(), tile=128)
     assert len(compiled) == 4, "another photo, other statistics: compiled again"
+
+
+def seeded_tiny() -> MEASNet:
+    """The tiny network with the same random weights every time."""
+    torch.manual_seed(0)
+    return build_model("tiny")
+
+
+@pytest.mark.slow
+@openvino_only
+def test_openvino_runs_bfloat16_only_where_the_cpu_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: list[tuple[Any, ...]]
+) -> None:
+    monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
+    pixels = random_pixels(200, 260, seed=4)
+    exact = Restorer(seeded_tiny(), device="cpu", backend="openvino", float32=True)
+    fast = Restorer(seeded_tiny(), device="cpu", backend="openvino")
+    expected = exact.restore(pixels, tile=128)
+    compiled.clear()
+    restored = fast.restore(pixels, tile=128)
+    precisions = [args[3] if len(args) > 3 else "float32" for args in compiled]
+    assert expected.precision == "float32"
+    if not openvino_backend.native_bfloat16():
+        assert restored.precision == "float32"
+        return
+    assert restored.precision == "bfloat16"
+    assert precisions == ["float32", "bfloat16"], "the context pass in float32, the tiles not"
+    # bfloat16 keeps 8 bits of mantissa: close to float32, and not equal to it.
+    assert BFLOAT16_DB < unquantised_psnr(restored.pixels, expected.pixels) < AGREEMENT_DB
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from measr.cli.options import (
     BackendOption,
     CompileOption,
     DeviceOption,
+    Float32Option,
     HalfOption,
     MaxMemoryOption,
     NoSharedContextOption,
@@ -94,6 +95,7 @@ def batch(
     half: HalfOption = False,
     compile: CompileOption = False,
     backend: BackendOption = CLI_DEFAULT_BACKEND,
+    float32: Float32Option = False,
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
@@ -113,7 +115,8 @@ def batch(
     )
     if overwrite and not replace_originals:
         refuse_replacing_originals(jobs)
-    restorer = open_restorer(RuntimeOptions(weights, device, threads, half, compile, backend))
+    runtime = RuntimeOptions(weights, device, threads, half, compile, backend, float32)
+    restorer = open_restorer(runtime)
     warn_if_untrained(restorer)
     console = stderr()
     with progress_bar(console) as progress:

@@ -142,6 +142,8 @@ def gigabytes(size: int) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
 
 
+# The precisions a restore line names (float32, the usual one, goes unnamed).
+PRECISION_WORDS = {"float16": " in fp16", "bfloat16": " in bf16"}
 # The runtimes a restore line names (PyTorch, the usual one, goes unnamed).
 RUNTIME_NAMES = {"openvino": "OpenVINO", "onnx": "ONNX Runtime"}
 
@@ -152,7 +154,7 @@ def restore_line(
     """The summary of `measr restore`, one sentence a user reads: what was written, how
     large, how long, on what, with which weights, and what damage the prompt found."""
     height, width = size
-    precision = " in fp16" if restorer.half else ""
+    precision = PRECISION_WORDS.get(restoration.precision, "")
     runtime = RUNTIME_NAMES.get(restoration.backend)
     on = f"{restorer.device} with {runtime}" if runtime else str(restorer.device)
     sentence = (

@@ -18,6 +18,7 @@ from measr.cli.options import (
     BackendOption,
     CompileOption,
     DeviceOption,
+    Float32Option,
     HalfOption,
     MaxMemoryOption,
     NoSharedContextOption,
@@ -144,6 +145,8 @@ def json_record(job: Job, image: Image, restoration: Restoration, restorer: Rest
         "seconds": round(restoration.seconds, 3),
         "device": str(restorer.device),
         "half": restorer.half,
+        "backend": restoration.backend,
+        "precision": restoration.precision,
         "weights": restorer.name,
         "config": restorer.config.name,
         "trained": restorer.is_trained,
@@ -257,6 +260,7 @@ def restore(
     half: HalfOption = False,
     compile: CompileOption = False,
     backend: BackendOption = CLI_DEFAULT_BACKEND,
+    float32: Float32Option = False,
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
@@ -272,7 +276,7 @@ def restore(
             raise MeasrError("--routing-map takes one input", "restore the others without it")
         check_output(routing_map, overwrite=overwrite)
     options = restore_options(tile, tile_overlap, no_shared_context, strength, max_memory)
-    runtime = RuntimeOptions(weights, device, threads, half, compile, backend)
+    runtime = RuntimeOptions(weights, device, threads, half, compile, backend, float32)
 
     @functools.cache
     def opened() -> Restorer:

@@ -4,9 +4,11 @@ Runtime (`onnx`, `measr.engine.onnx_backend`) or its OpenVINO conversion (`openv
 global-context pass except on OpenVINO; the other backends take the statistics their tiles share
 as inputs.
 
-`auto`, the command line's default, is OpenVINO where it pays and is installed (the CPU, float32,
-without `--compile`, photos in tiles: about 2x PyTorch on a 12 MP photo, docs/performance.md)
-and PyTorch everywhere else; the library's `Restorer` runs PyTorch unless told otherwise."""
+`auto`, the command line's default, is OpenVINO where it pays and is installed (the CPU, without
+`--half` or `--compile`, photos in tiles: about 2x PyTorch on a 12 MP photo in float32, more in
+bfloat16, docs/performance.md) and PyTorch everywhere else; the library's `Restorer` runs
+PyTorch unless told otherwise. OpenVINO's passes run in bfloat16 where the CPU computes it
+natively (AMX, AVX512-BF16), unless asked for float32."""
 
 from __future__ import annotations
 
@@ -56,10 +58,13 @@ def resolve_backend(
     return name, None
 
 
-def tile_passes(backend: str, model: MEASNet, threads: int) -> TileForward | None:
-    """The forward passes of a resolved backend; None for PyTorch (the network itself)."""
+def tile_passes(
+    backend: str, model: MEASNet, threads: int, float32: bool = False
+) -> TileForward | None:
+    """The forward passes of a resolved backend; None for PyTorch (the network itself).
+    OpenVINO's run in bfloat16 where the CPU computes it natively, unless `float32`."""
     if backend == "onnx":
         return onnx_backend.OnnxTilePasses(model, threads)
     if backend == "openvino":
-        return openvino_backend.OpenVinoTilePasses(model, threads)
+        return openvino_backend.OpenVinoTilePasses(model, threads, float32=float32)
     return None

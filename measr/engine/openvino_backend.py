@@ -19,6 +19,10 @@ Their graph takes them as inputs, and is compiled once per photo with them as co
 (`specialised`): the plugin then folds each attention map into the projection after it (one
 1x1 convolution instead of a matrix product between two layout changes) and runs FD's filter
 as an ordinary depthwise convolution (`PHOTO_FORMS`).
+
+On CPUs that compute in bfloat16 natively (AMX, AVX512-BF16) the image passes run in bfloat16
+unless asked for float32 (`native_bfloat16`); the context pass, which makes the per-image
+choices every tile shares, always runs in float32.
 """
 
 from __future__ import annotations
@@ -257,10 +261,25 @@ def convert(model: MEASNet, example: Tensor | None = None, stats: SharedStats | 
     return traced(graph, example if example is not None else example_image(model), example_stats)
 
 
-def compile_for_cpu(converted: Any, threads: int, shape: Sequence[int] | None = None) -> Any:
-    """An OpenVINO compiled model on the CPU, float32, `threads` threads, fixed to the image
-    `shape` when given (the plugin plans its memory once: about 1.1x at 256 px against
-    dynamic shapes)."""
+def native_bfloat16() -> bool:
+    """Whether OpenVINO's CPU plugin computes in bfloat16 natively on this CPU (AMX or
+    AVX512-BF16); elsewhere it would emulate it, slower than float32."""
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+# The precisions the passes may compute in, as OpenVINO's inference precision hint names them.
+PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}
+
+
+def compile_for_cpu(
+    converted: Any, threads: int, shape: Sequence[int] | None = None, precision: str = "float32"
+) -> Any:
+    """An OpenVINO compiled model on the CPU, `threads` threads, computing in `precision`
+    (`PRECISION_HINTS`; always named: OpenVINO's own default is bfloat16 where the CPU has
+    it), fixed to the image `shape` when given (the plugin plans its memory once: about 1.1x
+    at 256 px against dynamic shapes)."""
     import openvino
 
     if shape is not None:
@@ -272,7 +291,7 @@ def compile_for_cpu(converted: Any, threads: int, shape: Sequence[int] | None = 
         {
             "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
         },
     )
 
@@ -372,12 +391,17 @@ class OpenVinoTilePasses:
     of a batch run on its own. A photo's tiles (passes with shared statistics) run on the tile
     graph compiled for their shape with the photo's statistics folded in (seconds, once per
     photo). A photo restored whole runs on the graph without statistics: compiled for any
-    shape the first time a shape is seen, for that shape when it comes again."""
+    shape the first time a shape is seen, for that shape when it comes again. The passes
+    compute in bfloat16 where the CPU does natively (`native_bfloat16`) unless `float32`; the
+    context pass always in float32."""
 
-    def __init__(self, model: MEASNet, threads: int) -> None:
+    def __init__(self, model: MEASNet, threads: int, *, float32: bool = False) -> None:
         require_openvino()
         self.model = model
         self.threads = threads
+        # What the passes compute in (`PRECISION_HINTS`; `Restoration.precision`).
+        bfloat16 = not float32 and native_bfloat16()
+        self.precision = "bfloat16" if bfloat16 else "float32"
         self.converted: dict[tuple[str, ...], Any] = {}  # openvino.Model
         # Whole images: compiled models by image shape (None: any shape).
         self.compiled: dict[tuple[int, ...] | None, Any] = {}
@@ -416,7 +440,9 @@ class OpenVinoTilePasses:
         fixed = shape if shape in self.shapes_seen else None
         self.shapes_seen.add(shape)
         if fixed not in self.compiled:
-            self.compiled[fixed] = compile_for_cpu(self.conversion({}), self.threads, fixed)
+            self.compiled[fixed] = compile_for_cpu(
+                self.conversion({}), self.threads, fixed, self.precision
+            )
         return self.compiled[fixed].create_infer_request()
 
     def tile_request(self, stats: SharedStats, shape: tuple[int, ...]) -> Any:
@@ -428,7 +454,7 @@ class OpenVinoTilePasses:
             self.photo, self.photo_compiled = values, {}
         if shape not in self.photo_compiled:
             graph = specialised(self.conversion(stats), values)
-            self.photo_compiled[shape] = compile_for_cpu(graph, self.threads, shape)
+            self.photo_compiled[shape] = compile_for_cpu(graph, self.threads, shape, self.precision)
         return self.photo_compiled[shape].create_infer_request()
 
     def __call__(self, x: Tensor, ctx: ForwardContext) -> Tensor:

@@ -23,6 +23,7 @@ class RuntimeOptions:
     half: bool = False  # float16 (CUDA only)
     compile: bool = False  # torch.compile the network's steps
     backend: str = DEFAULT_BACKEND  # where the tile passes run: torch, onnx or openvino
+    float32: bool = False  # OpenVINO's passes in float32 even where the CPU has bfloat16
 
 
 @dataclass(frozen=True)

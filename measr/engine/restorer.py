@@ -62,6 +62,7 @@ class Restoration:
     damage: DamageReading | None = None  # what the task prompt found, when it names kinds
     memory_estimate: int = 0  # activation bytes the memory plan expected at the peak
     backend: str = "torch"  # where the tile passes ran (`measr.engine.backends`)
+    precision: str = "float32"  # what they computed in: float32, float16 or bfloat16
 
 
 class Restorer:
@@ -79,6 +80,7 @@ class Restorer:
         trained: bool | None = None,
         compile: bool = False,
         backend: str = DEFAULT_BACKEND,
+        float32: bool = False,
         unverified_file: Path | None = None,
     ) -> None:
         self.device = resolve_device(device or "auto")
@@ -108,8 +110,9 @@ class Restorer:
         # `auto` runs its runtime on tiled photos only: one photo restored whole would pay the
         # runtime's compile for its shape and gain nothing (docs/performance.md, "one small photo").
         self.tiled_only = backend == "auto"
+        # OpenVINO's passes in bfloat16 where the CPU has it, unless `float32`.
         self.tile_forward: TileForward | None = tile_passes(
-            self.backend, self.model, torch.get_num_threads()
+            self.backend, self.model, torch.get_num_threads(), float32
         )
 
     @property
@@ -130,6 +133,7 @@ class Restorer:
         manifest_path: Path | None = None,
         compile: bool = False,
         backend: str = DEFAULT_BACKEND,
+        float32: bool = False,
     ) -> Restorer:
         """Weights listed in weights.txt (the default entry when `name` is None), checked
         against their sha256."""
@@ -152,6 +156,7 @@ class Restorer:
             trained=entry.is_trained,
             compile=compile,
             backend=backend,
+            float32=float32,
         )
 
     @classmethod
@@ -165,6 +170,7 @@ class Restorer:
         manifest_path: Path | None = None,
         compile: bool = False,
         backend: str = DEFAULT_BACKEND,
+        float32: bool = False,
     ) -> Restorer:
         """Weights from a safetensors file (its configuration is in its metadata). A file that
         weights.txt lists is checked against its sha256 first, and whether it is trained comes
@@ -191,6 +197,7 @@ class Restorer:
             trained=trained,
             compile=compile,
             backend=backend,
+            float32=float32,
             unverified_file=None if listed else path,
         )
 
@@ -205,6 +212,7 @@ class Restorer:
         manifest_path: Path | None = None,
         compile: bool = False,
         backend: str = DEFAULT_BACKEND,
+        float32: bool = False,
     ) -> Restorer:
         """A weights name from weights.txt or a path to a .safetensors file (None: the default
         entry), as the CLI's --weights takes it."""
@@ -217,6 +225,7 @@ class Restorer:
             manifest_path=manifest_path,
             compile=compile,
             backend=backend,
+            float32=float32,
         )
 
     @classmethod
@@ -232,6 +241,7 @@ class Restorer:
             manifest_path=manifest_path,
             compile=options.compile,
             backend=options.backend,
+            float32=options.float32,
         )
 
     @property
@@ -334,7 +344,14 @@ class Restorer:
                 framed.shape, tiles, min(tile_batch, len(tiles)), plan, sharing
             ),
             backend="torch" if forward is None else self.backend,
+            precision=self.precision_of(forward),
         )
+
+    def precision_of(self, forward: TileForward | None) -> str:
+        """What the passes of `forward` compute in (None: the network itself)."""
+        if forward is None:
+            return "float16" if self.half else "float32"
+        return str(getattr(forward, "precision", "float32"))
 
     def expected_use(
         self, height: int, width: int, options: RestoreOptions | None = None
