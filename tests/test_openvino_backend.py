@@ -271,6 +271,8 @@ def test_openvino_runs_bfloat16_only_where_the_cpu_has_it(
         return
     assert restored.precision == "bfloat16"
     assert precisions == ["float32", "bfloat16"], "the context pass in float32, the tiles not"
+    whole = fast.restore(pixels)
+    assert whole.tiles == 1 and whole.precision == "float32", "its own per-image choices"
     # bfloat16 keeps 8 bits of mantissa: close to float32, and not equal to it.
     assert BFLOAT16_DB < unquantised_psnr(restored.pixels, expected.pixels) < AGREEMENT_DB
 

@@ -49,8 +49,9 @@ BackendOption = Annotated[
         "--backend",
         envvar="MEASR_BACKEND",
         help="Where the tile passes run: auto (OpenVINO for photos in tiles on the CPU when the "
-        "measr\\[openvino] extra is installed, float32, no --compile: about 2x faster on a 12 MP "
-        "photo; else torch), torch, openvino, or onnx (ONNX Runtime, measr\\[onnx]: slower). The "
+        "measr\\[openvino] extra is installed, no --half or --compile: 2.5x faster on a 12 MP "
+        "photo, 1.7x with --float32; else torch), torch, openvino, or onnx (ONNX Runtime, "
+        "measr\\[onnx]: slower). The "
         "first run converts the network (OpenVINO about 80 s, ONNX minutes) and keeps it in the "
         "cache. docs/performance.md compares them.",
         show_envvar=True,
@@ -60,8 +61,9 @@ Float32Option = Annotated[
     bool,
     typer.Option(
         "--float32",
-        help="Keep OpenVINO's passes in float32: on CPUs with bfloat16 (AMX, AVX512-BF16) they "
-        "run in bfloat16 otherwise, about 1.6x faster (docs/performance.md).",
+        help="Keep OpenVINO's passes in float32: on CPUs with bfloat16 (AMX, AVX512-BF16) a "
+        "photo's tiles run in bfloat16 otherwise, about 1.5x faster on a 12 MP photo and within "
+        "0.06 dB on every validation set (docs/performance.md).",
     ),
 ]
 TileOption = Annotated[

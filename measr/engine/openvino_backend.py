@@ -20,7 +20,7 @@ Their graph takes them as inputs, and is compiled once per photo with them as co
 1x1 convolution instead of a matrix product between two layout changes) and runs FD's filter
 as an ordinary depthwise convolution (`PHOTO_FORMS`).
 
-On CPUs that compute in bfloat16 natively (AMX, AVX512-BF16) the image passes run in bfloat16
+On CPUs that compute in bfloat16 natively (AMX, AVX512-BF16) a photo's tiles run in bfloat16
 unless asked for float32 (`native_bfloat16`); the context pass, which makes the per-image
 choices every tile shares, always runs in float32.
 """
@@ -391,17 +391,19 @@ class OpenVinoTilePasses:
     of a batch run on its own. A photo's tiles (passes with shared statistics) run on the tile
     graph compiled for their shape with the photo's statistics folded in (seconds, once per
     photo). A photo restored whole runs on the graph without statistics: compiled for any
-    shape the first time a shape is seen, for that shape when it comes again. The passes
-    compute in bfloat16 where the CPU does natively (`native_bfloat16`) unless `float32`; the
-    context pass always in float32."""
+    shape the first time a shape is seen, for that shape when it comes again.
+
+    Where the CPU computes bfloat16 natively (`native_bfloat16`), and unless `float32`, the
+    passes given the context pass's statistics (a photo's tiles) compute in bfloat16; the
+    context pass itself, and any pass that makes its own per-image choices, in float32."""
 
     def __init__(self, model: MEASNet, threads: int, *, float32: bool = False) -> None:
         require_openvino()
         self.model = model
         self.threads = threads
-        # What the passes compute in (`PRECISION_HINTS`; `Restoration.precision`).
-        bfloat16 = not float32 and native_bfloat16()
-        self.precision = "bfloat16" if bfloat16 else "float32"
+        self.bfloat16 = not float32 and native_bfloat16()
+        # What the latest passes computed in (`PRECISION_HINTS`; `Restoration.precision`).
+        self.precision = "float32"
         self.converted: dict[tuple[str, ...], Any] = {}  # openvino.Model
         # Whole images: compiled models by image shape (None: any shape).
         self.compiled: dict[tuple[int, ...] | None, Any] = {}
@@ -461,6 +463,9 @@ class OpenVinoTilePasses:
         """The restored batch (B, C, H, W) for the input batch, sharing `ctx.shared`."""
         stats = {key: value[:1] for key, value in (ctx.shared or {}).items()}
         shape = (1, *x.shape[1:])
+        # bfloat16 where the per-image choices come from the float32 context pass.
+        from_context = set(stats) - {self.model.task_prompt.context_key}
+        self.precision = "bfloat16" if self.bfloat16 and from_context else "float32"
         request = self.tile_request(stats, shape) if stats else self.whole_image_request(shape)
         restored = [request.infer([image[None].float().cpu().numpy()])[0].copy() for image in x]
         return torch.from_numpy(np.concatenate(restored)).to(x.device, x.dtype)
