@@ -5,10 +5,10 @@ global-context pass except on OpenVINO; the other backends take the statistics t
 as inputs.
 
 `auto`, the command line's default, is OpenVINO where it pays and is installed (the CPU, without
-`--half` or `--compile`, photos in tiles: about 2x PyTorch on a 12 MP photo in float32, more in
-bfloat16, docs/performance.md) and PyTorch everywhere else; the library's `Restorer` runs
-PyTorch unless told otherwise. OpenVINO's passes run in bfloat16 where the CPU computes it
-natively (AMX, AVX512-BF16), unless asked for float32."""
+`--half` or `--compile`, photos in tiles: on a 12 MP photo 2.5x PyTorch with the tiles in
+bfloat16, 1.7x in float32, docs/performance.md) and PyTorch everywhere else; the library's
+`Restorer` runs PyTorch unless told otherwise. OpenVINO computes a photo's tiles in bfloat16
+where the CPU does natively (AMX, AVX512-BF16), unless asked for float32."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def tile_passes(
     backend: str, model: MEASNet, threads: int, float32: bool = False
 ) -> TileForward | None:
     """The forward passes of a resolved backend; None for PyTorch (the network itself).
-    OpenVINO's run in bfloat16 where the CPU computes it natively, unless `float32`."""
+    OpenVINO's compute a photo's tiles in bfloat16 where the CPU does natively, unless
+    `float32`."""
     if backend == "onnx":
         return onnx_backend.OnnxTilePasses(model, threads)
     if backend == "openvino":
