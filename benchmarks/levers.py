@@ -211,7 +211,7 @@ def onnx_variant(name: str, model: MEASNet, x: Tensor) -> Forward:
 def tile_stats(model: MEASNet, x: Tensor) -> SharedStats:
     """The statistics a photo's tiles share, from the context pass on x's first image."""
     pixels = x[0].permute(1, 2, 0).contiguous()
-    prompt = prompt_features(model, pixels, x.device, torch.float32)
+    prompt = prompt_features(model, pixels, x.device, x.dtype)
     side = max(x.shape[-2:])
     return capture_global_context(model, pixels.numpy(), side, x.device, x.dtype, prompt=prompt)
 
