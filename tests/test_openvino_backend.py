@@ -3,6 +3,7 @@ the converted network restores tiles as the engine does."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,24 @@ from measr.engine.openvino_backend import (
     PHOTO_FORMS,
     PlanarLayerNorm,
     ShiftedFrequencyDecomposition,
+    SplitMDTA,
+    attention_from_rows,
     openvino_available,
     openvino_model,
     projected_attention,
+    projected_attention_rows,
     split_projection,
+    traced,
 )
 from measr.evaluation.metrics import unquantised_psnr
 from measr.manifest import MANIFEST_ENV
 from measr.model import MEASNet, build_model
-from measr.model.backbone import ChannelLayerNorm, apply_channel_attention
+from measr.model.backbone import (
+    MDTA,
+    ChannelLayerNorm,
+    apply_channel_attention,
+    channel_attention_map,
+)
 from measr.model.context import ForwardContext
 from measr.model.fd_mee import FrequencyDecomposition
 
@@ -54,13 +64,27 @@ def test_split_projection_is_the_chunked_projection() -> None:
         torch.testing.assert_close(part, reference)
 
 
-def test_projected_attention_is_the_projection_of_the_attended_map() -> None:
+# The photo forms' projection takes one image's map; the pixel rows' one map per image.
+@pytest.mark.parametrize(
+    ("project", "images"), [(projected_attention, 1), (projected_attention_rows, 2)]
+)
+def test_projected_attention_is_the_projection_of_each_attended_map(
+    project: Any, images: int
+) -> None:
     torch.manual_seed(0)
     project_out = torch.nn.Conv2d(12, 10, 1)
-    attention = torch.softmax(torch.randn(1, 3, 4, 4), dim=-1)
-    v = torch.randn(1, 12, 9, 11)
+    attention = torch.softmax(torch.randn(images, 3, 4, 4), dim=-1)
+    v = torch.randn(images, 12, 9, 11)
     expected = project_out(apply_channel_attention(attention, v))
-    torch.testing.assert_close(projected_attention(project_out, attention, v), expected)
+    torch.testing.assert_close(project(project_out, attention, v), expected)
+
+
+def test_attention_from_pixel_rows_is_the_channel_attention_map() -> None:
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 12, 9, 11), torch.randn(2, 12, 9, 11)
+    temperature = torch.rand(3, 1, 1) * 4
+    expected = channel_attention_map(q, k, 3, temperature)
+    torch.testing.assert_close(attention_from_rows(q, k, 3, temperature), expected)
 
 
 def test_planar_layer_norm_is_the_channels_layer_norm() -> None:
@@ -212,6 +236,35 @@ def test_auto_without_the_extra_runs_torch_silently(monkeypatch: pytest.MonkeyPa
 
 
 openvino_only = pytest.mark.skipif(not openvino_available(), reason="needs measr[openvino]")
+
+
+class AttentionMap(torch.nn.Module):
+    """MDTA's attention map of its input alone."""
+
+    def __init__(self, attention: MDTA) -> None:
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.attention(x)[1]
+
+
+@pytest.mark.slow
+@openvino_only
+def test_openvino_attention_map_of_a_large_map_is_as_exact_as_pytorchs() -> None:
+    # Sums over 786432 pixels: float32 sums in the wrong order lose three digits here.
+    import openvino
+
+    torch.manual_seed(0)
+    mdta = MDTA(48, 1, bias=True)
+    x = torch.rand(1, 48, 768, 1024) + 0.5
+    with torch.no_grad():
+        exact = copy.deepcopy(mdta).double()(x.double())[1]
+        pytorch_error = (mdta(x)[1].double() - exact).abs().max().item()
+        mdta.__class__ = SplitMDTA
+        compiled = openvino.Core().compile_model(traced(AttentionMap(mdta), x, []), "CPU")
+    got = torch.from_numpy(compiled([x.numpy()])[0]).double()
+    assert (got - exact).abs().max().item() <= max(10 * pytorch_error, 1e-6)
 
 
 @pytest.fixture
