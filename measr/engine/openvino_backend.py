@@ -90,15 +90,22 @@ def part_projection(
     )
 
 
-def projected_attention(project_out: nn.Conv2d, attention: Tensor, v: Tensor) -> Tensor:
-    """`project_out(apply_channel_attention(attention, v))` for one image, as one 1x1
-    convolution: the projection's weight times the per-head map. Its weight is computed from
-    the map, so OpenVINO's CPU plugin compiles it only where the map is a constant."""
+def attended_projection(project_out: nn.Conv2d, attention: Tensor) -> Tensor:
+    """The weight of `project_out` after each image's per-head map, (B, out, C): the 1x1
+    projection of `apply_channel_attention(attention, v)` is this times v's channels."""
     out_channels, channels = project_out.weight.shape[:2]
     heads, size = attention.shape[1], attention.shape[2]
     per_head = project_out.weight.reshape(out_channels, heads, size)
-    weight = torch.einsum("ohi,hij->ohj", per_head, attention[0])
-    return F.conv2d(v, weight.reshape(out_channels, channels, 1, 1), project_out.bias)
+    weight = torch.einsum("ohi,bhij->bohj", per_head, attention)
+    return weight.reshape(attention.shape[0], out_channels, channels)
+
+
+def projected_attention(project_out: nn.Conv2d, attention: Tensor, v: Tensor) -> Tensor:
+    """`project_out(apply_channel_attention(attention, v))` for one image, as one 1x1
+    convolution (`attended_projection`). Its weight is computed from the map, so OpenVINO's
+    CPU plugin compiles it only where the map is a constant."""
+    weight = attended_projection(project_out, attention)[0]
+    return F.conv2d(v, weight[:, :, None, None], project_out.bias)
 
 
 def sliced(bias: Tensor | None, channels: slice) -> Tensor | None:
@@ -136,17 +143,13 @@ def channel_norms(x: Tensor) -> Tensor:
 
 def projected_attention_rows(project_out: nn.Conv2d, attention: Tensor, v: Tensor) -> Tensor:
     """`project_out(apply_channel_attention(attention, v))` as one matrix product of v's pixel
-    rows with each image's projection times its per-head map (a 1x1 convolution whose weight
-    is computed, which the plugin runs as a product)."""
-    b, channels, h, w = v.shape
-    out_channels = project_out.out_channels
-    heads, size = attention.shape[1], attention.shape[2]
-    per_head = project_out.weight.reshape(out_channels, heads, size)
-    weight = torch.einsum("ohi,bhij->bohj", per_head, attention).reshape(b, out_channels, channels)
-    out = pixel_rows(v) @ weight.transpose(1, 2)
+    rows with each image's `attended_projection` (a 1x1 convolution whose weight is computed,
+    which the plugin runs as a product)."""
+    b, _, h, w = v.shape
+    out = pixel_rows(v) @ attended_projection(project_out, attention).transpose(1, 2)
     if project_out.bias is not None:
         out = out + project_out.bias
-    return out.reshape(b, h, w, out_channels).permute(0, 3, 1, 2)
+    return out.reshape(b, h, w, project_out.out_channels).permute(0, 3, 1, 2)
 
 
 class PlanarLayerNorm(ChannelLayerNorm):
