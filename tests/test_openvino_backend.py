@@ -267,6 +267,13 @@ def test_openvino_attention_map_of_a_large_map_is_as_exact_as_pytorchs() -> None
 
 
 @pytest.fixture
+def conversion_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache folder of this test's own for the converted graphs."""
+    monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
 def compiled(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """The arguments of every OpenVINO compile, in order."""
     calls: list[tuple[Any, ...]] = []
@@ -283,16 +290,16 @@ def compiled(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 @pytest.mark.slow
 @openvino_only
 def test_openvino_backend_restores_tiles_as_the_engine_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: list[tuple[Any, ...]]
+    conversion_cache: Path, compiled: list[tuple[Any, ...]]
 ) -> None:
-    monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
     pixels = np.random.default_rng(1).random((200, 260, 3), dtype=np.float32)
     engine = Restorer(stressed_tiny(), device="cpu").restore(pixels, tile=128)
     openvino = Restorer(stressed_tiny(), device="cpu", backend="openvino", float32=True)
     restored = openvino.restore(pixels, tile=128)
     assert openvino.backend == "openvino" and restored.tiles == engine.tiles > 1
     assert unquantised_psnr(restored.pixels, engine.pixels) > AGREEMENT_DB
-    assert list(tmp_path.glob("openvino/*/model.xml")), "the conversion is kept for the next run"
+    kept = list(conversion_cache.glob("openvino/*/model.xml"))
+    assert kept, "the conversion is kept for the next run"
     assert len(compiled) == 2, "one compile for the context pass, one for all the tiles"
     openvino.restore(pixels[::-1].copy(), tile=128)
     assert len(compiled) == 4, "another photo, other statistics: compiled again"
@@ -307,9 +314,8 @@ def seeded_tiny() -> MEASNet:
 @pytest.mark.slow
 @openvino_only
 def test_openvino_runs_bfloat16_only_where_the_cpu_has_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: list[tuple[Any, ...]]
+    conversion_cache: Path, compiled: list[tuple[Any, ...]]
 ) -> None:
-    monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
     pixels = random_pixels(200, 260, seed=4)
     exact = Restorer(seeded_tiny(), device="cpu", backend="openvino", float32=True)
     fast = Restorer(seeded_tiny(), device="cpu", backend="openvino")
@@ -331,10 +337,8 @@ def test_openvino_runs_bfloat16_only_where_the_cpu_has_it(
 
 @pytest.mark.slow
 @openvino_only
-def test_openvino_context_pass_captures_what_the_network_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
+@pytest.mark.usefixtures("conversion_cache")
+def test_openvino_context_pass_captures_what_the_network_does() -> None:
     model = stressed_tiny()
     pixels = np.random.default_rng(3).random((200, 260, 3), dtype=np.float32)
     with torch.inference_mode():
