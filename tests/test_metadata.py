@@ -191,6 +191,41 @@ def test_reset_orientation_changes_only_the_orientation() -> None:
     assert sum(a != b for a, b in zip(raw, reset, strict=True)) == 1  # one byte: 6 -> 1
 
 
+def orientation_as_long(orientation: int, order: str = "<") -> bytes:
+    """A bare EXIF structure whose only tag is the orientation, stored as a LONG (type 4)
+    where the standard says SHORT, as some writers do."""
+    mark = b"II" if order == "<" else b"MM"
+    entry = struct.pack(f"{order}HHII", ORIENTATION, 4, 1, orientation)
+    return mark + struct.pack(f"{order}HIH", 42, 8, 1) + entry + struct.pack(f"{order}I", 0)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("pil_format", ["JPEG", "PNG"])
+def test_an_orientation_stored_as_long_is_reset_once_applied(
+    tmp_path: Path, pil_format: str, order: str
+) -> None:
+    """Issue 36, case 20: Pillow honours a LONG orientation, so the pixels come out turned; the
+    tag must then say 1, or viewers turn the output a second time."""
+    samples = np.rint(random_pixels(8, 12) * 255).astype(np.uint8)
+    path = tmp_path / f"sideways.{pil_format.lower()}"
+    exif = orientation_as_long(6, order)
+    exif = b"Exif\x00\x00" + exif if pil_format == "JPEG" else exif  # JPEG's APP1 prefix
+    PILImage.fromarray(samples).save(path, pil_format, exif=exif)
+    image = read_image(path)
+    assert (image.height, image.width) == (12, 8)
+    assert image.metadata.exif is not None
+    assert orientation_from_exif(image.metadata.exif) == 1
+    write_image(tmp_path / f"out.{pil_format.lower()}", image)
+    with PILImage.open(tmp_path / f"out.{pil_format.lower()}") as written:
+        assert written.getexif()[ORIENTATION] == 1
+
+
+def test_orientation_from_exif_reads_a_long() -> None:
+    assert orientation_from_exif(orientation_as_long(8)) == 8
+    assert orientation_from_exif(orientation_as_long(8, ">")) == 8
+    assert orientation_from_exif(orientation_as_long(9)) is None
+
+
 @pytest.mark.parametrize("alpha", [False, True], ids=["rgb", "rgba"])
 def test_a_webp_output_carries_the_profile_and_exif(tmp_path: Path, alpha: bool) -> None:
     source = write_camera_jpeg(tmp_path / "camera.jpg", display_p3_profile())

@@ -14,13 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from measr.io.orientation import (
-    EXIF_ORIENTATION_TAG,
-    EXIF_PREFIX,
-    TIFF_SHORT,
-    exif_byte_order,
-    first_directory_entries,
-)
+from measr.io.orientation import EXIF_PREFIX, exif_byte_order, orientation_field
 
 # Bounds on what is kept from an untrusted file (Pillow reads more): real profiles are a few
 # KiB to a few hundred, camera EXIF a few KiB, text chunks a few lines.
@@ -89,15 +83,15 @@ def _upright_exif(value: Any) -> bytes | None:
 
 def reset_orientation(exif: bytes) -> bytes:
     """A copy of EXIF (bare, or with JPEG's "Exif\\0\\0" before it) whose orientation tag says
-    1 (upright), if it has one; other tags, thumbnails and maker notes are untouched."""
+    1 (upright), if it has one (stored as a SHORT or a LONG); other tags, thumbnails and maker
+    notes are untouched."""
     data = exif.removeprefix(EXIF_PREFIX)
-    order = exif_byte_order(data)
-    if order is None:
+    field = orientation_field(data)
+    if field is None:
         return exif
+    offset, layout = field
     patched = bytearray(data)
-    for offset, tag, kind, count in first_directory_entries(data):
-        if tag == EXIF_ORIENTATION_TAG and kind == TIFF_SHORT and count == 1:
-            struct.pack_into(f"{order}H", patched, offset + 8, 1)
+    struct.pack_into(layout, patched, offset, 1)
     return exif[: len(exif) - len(data)] + bytes(patched)
 
 

@@ -13,7 +13,10 @@ EXIF_PREFIX = b"Exif\x00\x00"  # starts JPEG APP1 segments; PNG's eXIf chunk goe
 _BYTE_ORDERS = {b"II": "<", b"MM": ">"}  # TIFF's little- and big-endian markers
 _TIFF_MAGIC = 42
 _IFD_ENTRY_BYTES = 12
-TIFF_SHORT = 3
+_VALUE_OFFSET = 8  # where an entry's value (or the offset of a longer one) starts
+# The standard stores the orientation as a SHORT; some writers use a LONG, which Pillow reads
+# (and so measr turns the pixels) just the same, so both are read and reset.
+_ORIENTATION_TYPES = {3: "H", 4: "I"}  # TIFF type code -> struct format: SHORT, LONG
 
 
 def _transpose(a: np.ndarray) -> np.ndarray:
@@ -46,13 +49,24 @@ def orientation_from_exif(exif: bytes) -> int | None:
     """The orientation tag of raw EXIF data (a TIFF structure), 1..8, or None when the data has
     none or is damaged."""
     data = exif.removeprefix(EXIF_PREFIX)
+    field = orientation_field(data)
+    if field is None:
+        return None
+    offset, layout = field
+    (value,) = struct.unpack_from(layout, data, offset)
+    return value if 1 <= value <= 8 else None
+
+
+def orientation_field(data: bytes) -> tuple[int, str] | None:
+    """Where the orientation value of a bare TIFF structure lies and its struct format (byte
+    order included), or None when it has no single SHORT or LONG orientation."""
     order = exif_byte_order(data)
     if order is None:
         return None
     for offset, tag, kind, count in first_directory_entries(data):
         if tag == EXIF_ORIENTATION_TAG:
-            (value,) = struct.unpack_from(f"{order}H", data, offset + 8)
-            return value if kind == TIFF_SHORT and count == 1 and 1 <= value <= 8 else None
+            code = _ORIENTATION_TYPES.get(kind)
+            return (offset + _VALUE_OFFSET, order + code) if code and count == 1 else None
     return None
 
 
