@@ -6,13 +6,15 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import re
 import subprocess
 import sys
 from typing import Any
 
 import pytest
 import typer
-from typer.core import TyperGroup
+from rich.text import Text
+from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
 from measr.cli.app import COMMANDS, app
@@ -101,3 +103,68 @@ def test_measr_train_defaults_are_the_training_configurations() -> None:
     assert len(options) >= 20
     for name, default in options.items():
         assert default in (None, defaults[name]), name
+
+
+def rendered_help(path: tuple[str, ...], columns: int) -> str:
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def command_at(path: tuple[str, ...]) -> Any:
+    command: Any = typer.main.get_command(app)
+    for name in path:
+        command = command.resolve_command(typer.Context(command), [name])[1]
+    return command
+
+
+def flat(text: str) -> str:
+    """Rendered help as one line: panel borders dropped, runs of spaces as one."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def plain(help_text: str) -> str:
+    """A help text as the screen shows it (rich markup resolved, source lines joined)."""
+    return " ".join(Text.from_markup(" ".join(help_text.split())).plain.split())
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "measr")
+def test_help_fits_the_screen_and_cuts_nothing(path: tuple[str, ...], columns: int) -> None:
+    """Every line fits; no name or word is cut with an ellipsis; flags show no value type; every
+    option's names and whole help text are there, in panels."""
+    text = rendered_help(path, columns)
+    assert max(len(line) for line in text.splitlines()) <= columns
+    assert "…" not in text and "<bool>" not in text
+    shown = flat(text)
+    command = command_at(path)
+    for param in command.params:
+        names = [*param.opts, *param.secondary_opts] if isinstance(param, TyperOption) else []
+        for name in names:
+            assert re.search(rf"(^|[\s,/]){re.escape(name)}($|[\s,])", shown), name
+        if param.help:
+            assert plain(param.help) in shown, param.name
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "measr")
+def test_help_shows_no_source_line_breaks(path: tuple[str, ...]) -> None:
+    """On a screen wide enough, each paragraph of a description and each listed command's
+    summary is one line: the line breaks of the source code do not show."""
+    lines = [line.strip(" │") for line in rendered_help(path, 1000).splitlines()]
+    command = command_at(path)
+    for paragraph in (command.help or "").split("\n\n"):
+        if paragraph.strip():
+            assert plain(paragraph) in lines, paragraph
+    if isinstance(command, TyperGroup):
+        for name in command.list_commands(typer.Context(command)):
+            sub = command_at((*path, name))
+            summary = plain((sub.help or "").split("\n\n")[0])
+            assert any(line.startswith(name) and line.endswith(summary) for line in lines), name
+
+
+def test_restore_help_groups_its_options_in_panels() -> None:
+    text = rendered_help(("restore",), 80)
+    for title in ("Arguments", "Options", "Weights and device", "Speed", "Tiles and memory"):
+        assert f"╭─ {title} ─" in text, title
+    # Each option in its panel: the device's options below its title, not the speed's.
+    assert text.index("Weights and device") < text.index("--threads") < text.index("─ Speed ─")

@@ -13,6 +13,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from measr import __version__
 from measr.cli import INTERRUPTED, start_process
+from measr.cli.help import HelpGroup, MeasrCommand, print_help
 from measr.cli.render import print_error, stderr
 from measr.errors import MeasrError
 
@@ -54,11 +55,16 @@ class LazyCommand:
         """The command itself, as Typer builds it."""
         target = getattr(importlib.import_module(self.module), self.attribute)
         if isinstance(target, typer.Typer):
+            # The group and its commands show measr's help (measr.cli.help).
+            target.info.cls = HelpGroup
+            for info in target.registered_commands:
+                if info.cls in (None, TyperCommand):
+                    info.cls = MeasrCommand
             group = typer.main.get_command(target)
             group.name = name
             return group
         single = typer.Typer(add_completion=False)
-        single.command(name, epilog=self.epilog)(target)
+        single.command(name, epilog=self.epilog, cls=MeasrCommand)(target)
         return typer.main.get_command(single)
 
 
@@ -116,10 +122,10 @@ class MeasrGroup(TyperGroup):
         self.stubs = set(COMMANDS)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        """`measr --help`: the stand-ins get their commands' summaries first."""
+        """`measr --help` (measr.cli.help): the stand-ins get their commands' summaries first."""
         for name in self.stubs:
             self.commands[name].short_help = COMMANDS[name].summary()
-        super().format_help(ctx, formatter)
+        print_help(self, ctx)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         """The command named first in `args`, imported now if it is still a stub."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
@@ -115,24 +116,29 @@ def tile_side(text: str) -> int:
 def _quality_cell(report: QualityReport, set_name: str, method: str) -> str:
     score = report.score(set_name, method)
     if score.status is Status.UNAVAILABLE:
-        return "[dim]unavailable[/]"
+        return "[dim]-[/]"  # the footnotes say why
     if score.psnr is None or score.ssim is None or score.seconds_per_image is None:
         return "[dim]n/a[/]"
     cell = f"{score.psnr:.2f}\n{score.ssim:.4f}\n"
-    if score.shift is not None:
-        cell += f"a* {score.shift.a:+.1f} b* {score.shift.b:+.1f}\n"
+    if score.shift is not None:  # one line each: a cell stays narrow enough for 80 columns
+        cell += f"a* {score.shift.a:+.1f}\nb* {score.shift.b:+.1f}\n"
     return cell + f"[dim]{score.seconds_per_image:.2f} s[/]"
 
 
 def quality_table(report: QualityReport) -> Table:
     """Rows: sets; columns: methods (PSNR, SSIM, colour shift in Lab and seconds per image
-    stacked in each cell); the protocol as caption."""
+    stacked in each cell); the protocol as caption. No rules between columns, so that six
+    methods fit 80 columns."""
     table = Table(
         title="Restoration quality: PSNR (dB), SSIM, colour shift (a*, b* against clean), "
         "seconds per image",
         caption=f"{report.protocol.caption()}; seed {report.seed}",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    table.add_column("set", overflow="fold", min_width=12)
+    table.add_column("set")
     table.add_column("n", justify="right")
     for method in report.methods:
         table.add_column(method, justify="right")
@@ -267,20 +273,27 @@ def _number(value: float | None, digits: int) -> str:
 
 
 def speed_table(report: SpeedReport) -> Table:
-    """One row per point; the machine and its matmul peaks as caption."""
+    """One row per point; the machine and its matmul peaks as caption. No rules between
+    columns and the numbers unbroken, so that it reads at 80 columns."""
     peaks = "; ".join(f"{p.device} matmul {p.gflops:.1f} GFLOP/s" for p in report.peaks)
     table = Table(
         title="MEASNet speed",
         caption=f"{report.machine.describe()}\nfloat32 peak: {peaks}; median of "
         f"{report.repeats} runs after {report.warmup} warm-up",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    for name in ("config", "size", "tile", "device", "mode"):
-        table.add_column(name)
-    for name in ("MPix/s", "ms", "peak MiB", "GFLOP/s", "% peak", "x ref"):
-        table.add_column(name, justify="right")
+    table.add_column("point")  # "small 512 px tile 256": wraps between words
+    table.add_column("run")  # "cpu measr"
+    for name in ("MPix/s", "ms", "MiB", "GFLOP/s", "% peak", "x ref"):
+        table.add_column(name, justify="right", no_wrap=True)
     for p in report.points:
+        run = Text(f"{p.device} {p.mode.value}")
         if p.status != "ok":
-            cells: list[Text | str] = [Text(p.status, style="red"), "", "", "", "", ""]
+            run.append(f": {p.status}", style="red")
+            cells: list[str] = ["-"] * 6
         else:
             percent = None if p.fraction_of_peak is None else 100 * p.fraction_of_peak
             cells = [
@@ -291,7 +304,8 @@ def speed_table(report: SpeedReport) -> Table:
                 _number(percent, 1),
                 _number(p.speed_vs_reference, 2),
             ]
-        table.add_row(p.config, str(p.size), str(p.tile or "none"), p.device, p.mode.value, *cells)
+        point = f"{p.config} {p.size} px" + (f" tile {p.tile}" if p.tile else "")
+        table.add_row(point, run, *cells)
     return table
 
 

@@ -115,7 +115,8 @@ def show(report: dict[str, GroupRouting]) -> None:
         summary = routing.summary
         if summary is None:
             continue
-        console.print(usage_table(f"{group}: {len(routing.images)} image(s)", summary))
+        title = f"{group}: {len(routing.images)} image(s)"
+        console.print(usage_table(title, summary, console.width))
         console.print(atom_table(summary))
         detected = routing.detected()
         if detected:

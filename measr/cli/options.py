@@ -15,29 +15,45 @@ from measr.engine.strength import FULL_STRENGTH
 from measr.errors import ExitCode, MeasrError, quoted
 from measr.model import NAMED_REQUIREMENTS
 
+# The panels of `--help` these options are shown in (measr.cli.help).
+DEVICE_PANEL = "Weights and device"
+SPEED_PANEL = "Speed"
+TILES_PANEL = "Tiles and memory"
+
 WeightsOption = Annotated[
     str | None,
     typer.Option(
         "--weights",
         "-w",
         metavar="NAME|PATH",
+        rich_help_panel=DEVICE_PANEL,
         help="A name from weights.txt (see `measr models`) or a .safetensors file "
         "(convert .pth/.ckpt checkpoints once with `measr import-weights`); "
         "default: the default entry.",
     ),
 ]
 DeviceOption = Annotated[
-    str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")
+    str,
+    typer.Option(
+        "--device",
+        rich_help_panel=DEVICE_PANEL,
+        help="auto (CUDA if available), cpu, cuda or cuda:N.",
+    ),
 ]
 ThreadsOption = Annotated[
     int | None,
-    typer.Option("--threads", help=f"CPU threads for PyTorch, 1-{MAX_THREADS}."),
+    typer.Option(
+        "--threads", rich_help_panel=DEVICE_PANEL, help=f"CPU threads for PyTorch, 1-{MAX_THREADS}."
+    ),
 ]
-HalfOption = Annotated[bool, typer.Option("--half", help="Run in float16 (CUDA only).")]
+HalfOption = Annotated[
+    bool, typer.Option("--half", rich_help_panel=DEVICE_PANEL, help="Run in float16 (CUDA only).")
+]
 CompileOption = Annotated[
     bool,
     typer.Option(
         "--compile/--no-compile",
+        rich_help_panel=SPEED_PANEL,
         help="torch.compile the network's steps: 1.2-1.8x faster once inductor's cache is warm "
         "(whole images and tiles); the first image of each size or tile size compiles for "
         "minutes (docs/performance.md).",
@@ -48,6 +64,7 @@ BackendOption = Annotated[
     typer.Option(
         "--backend",
         envvar="MEASR_BACKEND",
+        rich_help_panel=SPEED_PANEL,
         help="Where the tile passes run: auto (OpenVINO for photos in tiles on the CPU when the "
         "measr\\[openvino] extra is installed, no --half or --compile: 2.5x faster on a 12 MP "
         "photo, 1.7x with --float32; else torch), torch, openvino, or onnx (ONNX Runtime, "
@@ -61,6 +78,7 @@ Float32Option = Annotated[
     bool,
     typer.Option(
         "--float32",
+        rich_help_panel=SPEED_PANEL,
         help="Keep OpenVINO's passes in float32: on CPUs with bfloat16 (AMX, AVX512-BF16) a "
         "photo's tiles run in bfloat16 otherwise, about 1.5x faster on a 12 MP photo and within "
         "0.06 dB on every validation set (docs/performance.md).",
@@ -71,6 +89,7 @@ TileOption = Annotated[
     typer.Option(
         "--tile",
         min=1,
+        rich_help_panel=TILES_PANEL,
         help="Tile side in pixels (rounded down to the network's tile grid: a multiple of "
         f"{NAMED_REQUIREMENTS.tile_alignment}, at least {2 * NAMED_REQUIREMENTS.tile_alignment}, "
         "for the named configurations); "
@@ -78,12 +97,19 @@ TileOption = Annotated[
     ),
 ]
 TileOverlapOption = Annotated[
-    int, typer.Option("--tile-overlap", min=0, help="Minimum overlap of neighbouring tiles.")
+    int,
+    typer.Option(
+        "--tile-overlap",
+        min=0,
+        rich_help_panel=TILES_PANEL,
+        help="Minimum overlap of neighbouring tiles.",
+    ),
 ]
 NoSharedContextOption = Annotated[
     bool,
     typer.Option(
         "--no-shared-context",
+        rich_help_panel=TILES_PANEL,
         help="Let each tile compute its own global statistics instead of sharing those of the "
         "whole image (for comparison: tiles then disagree).",
     ),
@@ -115,6 +141,7 @@ MaxMemoryOption = Annotated[
     typer.Option(
         "--max-memory",
         metavar="SIZE",
+        rich_help_panel=TILES_PANEL,
         help="Most memory the network's activations may take, e.g. 4G or 800M (the tiles "
         "shrink to fit); default: 40 % of the free memory.",
     ),

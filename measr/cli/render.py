@@ -40,8 +40,8 @@ def stderr() -> Console:
 
 def progress_bar(console: Console, visible: bool = True) -> Progress:
     """A transient bar for work counted in steps (images of a batch, tiles of a photo): what,
-    bar, done/total, elapsed and the estimated time left. Rich draws it only on a terminal,
-    and not at all unless `visible` (--quiet, --json)."""
+    bar, done/total, elapsed and the estimated time left. Drawn only on a terminal (piped,
+    even its empty line would be output), and not at all unless `visible` (--quiet, --json)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -51,7 +51,7 @@ def progress_bar(console: Console, visible: bool = True) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,
-        disable=not visible,
+        disable=not (visible and console.is_terminal),
     )
 
 
@@ -149,16 +149,27 @@ RUNTIME_NAMES = {"openvino": "OpenVINO", "onnx": "ONNX Runtime"}
 
 
 def restore_line(
-    name: str, output: str, size: tuple[int, int], restoration: Restoration, restorer: Restorer
+    source: str,
+    output: str,
+    size: tuple[int, int],
+    restoration: Restoration,
+    restorer: Restorer,
+    *,
+    strength: float | None = None,
+    routing_map: str | None = None,
 ) -> Text:
-    """The summary of `measr restore`, one sentence a user reads: what was written, how
-    large, how long, on what, with which weights, and what damage the prompt found."""
+    """The summary of `measr restore` (and of each photo of a piped `measr batch`), one
+    sentence a user reads: what was written (the paths as given), how large, how long, on
+    what, with which weights, what damage the prompt found, and the strength and routing map
+    when asked for."""
+    from measr.engine.strength import FULL_STRENGTH  # loaded by now: the restoration used it
+
     height, width = size
     precision = PRECISION_WORDS.get(restoration.precision, "")
     runtime = RUNTIME_NAMES.get(restoration.backend)
     on = f"{restorer.device} with {runtime}" if runtime else str(restorer.device)
     sentence = (
-        f"Restored {name} to {output}: {width}x{height} in {restoration.seconds:.2f} s on "
+        f"Restored {source} to {output}: {width}x{height} in {restoration.seconds:.2f} s on "
         f"{on}{precision} ({in_pieces(restoration)}) with weights "
         f"{restorer.name} ({restorer.config.name})"
     )
@@ -166,6 +177,10 @@ def restore_line(
         words = restoration.damage.words()
         # "found haze 91 %", "found unsure: ...", but "the photo looks clean (93 %)"
         sentence += f"; the photo {words}" if words.startswith("looks") else f"; found {words}"
+    if strength is not None and strength != FULL_STRENGTH:
+        sentence += f"; blended with the input at --strength {strength:g}"
+    if routing_map is not None:
+        sentence += f"; routing map in {routing_map}"
     line = Text(sentence + ".")
     if untrained_warning(restorer) is not None:
         line.append(" The weights are UNTRAINED.", style="yellow")
@@ -194,24 +209,37 @@ def histogram_cell(share: float, width: int = 6) -> Text:
     return Text.assemble((usage_bar(share, width), "cyan"), f" {share * 100:4.1f}%")
 
 
-def usage_table(title: str, summary: RoutingSummary) -> Table:
+# A usage cell's percentage, ' 41%', and the least room its bar may have.
+_USAGE_DIGITS = 4
+_USAGE_MIN_BAR = 1
+
+
+def usage_table(title: str, summary: RoutingSummary, width: int = 80) -> Table:
     """Expert usage of every router: STP-G-MESE levels (pixels, both top-k slots counted) and
-    FD-MEE bands (tiles, both top-k slots), one column per expert."""
+    FD-MEE bands (tiles, both top-k slots), one column per expert, each a bar and a whole
+    percentage; the bars are as long as `width` columns allow (80 when piped)."""
     from measr.engine.routing import shares  # loaded by now: the summary comes from there
 
     histograms = {**summary.pixel_usage, **summary.band_usage}
     experts = max(len(h) for h in histograms.values())
+    router = max(len("router"), *map(len, histograms))
+    # Every column costs its cell, a space either side and a rule; the table one rule more.
+    cell = (width - 1 - (router + 3)) // experts - 3
+    bar = max(_USAGE_MIN_BAR, cell - 1 - _USAGE_DIGITS)
     caption = (
         "encoder levels: share of per-pixel top-k selections; decoder bands: share of per-tile "
         "top-k choices (not gate-weighted)"
     )
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-    table.add_column("router")
+    table.add_column("router", no_wrap=True, min_width=router)
     for expert in range(experts):
-        table.add_column(f"e{expert}", no_wrap=True)
-    for router, counts in histograms.items():
-        cells = [histogram_cell(share) for share in shares(counts)]
-        table.add_row(router, *cells)
+        table.add_column(f"e{expert}", no_wrap=True, justify="right")
+    for name, counts in histograms.items():
+        cells = [
+            Text.assemble((usage_bar(share, bar), "cyan"), f" {share * 100:3.0f}%")
+            for share in shares(counts)
+        ]
+        table.add_row(name, *cells)
     return table
 
 

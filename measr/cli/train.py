@@ -67,7 +67,7 @@ def train(
     steps: Annotated[
         int | None,
         typer.Option(
-            help=f"Total optimiser steps [default: {TrainConfig.steps}; resumed: the run's]."
+            help=f"Total optimiser steps \\[default: {TrainConfig.steps}; resumed: the run's]."
         ),
     ] = None,
     batch: Annotated[
@@ -153,7 +153,7 @@ def train(
         float | None,
         typer.Option(
             help="Time budget: the schedule ends after this many minutes (0: off) "
-            "[default: off; resumed: the run's]."
+            "\\[default: off; resumed: the run's]."
         ),
     ] = None,
     resume: Annotated[
