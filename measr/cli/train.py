@@ -16,6 +16,7 @@ from measr.errors import MeasrError
 from measr.model import NAMED_REQUIREMENTS
 from measr.training.colour import fit_weights_file
 from measr.training.export import Scoring, export_run, export_weights_file
+from measr.training.long_run import continue_settings
 from measr.training.trainer import StepRecord, TrainConfig, Trainer
 
 
@@ -61,6 +62,16 @@ def train(
     paired: Annotated[
         list[str] | None, typer.Option(help="TASK=FOLDER with degraded/ and clean/ (repeatable).")
     ] = None,
+    real: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="TASK=FOLDER of real damage for a share of TASK's samples (repeatable): pairs "
+            "(degraded/ and clean/), or consecutive sharp video frames averaged into motion blur."
+        ),
+    ] = None,
+    real_share: Annotated[
+        float, typer.Option(help="Share of a task's samples drawn from its --real folders.")
+    ] = TrainConfig.real_share,
     val: Annotated[
         Path | None, typer.Option(help="Validation root (../shared/data/val layout).")
     ] = None,
@@ -113,6 +124,13 @@ def train(
         int, typer.Option(help="CPU threads (0: torch's default).")
     ] = TrainConfig.threads,
     init: Annotated[Path | None, typer.Option(help="Start from these weights.")] = None,
+    start_step: Annotated[
+        int,
+        typer.Option(
+            help="Continue a longer run from this step (its samples and schedule) from --init's "
+            "weights, warming a fresh optimiser up again."
+        ),
+    ] = TrainConfig.start_step,
     ema_decay: Annotated[
         float, typer.Option(help="Decay of the weights' moving average (what is exported).")
     ] = TrainConfig.ema_decay,
@@ -159,14 +177,32 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its checkpoint.")
     ] = False,
+    continue_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue the long run from this hand-off folder (docs/training.md): resume "
+            "--out if it holds a checkpoint, else start a stretch there from the hand-off's "
+            "weights, step and settings (the other options are then ignored)."
+        ),
+    ] = None,
+    stop_after: Annotated[
+        float,
+        typer.Option(
+            help="Stop with a checkpoint after this many minutes, leaving the schedule as it "
+            "is (a stretch of a long run; 0: off)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Train MEASNet on synthetic and paired degradations, with checkpoints and exact resume."""
-    if resume:
+    if continue_from is not None:
+        settings, resume = continue_settings(out, continue_from)
+    elif resume:
         settings = TrainConfig.load(out).resumed(steps=steps, minutes=minutes)
     else:
         settings = TrainConfig(
             config=config, tasks=tasks, data=[str(d) for d in data or []],
-            paired=list(paired or []), val=str(val) if val else None,
+            paired=list(paired or []), real=list(real or []), real_share=real_share,
+            val=str(val) if val else None,
             steps=TrainConfig.steps if steps is None else steps, batch=batch,
             patch=patch, lr=lr, warmup=warmup, seed=seed, workers=workers, log_every=log_every,
             val_every=val_every, checkpoint_minutes=checkpoint_minutes,
@@ -176,16 +212,22 @@ def train(
             time_budget_minutes=minutes or 0.0, prompt_weight=prompt_weight,
             prompt_only=prompt_only, prompt_lr_scale=prompt_lr_scale,
             ema_decay=ema_decay, val_per_task=val_per_task, degrade_on_device=degrade_on_device,
-            lr_reference_batch=lr_reference_batch,
+            lr_reference_batch=lr_reference_batch, start_step=start_step,
         )  # fmt: skip
     trainer = Trainer(settings, out, resume=resume)
     console = stderr()
     where = f"resuming at step {trainer.step}" if resume else "new run"
+    if settings.start_step and not resume:
+        where = f"continuing at step {settings.start_step}"
     console.print(
         f"[bold]measr train[/] {settings.config} on '{settings.tasks}' ({where}), "
         f"{trainer.device}, batch {settings.batch}x{settings.patch}px -> {out}"
     )
-    trainer.run(_progress(settings.steps, settings.time_budget_minutes))
+    try:
+        trainer.run(_progress(settings.steps, settings.time_budget_minutes), stop_after)
+    except KeyboardInterrupt:
+        console.print(f"stopped at step {trainer.step}; checkpoint {out / 'last.pt'} (--resume)")
+        raise
     console.print(f"done: step {trainer.step}, checkpoint {out / 'last.pt'}")
 
 

@@ -31,6 +31,7 @@ from measr.errors import MeasrError
 from measr.evaluation.metrics import as_rgb
 from measr.evaluation.sets import list_items, paired_set
 from measr.io import SUPPORTED_EXTENSIONS, read_image
+from measr.training.sources import FrameBurst, PairedPhotos, RealSource, random_crop
 
 # Degrade a crop larger than the patch, then cut the patch from its centre, so that blur kernels
 # and rain streaks see real image content at the patch border instead of padding.
@@ -62,6 +63,14 @@ def paired_files(folder: Path) -> list[tuple[Path, Path]]:
     return [(item.degraded, item.clean) for item in list_items(paired_set(folder)) if item.degraded]
 
 
+def real_source(folder: Path) -> RealSource:
+    """The real source in `folder`: pairs when it holds `degraded/` and `clean/`, else a burst
+    of consecutive sharp frames (its images sorted by name)."""
+    if (folder / "degraded").is_dir() and (folder / "clean").is_dir():
+        return PairedPhotos(paired_files(folder))
+    return FrameBurst(list_images(folder))
+
+
 class ImageCache:
     """Decoded images kept in memory as uint8 (BSD400 is ~185 MB), loaded on first use."""
 
@@ -77,17 +86,6 @@ class ImageCache:
         if path not in self._images:
             self._images[path] = np.round(load_rgb(path) * 255).astype(np.uint8)
         return self._images[path]
-
-
-def random_crop(images: list[np.ndarray], size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """The same random size x size window of equally sized images (reflect-padded if smaller)."""
-    h, w = images[0].shape[:2]
-    if h < size or w < size:
-        pad = ((0, max(size - h, 0)), (0, max(size - w, 0)), (0, 0))
-        images = [np.pad(im, pad, mode="reflect") for im in images]
-        h, w = images[0].shape[:2]
-    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    return [im[top : top + size, left : left + size] for im in images]
 
 
 def random_flip_rotate(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -112,12 +110,18 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         patch: int,
         seed: int,
         paired: dict[str, Path] | None = None,
+        real: list[tuple[str, Path]] | None = None,
+        real_share: float = 0.0,
     ) -> None:
         self.weights = mix_weights(mix)
         self.tasks = list(self.weights)
         self.mix, self.patch, self.seed = mix, patch, seed
         self.clean = [p for folder in clean_folders for p in list_images(folder)]
         self.paired = {task: paired_files(folder) for task, folder in (paired or {}).items()}
+        self.real: dict[str, list[RealSource]] = {}
+        for task, folder in real or []:
+            self.real.setdefault(task, []).append(real_source(folder))
+        self.real_share = real_share
         self.cache = ImageCache()
 
     def __len__(self) -> int:
@@ -128,6 +132,10 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         task = pick_task(self.mix, rng)
         if task in self.paired:
             degraded, clean = self._paired_sample(task, rng)
+        elif task in self.real and rng.random() < self.real_share:
+            sources = self.real[task]
+            source = sources[int(rng.integers(0, len(sources)))]
+            degraded, clean = source.sample(self.cache, self.patch, rng)
         else:
             degraded, clean = self._synthetic_sample(task, rng)
         degraded, clean = random_flip_rotate([degraded, clean], rng)

@@ -174,7 +174,7 @@ def publish(
 def run_provenance(config: TrainConfig, state: dict) -> dict[str, str]:
     """Manifest fields describing how a run was trained."""
     fields = {
-        "steps": str(state["step"]),
+        "steps": str(state["step"] - config.start_step),  # a stretch counts its own steps
         "patch": str(config.patch),
         "batch": str(config.batch),
         "cpu_hours": f"{state['cpu_seconds'] / 3600:.2f}",

@@ -12,8 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,10 @@ class TrainConfig:
     tasks: str = "five"
     data: list[str] = field(default_factory=list)
     paired: list[str] = field(default_factory=list)  # "task=folder" with degraded/ and clean/
+    # "task=folder": real damage for a share of the task's samples (`real_share`), pairs or a
+    # burst of sharp frames (measr.training.sources).
+    real: list[str] = field(default_factory=list)
+    real_share: float = 0.25
     val: str | None = None
     val_crop: int = 192
     val_per_task: int = 4
@@ -103,6 +110,10 @@ class TrainConfig:
     # The batch `lr` was tuned at: the peak rate is scaled by sqrt(global batch / this)
     # (`batch_scaled_lr`); 0 uses lr as given.
     lr_reference_batch: int = 0
+    # This run continues a longer one from this step (the long run's stretches, docs/training.md):
+    # its samples and schedule go on from here, from --init's weights with a fresh optimiser,
+    # whose rate warms up again over `warmup` steps.
+    start_step: int = 0
 
     @classmethod
     def load(cls, run_dir: Path) -> TrainConfig:
@@ -144,14 +155,33 @@ class TrainConfig:
             raise MeasrError("no training data", "pass --data FOLDER (clean photos)")
         if self.prompt_only and self.prompt_weight <= 0:
             raise MeasrError("--prompt-only needs --prompt-weight above 0")
-        if self.degrade_on_device and self.paired:
+        self._check_real_sources()
+        if self.degrade_on_device and (self.paired or self.real):
             raise MeasrError(
-                "--degrade-on-device degrades clean photos; paired folders have nothing to degrade",
-                "drop --paired, or train without --degrade-on-device",
+                "--degrade-on-device degrades clean photos; real damage has nothing to degrade",
+                "drop --paired and --real, or train without --degrade-on-device",
             )
         for name in ("steps", "batch"):
             if getattr(self, name) < 1:
                 raise MeasrError(f"--{name} must be at least 1, not {getattr(self, name)}")
+        if not 0 <= self.start_step < self.steps:
+            raise MeasrError(
+                f"--start-step {self.start_step} is not within the run's {self.steps} steps"
+            )
+
+    def _check_real_sources(self) -> None:
+        tasks = mix_weights(self.tasks)
+        for entry in self.real:
+            task, equals, folder = entry.partition("=")
+            if not equals or task not in tasks:
+                raise MeasrError(
+                    f"--real '{entry}' does not name a task of the mix '{self.tasks}'",
+                    f"use TASK=FOLDER with TASK one of {', '.join(tasks)}",
+                )
+            if not Path(folder).is_dir():
+                raise MeasrError(f"--real '{entry}': no folder '{folder}'")
+        if not 0 <= self.real_share <= 1:
+            raise MeasrError(f"--real-share must be within 0 and 1, not {self.real_share}")
 
 
 @dataclass
@@ -249,6 +279,26 @@ def update_ema(ema: AveragedModel, model: nn.Module, decay: float, updates: int)
     ema.n_averaged += 1
 
 
+@contextmanager
+def stop_requests() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM while the block runs, in place of the interrupt: a
+    step interrupted halfway would leave the weights half updated, so the loop finishes its
+    step, checkpoints and only then stops. Outside the main thread nothing is caught."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+    for signum in signals:
+        signal.signal(signum, lambda *_: requested.set())
+    try:
+        yield requested
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class LossInputs(nn.Module):
     """The network as the loss reads it: (image, balance loss, prompt reading or None). Under
     DDP, which waits every step for a gradient of each parameter its outputs depend on, the
@@ -291,7 +341,7 @@ class Trainer:
             weight_decay=config.weight_decay,
             fused=self.device.type == "cuda",  # one kernel for all parameters
         )
-        self.step, self.wall_seconds, self.cpu_seconds = 0, 0.0, 0.0
+        self.step, self.wall_seconds, self.cpu_seconds = config.start_step, 0.0, 0.0
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._restore(load_checkpoint(run_dir))
@@ -391,8 +441,9 @@ class Trainer:
         by numpy, or as clean windows and recipes for the device (`recipes`)."""
         c = self.config
         paired = {task: Path(root) for task, root in (p.split("=", 1) for p in c.paired)}
+        real = [(task, Path(root)) for task, root in (r.split("=", 1) for r in c.real)]
         kind = RecipeSamples if recipes else TrainingSamples
-        return kind([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired)
+        return kind([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired, real, c.real_share)
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """(degraded, clean, task) batches from sample step * batch on, on the device when
@@ -486,7 +537,7 @@ class Trainer:
         c = self.config
         total = max(round(self.step / self.progress()), 1) if self.progress() > 0 else c.steps
         peak = batch_scaled_lr(c.lr, c.batch * self.dist.world, c.lr_reference_batch)
-        return peak * warmup_cosine(self.step, total, c.warmup)
+        return peak * warmup_cosine(self.step, total, c.warmup, warm_from=c.start_step)
 
     def train_step(self, degraded: Tensor, clean: Tensor, task: Tensor) -> Tensor:
         """One optimiser step; returns the detached (loss, l1, balance, prompt supervision) as
@@ -521,14 +572,24 @@ class Trainer:
         update_ema(self.ema, self.model, c.ema_decay, self.step)
         return torch.stack([loss, l1, balance, prompt]).detach()
 
-    def run(self, progress: Progress | None = None) -> None:
+    def run(self, progress: Progress | None = None, stop_after_minutes: float = 0.0) -> None:
+        """Train until the run's steps or time budget are spent, or (a stretch of a longer run)
+        for `stop_after_minutes` of this invocation, which leaves the schedule as it is. Ctrl-C
+        or SIGTERM stops it after the current step with a checkpoint, then raises
+        KeyboardInterrupt."""
+        with stop_requests() as stop:
+            self._train(progress, stop, stop_after_minutes * 60)
+        if stop.is_set():
+            raise KeyboardInterrupt
+
+    def _train(self, progress: Progress | None, stop: threading.Event, stop_after_s: float) -> None:
         c = self.config
         last_checkpoint = self._last_log_time = time.monotonic()
         wall_base, cpu_base = self.wall_seconds, self.cpu_seconds
         wall_start, cpu_start = time.monotonic(), time.process_time()
         window: list[Tensor] = []
         for degraded, clean, task in self.batches():
-            if self.finished():
+            if self.finished() or stop.is_set():
                 break
             window.append(self.train_step(degraded, clean, task))
             self.step += 1
@@ -536,9 +597,12 @@ class Trainer:
             # and it must be logged and validated as such.
             self.wall_seconds = wall_base + time.monotonic() - wall_start
             self.cpu_seconds = cpu_base + time.process_time() - cpu_start
-            if self.step % c.log_every == 0 or self.finished():
+            stretch_over = 0 < stop_after_s <= time.monotonic() - wall_start
+            if self.step % c.log_every == 0 or self.finished() or stretch_over:
                 self._log(window, progress)
                 window = []
+            if stretch_over:
+                break
             if self._checkpoint_due(last_checkpoint):
                 self.checkpoint()
                 last_checkpoint = time.monotonic()

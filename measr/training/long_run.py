@@ -1,0 +1,163 @@
+"""The long run: one training run that goes on from one stretch of work to the next, on
+whatever machine (docs/training.md, "The long run").
+
+Its full state (checkpoint with optimiser, metrics) lives in a run folder outside the work tree.
+What a new machine needs to go on lives in the repository, in the hand-off folder: the EMA
+weights (float16, overwritten each time), `state.json` (the step reached, which fixes the data
+position and the schedule, the totals of patches and CPU-hours, and the settings the next
+stretch trains with) and `curve.jsonl` (every validation of the run, for its learning curve).
+
+    measr train --out RUN_DIR --continue-from HANDOFF [--minutes M]   # a stretch
+    python -m measr.training.long_run RUN_DIR HANDOFF                  # after it: the hand-off
+
+A stretch resumes RUN_DIR where it holds a checkpoint, else starts there from the hand-off's
+weights at its step (`continue_settings`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from measr.atomic import replacing
+from measr.errors import MeasrError
+from measr.training.checkpoint import CHECKPOINT_NAME
+from measr.training.export import ema_model, run_provenance
+from measr.training.trainer import METRICS_NAME, TrainConfig
+from measr.weights import save_weights
+
+WEIGHTS_NAME = "ema.safetensors"
+STATE_NAME = "state.json"
+CURVE_NAME = "curve.jsonl"
+# Written into a run folder that a stretch started from the hand-off: the totals before it.
+BASE_NAME = "long-run-base.json"
+
+
+@dataclass
+class Totals:
+    """What the run has done over all its stretches."""
+
+    step: int = 0
+    patches: int = 0
+    cpu_hours: float = 0.0
+    wall_hours: float = 0.0
+    stretches: int = 0
+
+
+@dataclass
+class HandoffState:
+    """`state.json`: the run's totals and the settings its next stretch trains with."""
+
+    totals: Totals = field(default_factory=Totals)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, handoff: Path) -> HandoffState:
+        path = handoff / STATE_NAME
+        try:
+            raw = json.loads(path.read_text())
+            return cls(Totals(**raw["totals"]), dict(raw["settings"]))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise MeasrError(f"cannot read the long run's state '{path}': {error}") from None
+
+    def save(self, handoff: Path) -> None:
+        handoff.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(dataclasses.asdict(self), indent=1) + "\n"
+        with replacing(handoff / STATE_NAME) as temporary:
+            temporary.write_text(text)
+
+
+def continue_settings(run_dir: Path, handoff: Path) -> tuple[TrainConfig, bool]:
+    """The settings that continue the run, and whether they resume RUN_DIR: its own where it
+    holds a checkpoint, else a new stretch there from the hand-off (its weights, at its step,
+    with its settings), remembering the totals it starts from."""
+    if (run_dir / CHECKPOINT_NAME).is_file():
+        return TrainConfig.load(run_dir), True
+    state = HandoffState.load(handoff)
+    settings = TrainConfig(**state.settings)
+    settings.init = str(handoff / WEIGHTS_NAME)
+    settings.start_step = state.totals.step
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / BASE_NAME).write_text(json.dumps(dataclasses.asdict(state.totals)))
+    return settings, False
+
+
+def write_handoff(run_dir: Path, handoff: Path) -> HandoffState:
+    """Write the run folder's EMA weights (float16), its totals and its validations into the
+    hand-off folder; the settings of the next stretch are the run folder's."""
+    model, checkpoint = ema_model(run_dir)
+    settings = TrainConfig.load(run_dir)
+    base = Totals()
+    if (run_dir / BASE_NAME).is_file():
+        base = Totals(**json.loads((run_dir / BASE_NAME).read_text()))
+    step = int(checkpoint["step"])
+    totals = Totals(
+        step=step,
+        patches=base.patches + (step - settings.start_step) * settings.batch,
+        cpu_hours=round(base.cpu_hours + checkpoint["cpu_seconds"] / 3600, 3),
+        wall_hours=round(base.wall_hours + checkpoint["wall_seconds"] / 3600, 3),
+        stretches=base.stretches + 1,
+    )
+    # The next stretch is a new run folder: its own settings, not this folder's resume-only ones.
+    next_settings = dataclasses.replace(settings, init=None, start_step=0, time_budget_minutes=0)
+    state = HandoffState(totals, dataclasses.asdict(next_settings))
+    metadata = {
+        **run_provenance(settings, checkpoint),  # the lineage's totals, as `measr export` reads
+        "long_run_step": str(step),
+        "long_run_patches": str(totals.patches),
+        "long_run_cpu_hours": str(totals.cpu_hours),
+    }
+    handoff.mkdir(parents=True, exist_ok=True)
+    save_weights(model, handoff / WEIGHTS_NAME, half=True, metadata=metadata)
+    append_curve(run_dir, handoff / CURVE_NAME, base)
+    state.save(handoff)
+    return state
+
+
+def append_curve(run_dir: Path, curve: Path, base: Totals) -> None:
+    """Add the run folder's validations not yet in the curve, with the run's totals at each."""
+    known = set()
+    lines = curve.read_text().splitlines() if curve.exists() else []
+    for line in lines:
+        known.add(json.loads(line)["step"])
+    settings = TrainConfig.load(run_dir)
+    metrics = (run_dir / METRICS_NAME).read_text().splitlines()
+    for record in map(json.loads, filter(None, metrics)):
+        if "val_psnr" not in record or record["step"] in known:
+            continue
+        point = {
+            "step": record["step"],
+            "patches": base.patches + (record["step"] - settings.start_step) * settings.batch,
+            "wall_hours": round(base.wall_hours + record["elapsed_s"] / 3600, 3),
+            "val_psnr": record["val_psnr"],
+        }
+        if "prompt_accuracy" in record:
+            point["prompt_accuracy"] = record["prompt_accuracy"]
+        lines.append(json.dumps(point))
+    with replacing(curve) as temporary:
+        temporary.write_text("".join(f"{line}\n" for line in lines))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        sys.stderr.write(__doc__ or "")
+        return 2
+    try:
+        state = write_handoff(Path(argv[0]), Path(argv[1]))
+    except MeasrError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 1
+    totals = state.totals
+    print(
+        f"hand-off written to {argv[1]}: step {totals.step}, {totals.patches} patches, "
+        f"{totals.cpu_hours} CPU-hours, {totals.stretches} stretches"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,173 @@
+"""The long run: real damage among the samples, stretches that go on from a hand-off, a
+stretch that stops on time or on a signal without disturbing the schedule."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_training import losses, settings, smooth_photo
+
+from measr.errors import MeasrError
+from measr.training.data import TrainingSamples
+from measr.training.long_run import (
+    CURVE_NAME,
+    STATE_NAME,
+    WEIGHTS_NAME,
+    HandoffState,
+    continue_settings,
+    write_handoff,
+)
+from measr.training.schedule import warmup_cosine
+from measr.training.sources import FrameBurst, motion_blur_from_frames
+from measr.training.trainer import StepRecord, Trainer
+from measr.weights import read_metadata
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(root / f"p{i}.png"), smooth_photo(rng, 96))
+    return root
+
+
+@pytest.fixture(scope="module")
+def burst(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 frames of a bright bar moving 2 px a frame across a dark background (in the middle
+    of the frame, so that every 64 px window holds some of it)."""
+    root = tmp_path_factory.mktemp("burst")
+    for i in range(16):
+        frame = np.full((80, 96, 3), 20, np.uint8)
+        frame[:, 32 + 2 * i : 34 + 2 * i] = 240
+        cv2.imwrite(str(root / f"{i:06d}.png"), frame)
+    return root
+
+
+def test_frames_are_averaged_in_linear_light() -> None:
+    dark, bright = np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32)
+    blurred = motion_blur_from_frames([dark, bright])
+    # Half the light of white is 0.5 ** (1 / 2.2) = 0.73 in display values, not 0.5.
+    np.testing.assert_allclose(blurred, 0.5 ** (1 / 2.2), rtol=1e-5)
+    np.testing.assert_allclose(motion_blur_from_frames([bright] * 7), 1.0)
+
+
+def test_a_burst_sample_is_a_smeared_bar_and_its_sharp_centre_frame(burst: Path) -> None:
+    samples = TrainingSamples([burst], "five", 64, seed=0, real=[("blur", burst)], real_share=1)
+    blur_index = samples.tasks.index("blur")
+    drawn = [samples[i] for i in range(40)]
+    blurred = [(d, c) for d, c, task in drawn if task == blur_index]
+    assert blurred, "no blur sample among 40 at a fifth each"
+    for degraded, clean in blurred:
+        # The sharp frame is the two flat levels; the average of 7-13 frames smears the bar
+        # over 7-13 times as many pixels.
+        assert len(np.unique(np.round(clean.numpy() * 255))) <= 2
+        lit_sharp = int((clean.numpy() > 0.1).sum())
+        lit_blurred = int((degraded.numpy() > 0.1).sum())
+        assert lit_blurred >= 3 * lit_sharp > 0 or lit_sharp == 0
+
+
+def test_real_damage_changes_only_the_samples_of_its_task(photos: Path, burst: Path) -> None:
+    plain = TrainingSamples([photos], "five", 64, seed=3)
+    mixed = TrainingSamples([photos], "five", 64, seed=3, real=[("blur", burst)], real_share=0.5)
+    blur = plain.tasks.index("blur")
+    others = [i for i in range(30) if plain[i][2] != blur]
+    assert len(others) > 10
+    for i in others:
+        for a, b in zip(plain[i], mixed[i], strict=True):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_burst_needs_enough_frames(tmp_path: Path) -> None:
+    with pytest.raises(MeasrError, match="at least 13 consecutive frames"):
+        FrameBurst([tmp_path / f"{i}.png" for i in range(5)])
+
+
+def test_real_damage_for_a_task_outside_the_mix_is_refused(photos: Path, burst: Path) -> None:
+    with pytest.raises(MeasrError, match="does not name a task"):
+        settings(photos, real=[f"blur={burst}"]).check()  # the mix is `three`: no blur
+    settings(photos, tasks="five", real=[f"blur={burst}"]).check()
+
+
+def test_a_continuing_run_warms_up_again_from_its_start_step() -> None:
+    assert warmup_cosine(500, 1000, 10, warm_from=500) == pytest.approx(0.1 * 0.5, rel=0.03)
+    assert warmup_cosine(509, 1000, 10, warm_from=500) == pytest.approx(
+        warmup_cosine(509, 1000, 10)
+    )
+    assert warmup_cosine(3, 1000, 10) == pytest.approx(0.4)  # a new run as before
+
+
+def test_stretches_go_on_from_the_hand_off_with_the_run_s_totals(
+    photos: Path, tmp_path: Path
+) -> None:
+    handoff = tmp_path / "handoff"
+    first = tmp_path / "machine-a"
+    Trainer(settings(photos, steps=1000, warmup=2), first).run(stop_after_minutes=1e-9)
+    assert losses(first)[-1][0] == 1  # stopped after its first step
+    state = write_handoff(first, handoff)
+    assert (state.totals.step, state.totals.patches, state.totals.stretches) == (1, 2, 1)
+    assert read_metadata(handoff / WEIGHTS_NAME)["long_run_step"] == "1"
+
+    second = tmp_path / "machine-b"  # a new machine: no run folder, only the hand-off
+    config, resume = continue_settings(second, handoff)
+    assert not resume and config.start_step == 1 and config.init == str(handoff / WEIGHTS_NAME)
+    Trainer(config, second).run(stop_after_minutes=1e-9)
+    assert losses(second)[0][0] == 2  # step numbers go on
+    state = write_handoff(second, handoff)
+    assert (state.totals.step, state.totals.patches, state.totals.stretches) == (2, 4, 2)
+    assert HandoffState.load(handoff).settings["start_step"] == 0
+    assert json.loads((handoff / STATE_NAME).read_text())["totals"]["step"] == 2
+
+    config, resume = continue_settings(second, handoff)  # the same machine resumes its folder
+    assert resume and config.start_step == 1
+
+
+def test_a_stretch_continues_the_samples_where_the_run_left_them(
+    photos: Path, tmp_path: Path
+) -> None:
+    samples = Trainer(settings(photos), tmp_path / "a").samples()
+    config = settings(photos, start_step=3)
+    continued = Trainer(config, tmp_path / "b")
+    assert continued.step == 3
+    first_batch = next(continued.batches())
+    expected = [samples[3 * config.batch + i][0] for i in range(config.batch)]
+    assert np.array_equal(first_batch[0].numpy(), np.stack([e.numpy() for e in expected]))
+
+
+def test_the_curve_keeps_every_validation_once(photos: Path, tmp_path: Path) -> None:
+    val = tmp_path / "val" / "kodak24" / "clean"
+    val.mkdir(parents=True)
+    cv2.imwrite(str(val / "k.png"), smooth_photo(np.random.default_rng(1), 80))
+    config = settings(photos, steps=4, val=str(tmp_path / "val"), val_crop=64, val_every=2)
+    Trainer(config, tmp_path / "run").run()
+    write_handoff(tmp_path / "run", tmp_path / "handoff")
+    write_handoff(tmp_path / "run", tmp_path / "handoff")  # again: nothing added twice
+    curve = [
+        json.loads(line) for line in (tmp_path / "handoff" / CURVE_NAME).read_text().splitlines()
+    ]
+    assert [point["step"] for point in curve] == [2, 4]
+    assert curve[-1]["patches"] == 4 * config.batch and "noise25" in curve[-1]["val_psnr"]
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(
+    photos: Path, tmp_path: Path
+) -> None:
+    Trainer(settings(photos), tmp_path / "straight").run()
+
+    def terminate_at_three(record: StepRecord) -> None:
+        if record.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(settings(photos), stopped).run(terminate_at_three)
+    resumed = Trainer(settings(photos), stopped, resume=True)
+    assert resumed.step == 3  # no step lost, none half done
+    resumed.run()
+    assert losses(stopped) == losses(tmp_path / "straight")
