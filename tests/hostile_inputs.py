@@ -79,6 +79,164 @@ def permissions_enforced(folder: Path) -> bool:
         probe.unlink()
 
 
+# --- header bombs of every format measr reads (issue 36) -----------------------------------------
+# Small files whose header claims far more pixels than the limit allows. measr must refuse each
+# from its header, with its own reader, before anything is decoded (whatever Pillow makes of it).
+
+BOMB_SIDE = 30_000  # 900 megapixels: above measr's limit, below OpenCV's own (2^30)
+
+
+def with_jpeg_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """The JPEG with the size in its (first, baseline or progressive) frame header changed."""
+    patched = bytearray(jpeg)
+    frame = min(i for i in (jpeg.find(b"\xff\xc0"), jpeg.find(b"\xff\xc2")) if i >= 0)
+    struct.pack_into(">HH", patched, frame + 5, height, width)
+    return bytes(patched)
+
+
+def with_short_adobe_segment(jpeg: bytes) -> bytes:
+    """The JPEG with a 5-byte Adobe APP14 segment after its start marker: libjpeg decodes it,
+    Pillow refuses the whole header (issue 36, case 4)."""
+    return jpeg[:2] + b"\xff\xee" + struct.pack(">H", 2 + 5) + b"Adobe" + jpeg[2:]
+
+
+def tiff_bytes(
+    width: int,
+    height: int,
+    bits: tuple[int, ...] = (8, 8, 8),
+    *,
+    photometric: int = 2,
+    sample_format: int = 1,
+    strip: bytes = b"",
+    big: bool = False,
+) -> bytes:
+    """An uncompressed little-endian single-strip TIFF (BigTIFF if `big`) with exactly these
+    tags, for what Pillow cannot write: 12-bit or 32-bit RGB, 16-bit CMYK, a size its strip
+    does not hold."""
+    count = len(bits)
+    entries = [
+        (256, 4, [width]),
+        (257, 4, [height]),
+        (258, 3, list(bits)),
+        (259, 3, [1]),  # no compression
+        (262, 3, [photometric]),
+        (273, 4, [0]),  # strip offset, set below
+        (277, 3, [count]),
+        (278, 4, [height]),
+        (279, 4, [len(strip)]),
+        (339, 3, [sample_format] * count),
+    ]
+    value_bytes, count_format, offset_format = (8, "Q", "Q") if big else (4, "H", "I")
+    head = b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) if big else b"II*\x00" + struct.pack("<I", 8)
+    directory_end = len(head) + struct.calcsize(count_format) + len(entries) * (4 + 2 * value_bytes)
+    extra_start = directory_end + value_bytes  # after the next-directory offset (0)
+    extra = b""
+    encoded = []
+    for tag, kind, values in entries:
+        packed = struct.pack(f"<{len(values)}{'I' if kind == 4 else 'H'}", *values)
+        if len(packed) > value_bytes:
+            encoded.append(
+                (tag, kind, len(values), struct.pack(f"<{offset_format}", extra_start + len(extra)))
+            )
+            extra += packed
+        else:
+            encoded.append((tag, kind, len(values), packed.ljust(value_bytes, b"\x00")))
+    strip_offset = extra_start + len(extra)
+    directory = struct.pack(f"<{count_format}", len(entries))
+    for tag, kind, number, value in encoded:
+        if tag == 273:
+            value = struct.pack("<I", strip_offset).ljust(value_bytes, b"\x00")
+        directory += struct.pack(f"<HH{offset_format}", tag, kind, number) + value
+    return head + directory + bytes(value_bytes) + extra + strip
+
+
+def _replaced(data: bytes, marker: bytes, skip: int, fields: bytes) -> bytes:
+    """`data` with `fields` written `skip` bytes after the first `marker`."""
+    at = data.index(marker) + len(marker) + skip
+    return data[:at] + fields + data[at + len(fields) :]
+
+
+def _small_photo(pil_format: str, **options: object) -> bytes:
+    return pil_bytes(PILImage.fromarray(rgb_samples(8, 8)), pil_format, **options)
+
+
+def _bomb_jpeg() -> bytes:
+    return with_jpeg_size(_small_photo("JPEG"), BOMB_SIDE, BOMB_SIDE)
+
+
+def _bomb_webp() -> bytes:
+    """An extended WebP whose canvas is BOMB_SIDE a side."""
+    side = struct.pack("<I", BOMB_SIDE - 1)[:3]
+    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00\x00\x00\x00" + side + side
+    rest = _small_photo("WEBP", lossless=True)[12:]
+    body = b"WEBP" + vp8x + rest
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _bomb_bmp() -> bytes:
+    return _replaced(_small_photo("BMP"), b"BM", 16, struct.pack("<ii", BOMB_SIDE, BOMB_SIDE))
+
+
+def _bomb_gif() -> bytes:
+    """A GIF whose logical screen is 65535 x 65535 (4.3 gigapixels)."""
+    gif = _small_photo("GIF")
+    return gif[:6] + struct.pack("<HH", 65535, 65535) + gif[10:]
+
+
+def _bomb_jpeg2000(codestream: bool) -> bytes:
+    """A J2K codestream, or a JP2 file, whose SIZ marker claims BOMB_SIDE a side."""
+    data = _small_photo("JPEG2000", no_jp2=codestream)
+    return _replaced(data, b"\xff\x4f\xff\x51", 4, struct.pack(">II", BOMB_SIDE, BOMB_SIDE))
+
+
+def _bomb_avif() -> bytes:
+    return _replaced(_small_photo("AVIF"), b"ispe", 4, struct.pack(">II", BOMB_SIDE, BOMB_SIDE))
+
+
+def _bomb_sun_raster() -> bytes:
+    """A 24-bit Sun raster header claiming BOMB_SIDE a side, with one row of pixels."""
+    header = struct.pack(">4s7I", b"\x59\xa6\x6a\x95", BOMB_SIDE, BOMB_SIDE, 24, 0, 1, 0, 0)
+    return header + bytes(3 * BOMB_SIDE)
+
+
+# Format -> a small file whose header claims more than the pixel limit.
+HEADER_BOMBS: dict[str, Callable[[], bytes]] = {
+    "png": lambda: png_claiming(BOMB_SIDE, BOMB_SIDE),
+    "jpeg": _bomb_jpeg,
+    "jpeg, header Pillow refuses": lambda: with_short_adobe_segment(_bomb_jpeg()),
+    "tiff": lambda: tiff_bytes(BOMB_SIDE, BOMB_SIDE, strip=bytes(64)),
+    "tiff, 12-bit": lambda: tiff_bytes(BOMB_SIDE, BOMB_SIDE, (12, 12, 12), strip=bytes(64)),
+    "bigtiff": lambda: tiff_bytes(BOMB_SIDE, BOMB_SIDE, strip=bytes(64), big=True),
+    "webp": _bomb_webp,
+    "bmp": _bomb_bmp,
+    "gif": _bomb_gif,
+    "jpeg2000 codestream": lambda: _bomb_jpeg2000(codestream=True),
+    "jpeg2000 jp2": lambda: _bomb_jpeg2000(codestream=False),
+    "avif": _bomb_avif,
+    "pgm": lambda: b"P5\n%d %d\n255\n" % (BOMB_SIDE, BOMB_SIDE) + bytes(64),
+    "pbm": lambda: b"P4\n# a comment\n%d %d\n" % (BOMB_SIDE, BOMB_SIDE) + bytes(64),
+    "pam": lambda: (
+        b"P7\nWIDTH %d\nHEIGHT %d\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n"
+        % (BOMB_SIDE, BOMB_SIDE)
+        + bytes(64)
+    ),
+    "sun raster": _bomb_sun_raster,
+}
+
+
+def radiance_hdr(width: int, height: int, rows: int = 1) -> bytes:
+    """A Radiance HDR image claiming width x height, with `rows` flat run-length coded rows
+    (OpenCV decodes the format to 32-bit floats; Pillow cannot read it at all)."""
+    runs = b""
+    left = width
+    while left:
+        run = min(127, left)
+        runs += bytes((128 + run, 100))
+        left -= run
+    row = bytes((2, 2, width >> 8, width & 255)) + runs * 4
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n" % (height, width) + row * rows
+
+
 # --- the corpus ---------------------------------------------------------------------------------
 
 

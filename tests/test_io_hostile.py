@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import io
 import os
 import runpy
+import struct
 import tempfile
 import time
 import tracemalloc
@@ -18,22 +20,33 @@ import cv2
 import numpy as np
 import pytest
 from hostile_inputs import (
+    BOMB_SIDE,
+    HEADER_BOMBS,
     INFLATED_CHUNKS,
     oriented_png,
     permissions_enforced,
     pil_bytes,
     png_chunk,
     png_claiming,
+    radiance_hdr,
+    tiff_bytes,
+    with_jpeg_size,
+    with_short_adobe_segment,
     with_text_bomb,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
+from PIL import features
 
+import measr.io.probe as probe_module
 import measr.io.read as read_module
 import measr.io.write as write_module
 from measr.errors import ImageReadError, ImageWriteError
 from measr.io import Image, image_from_array, read_image, to_uint, write_image
+from measr.io.headers import RefusedImageError, read_own_header
+from measr.io.headers.jpeg import MAX_SCANS
+from measr.io.orientation import orientation_from_exif
 
 RNG = np.random.default_rng(7)
 FUZZ_FOLDER = Path(__file__).resolve().parent.parent / "fuzz"
@@ -133,21 +146,21 @@ def test_truncated_png_and_jpeg_say_so(tmp_path: Path) -> None:
 # --- header bombs and limits ------------------------------------------------------------------
 
 
-def test_huge_png_header_is_refused_fast_without_decoding(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A PNG claiming 100000 x 100000 is refused from its header: fast, small memory."""
-    path = tmp_path / "bomb.png"
-    path.write_bytes(png_claiming(100_000, 100_000))
+def _decoding_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any decoding fail the test."""
 
     def must_not_decode(*args: object) -> None:
         raise AssertionError("the pixels of a refused image were decoded")
 
     monkeypatch.setattr(read_module.cv2, "imdecode", must_not_decode)
+
+
+def _expect_refused_fast(path: Path, *fragments: str) -> None:
+    """read_image(path) refuses the file in under a second and 5 MB of Python allocations."""
     tracemalloc.start()
     started = time.perf_counter()
     try:
-        _expect_read_error(path, "100000 x 100000", "above the limit")
+        _expect_read_error(path, *fragments)
     finally:
         elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
@@ -156,12 +169,298 @@ def test_huge_png_header_is_refused_fast_without_decoding(
     assert peak < 5 * 1024 * 1024
 
 
+def test_huge_png_header_is_refused_fast_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG claiming 100000 x 100000 is refused from its header: fast, small memory."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_claiming(100_000, 100_000))
+    _decoding_forbidden(monkeypatch)
+    _expect_refused_fast(path, "100000 x 100000", "above the limit")
+
+
 def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
     """max_pixels lowers the limit; the same image reads under the default one."""
     path = tmp_path / "photo.png"
     path.write_bytes(pil_bytes(PILImage.fromarray(_rgb(40, 50)), "PNG"))
     _expect_read_error(path, "2000 pixels", "limit of 1999 pixels", max_pixels=1999)
     assert read_image(path, max_pixels=2000).width == 50
+
+
+# --- a header bomb in every format measr reads (issue 36) -------------------------------------
+# measr reads each format's header itself: a file is refused from its header, before decoding,
+# whatever Pillow makes of it; OpenCV's own pixel limit is only a second fence.
+
+
+def _pillow_blind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make Pillow refuse every header, as it refuses some hostile ones."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PILImage.UnidentifiedImageError("refused for the test")
+
+    monkeypatch.setattr(probe_module.PILImage, "open", refuse)
+
+
+@pytest.mark.parametrize("pillow", ["with Pillow", "Pillow refusing the header"])
+@pytest.mark.parametrize("name", sorted(HEADER_BOMBS))
+def test_a_header_bomb_of_every_format_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, pillow: str
+) -> None:
+    """Issue 36: a few hundred bytes claiming 900 megapixels (4.3 gigapixels for GIF) are
+    refused from the header in well under a second and a few MB, never decoded."""
+    path = tmp_path / "bomb.img"
+    path.write_bytes(HEADER_BOMBS[name]())
+    _decoding_forbidden(monkeypatch)
+    if pillow != "with Pillow":
+        _pillow_blind(monkeypatch)
+    _expect_refused_fast(path, "above the limit")
+
+
+def test_jpeg2000_size_comes_from_the_codestream_pillow_does_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pillow sizes a JP2 file from its header box (8 x 8 here); OpenJPEG decodes the size its
+    codestream gives (30000 x 30000), which measr checks."""
+    data = HEADER_BOMBS["jpeg2000 jp2"]()
+    with PILImage.open(io.BytesIO(data)) as im:
+        assert im.size == (8, 8)
+    path = tmp_path / "bomb.jp2"
+    path.write_bytes(data)
+    _decoding_forbidden(monkeypatch)
+    _expect_read_error(path, f"{BOMB_SIDE} x {BOMB_SIDE}")
+
+
+def test_a_file_in_no_format_opencv_decodes_is_never_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a header measr can read, nothing is decoded: ICO, text and junk are named from
+    their bytes alone."""
+    _decoding_forbidden(monkeypatch)
+    icon = tmp_path / "favicon.png"
+    icon.write_bytes(pil_bytes(PILImage.fromarray(_rgb(16, 16)), "ICO"))
+    _expect_read_error(icon, "ICO files are not supported")
+    junk = tmp_path / "junk.webp"
+    junk.write_bytes(RNG.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    _expect_read_error(junk, "unknown format")
+
+
+def _jpeg(samples: np.ndarray, **options: object) -> bytes:
+    return pil_bytes(PILImage.fromarray(samples), "JPEG", quality=95, **options)
+
+
+def test_a_jpeg_bomb_pillow_cannot_parse_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 36, case 4: a 5-byte Adobe segment makes Pillow refuse the header; 781 bytes then
+    cost 6.1 GB in OpenCV before measr refused the size."""
+    data = with_short_adobe_segment(with_jpeg_size(_jpeg(_rgb(16, 16)), 32_000, 32_000))
+    with pytest.raises(PILImage.UnidentifiedImageError):
+        PILImage.open(io.BytesIO(data))
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(data)
+    _decoding_forbidden(monkeypatch)
+    _expect_read_error(path, "32000 x 32000", "above the limit")
+
+
+def test_a_jpeg_pillow_cannot_parse_keeps_orientation_and_metadata(tmp_path: Path) -> None:
+    """Issue 36, case 21: the same trick lost the EXIF orientation (a sideways photo came out
+    sideways), the ICC profile and the resolution; measr's own JPEG reader finds them."""
+    stored = np.zeros((16, 24, 3), np.uint8)
+    stored[:8, :8] = (255, 0, 0)  # a red corner: top-left as stored
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    profile = b"\x00" * 16 + b"RGB " + b"\x00" * 16 + b"acsp" + b"\x00" * 88
+    data = _jpeg(stored, exif=exif.tobytes(), icc_profile=profile, dpi=(300, 150))
+    path = tmp_path / "sideways.jpg"
+    path.write_bytes(with_short_adobe_segment(data))
+    image = read_image(path)
+    assert (image.height, image.width) == (24, 16)
+    upright = to_uint(image.pixels, 8)
+    assert upright[0, -1, 0] > 200 and upright[-1, 0, 0] < 50  # the corner turned clockwise
+    assert image.metadata.exif is not None and orientation_from_exif(image.metadata.exif) == 1
+    assert image.metadata.icc_profile == profile
+    assert image.metadata.dpi == (150, 300)  # turned with the picture
+
+
+def _progressive_with_repeated_scan(repeats: int) -> bytes:
+    """A small progressive JPEG whose first AC scan is repeated: each repeat is a few bytes but
+    makes libjpeg walk every block of the image again."""
+    data = _jpeg(_rgb(64, 64), progressive=True)
+    scans = [i for i in range(len(data) - 1) if data[i : i + 2] == b"\xff\xda"]
+    second, third = scans[1], scans[2]  # the second scan is an AC scan in Pillow's progression
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + data[second:third] * repeats + data[end:]
+
+
+def test_a_jpeg_of_too_many_scans_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 36, case 26: 100 000 scans (3.4 MB) decoded for 150 s; more than MAX_SCANS are
+    refused from the markers alone."""
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(_progressive_with_repeated_scan(MAX_SCANS))
+    _decoding_forbidden(monkeypatch)
+    started = time.perf_counter()
+    _expect_read_error(path, f"more than {MAX_SCANS} scans")
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_jpeg_of_too_many_segments_is_refused(tmp_path: Path) -> None:
+    """10 000 empty comment segments (40 KB): the walk over the markers is capped."""
+    data = _jpeg(_rgb(8, 8))
+    path = tmp_path / "comments.jpg"
+    path.write_bytes(data[:2] + b"\xff\xfe\x00\x02" * 10_000 + data[2:])
+    _expect_refused_fast(path, "more than 8192 segments")
+
+
+def test_a_progressive_jpeg_within_the_scan_limit_reads(tmp_path: Path) -> None:
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(_progressive_with_repeated_scan(MAX_SCANS - 20))
+    assert read_image(path).width == 64
+
+
+@pytest.mark.parametrize(("width", "height", "rows"), [(21_000, 21_000, 1), (8, 4, 4)])
+def test_a_radiance_hdr_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int, height: int, rows: int
+) -> None:
+    """Issue 36, case 3: Pillow cannot read HDR, so 28 MB cost 10.4 GB and 120 s of decoding
+    before the floating-point samples were refused; the signature alone refuses it now."""
+    path = tmp_path / "sky.hdr"
+    path.write_bytes(radiance_hdr(width, height, rows))
+    _decoding_forbidden(monkeypatch)
+    _expect_refused_fast(path, "32-bit floating-point", "8- and 16-bit")
+
+
+@pytest.mark.parametrize(
+    ("bits", "sample_format", "cause"),
+    [((12, 12, 12), 1, "above the limit"), ((32, 32, 32), 1, "32-bit integer")],
+)
+def test_tiff_bombs_pillow_cannot_parse_are_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    bits: tuple[int, ...],
+    sample_format: int,
+    cause: str,
+) -> None:
+    """Issue 36, case 5: 12-bit or 32-bit RGB TIFFs, which Pillow cannot parse, went to
+    OpenCV unchecked (34 KB cost 6.4 GB)."""
+    data = tiff_bytes(32_768, 32_768, bits, sample_format=sample_format, strip=bytes(64))
+    with pytest.raises(PILImage.UnidentifiedImageError):
+        PILImage.open(io.BytesIO(data))
+    path = tmp_path / "bomb.tif"
+    path.write_bytes(data)
+    _decoding_forbidden(monkeypatch)
+    _expect_read_error(path, cause)
+
+
+def _pack_12_bit(samples: np.ndarray) -> bytes:
+    """12-bit samples packed two to three bytes, rows padded to whole bytes (TIFF's layout)."""
+    rows = []
+    for row in samples.reshape(samples.shape[0], -1).astype(np.uint32):
+        padded = np.append(row, 0) if len(row) % 2 else row
+        pairs = padded.reshape(-1, 2)
+        packed = np.stack(
+            [pairs[:, 0] >> 4, ((pairs[:, 0] & 15) << 4) | (pairs[:, 1] >> 8), pairs[:, 1] & 255],
+            axis=1,
+        )
+        rows.append(packed.astype(np.uint8).tobytes()[: (len(row) * 12 + 7) // 8])
+    return b"".join(rows)
+
+
+def test_a_12_bit_tiff_within_the_limit_reads_as_16_bit(tmp_path: Path) -> None:
+    samples = RNG.integers(0, 4096, (6, 10, 3), dtype=np.uint16)
+    path = tmp_path / "scan12.tif"
+    path.write_bytes(tiff_bytes(10, 6, (12, 12, 12), strip=_pack_12_bit(samples)))
+    image = read_image(path)
+    assert image.bit_depth == 16 and (image.height, image.width) == (6, 10)
+    expected = samples.astype(np.float64) / 4095
+    assert np.abs(image.pixels - expected).max() < 1e-3
+
+
+def test_a_16_bit_cmyk_tiff_is_named_not_called_corrupt(tmp_path: Path) -> None:
+    """Issue 36, case 45: OpenCV cannot decode 16-bit CMYK, which is valid TIFF; the message
+    said "truncated or corrupt"."""
+    path = tmp_path / "print.tif"
+    path.write_bytes(tiff_bytes(8, 4, (16,) * 4, photometric=5, strip=bytes(8 * 4 * 8)))
+    _expect_read_error(path, "16-bit CMYK TIFF", "cannot decode")
+
+
+@pytest.mark.parametrize(("kind", "maxval"), [(b"P5", 4095), (b"P6", 1000), (b"P5", 100)])
+def test_netpbm_samples_are_scaled_by_maxval(tmp_path: Path, kind: bytes, maxval: int) -> None:
+    """Issue 36, case 19: OpenCV returns a PGM/PPM's numbers as stored, so a maxval of 4095
+    came out 16 times too dark; measr scales them to the full range."""
+    channels = 1 if kind == b"P5" else 3
+    samples = RNG.integers(0, maxval + 1, (4, 6, channels), dtype=np.uint16)
+    samples[0, 0] = maxval  # full white
+    stored = samples.astype(">u2" if maxval > 255 else np.uint8).tobytes()
+    path = tmp_path / "scan.pnm"
+    path.write_bytes(kind + b"\n6 4\n%d\n" % maxval + stored)
+    image = read_image(path)
+    assert image.bit_depth == (16 if maxval > 255 else 8)
+    np.testing.assert_allclose(image.pixels, samples / maxval, atol=0.5 / (2**image.bit_depth - 1))
+    assert float(image.pixels.max()) == 1.0
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="Pillow without AVIF support")
+@pytest.mark.parametrize("pillow", ["with Pillow", "Pillow refusing the header"])
+def test_an_animated_avif_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pillow: str
+) -> None:
+    """Issue 36, case 22: only the first frame of an animated AVIF was restored, silently."""
+    frames = [PILImage.fromarray(_rgb(16, 16)) for _ in range(3)]
+    path = tmp_path / "clip.avif"
+    frames[0].save(path, "AVIF", save_all=True, append_images=frames[1:], duration=100)
+    if pillow != "with Pillow":
+        _pillow_blind(monkeypatch)
+    _expect_read_error(path, "animated AVIF (3 frames)")
+
+
+SMALL_FILES = {
+    "gif": lambda: pil_bytes(PILImage.fromarray(_rgb(6, 10)), "GIF"),
+    "jpeg2000": lambda: pil_bytes(PILImage.fromarray(_rgb(6, 10)), "JPEG2000"),
+    "j2k": lambda: pil_bytes(PILImage.fromarray(_rgb(6, 10)), "JPEG2000", no_jp2=True),
+    "webp lossy": lambda: pil_bytes(PILImage.fromarray(_rgb(6, 10)), "WEBP"),
+    "webp alpha": lambda: pil_bytes(
+        PILImage.fromarray(RNG.integers(0, 256, (6, 10, 4), dtype=np.uint8)), "WEBP"
+    ),
+    "bmp": lambda: pil_bytes(PILImage.fromarray(_rgb(6, 10)), "BMP"),
+    "ppm": lambda: b"P6 10 6 255\n" + _rgb(6, 10).tobytes(),
+    "pbm": lambda: b"P1\n# bits\n10 6\n" + b"0 1 " * 30,
+    "pam": lambda: (
+        b"P7\nWIDTH 10\nHEIGHT 6\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n"
+        + _rgb(6, 10).tobytes()
+    ),
+    "bigtiff": lambda: tiff_bytes(10, 6, strip=_rgb(6, 10).tobytes(), big=True),
+    "avif": lambda: pil_bytes(PILImage.fromarray(_rgb(6, 10)), "AVIF"),
+    "sun raster": lambda: (
+        struct.pack(">4s7I", b"\x59\xa6\x6a\x95", 10, 6, 24, 180, 1, 0, 0) + _rgb(6, 10).tobytes()
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_FILES))
+def test_a_small_file_of_every_format_reads(tmp_path: Path, name: str) -> None:
+    """measr's own header readers accept the valid files of every format OpenCV decodes."""
+    path = tmp_path / "small.img"
+    path.write_bytes(SMALL_FILES[name]())
+    image = read_image(path)
+    _check_valid(image)
+    assert (image.height, image.width) == (6, 10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(sorted(HEADER_BOMBS)),
+    flips=st.lists(st.tuples(st.integers(0, 1 << 10), st.integers(1, 255)), max_size=6),
+    keep=st.integers(0, 1 << 10),
+)
+def test_fuzz_the_own_header_readers(name: str, flips: list[tuple[int, int]], keep: int) -> None:
+    """Damaged headers of every format give a Header, None or a refusal, nothing else."""
+    data = bytearray(HEADER_BOMBS[name]())
+    for position, mask in flips:
+        data[position % len(data)] ^= mask
+    with contextlib.suppress(RefusedImageError):
+        read_own_header(io.BytesIO(bytes(data[:keep])))
 
 
 # --- a header Pillow refuses (issue 21) -----------------------------------------------------

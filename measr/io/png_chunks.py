@@ -30,6 +30,8 @@ _MAX_CHUNKS = 4096
 # eXIf payloads read; cameras write a few KiB (JPEG cannot hold more than 64 KiB of EXIF).
 _MAX_EXIF_BYTES = 1 << 20
 _CHUNKS_READ = frozenset({b"IHDR", b"acTL", b"eXIf"})
+# The bit depths the PNG specification allows for each colour type; libpng refuses the rest.
+_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 
 
 class Ihdr(NamedTuple):
@@ -60,7 +62,7 @@ class _Chunk:
 
 def read_ihdr(stream: BinaryIO) -> Ihdr | None:
     """The IHDR chunk of the PNG in `stream` (it must come first); None when the stream is not
-    a PNG or its IHDR is damaged."""
+    a PNG or its IHDR is damaged (a size of 0, a bit depth its colour type does not allow)."""
     stream.seek(0)
     if stream.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
         return None
@@ -71,6 +73,8 @@ def read_ihdr(stream: BinaryIO) -> Ihdr | None:
         return None
     ihdr = Ihdr(*_IHDR.unpack_from(first.payload))
     if not (0 < ihdr.width <= _MAX_CHUNK_LENGTH and 0 < ihdr.height <= _MAX_CHUNK_LENGTH):
+        return None
+    if ihdr.bit_depth not in _BIT_DEPTHS.get(ihdr.color_type, ()):
         return None
     return ihdr
 

@@ -1,4 +1,5 @@
-"""Reading an image file's header (size, mode, frames, orientation) without decoding pixels."""
+"""Reading an image file's header (size, mode, frames, orientation) without decoding pixels:
+measr's own reading (the first fence, measr/io/headers) and Pillow's (which knows more metadata)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,16 @@ from typing import BinaryIO
 
 from PIL import Image as PILImage
 
-from measr.io.metadata import NO_METADATA, Metadata, metadata_of
+from measr.io.headers import Header, read_own_header
+from measr.io.headers.png import GRAY_COLOR_TYPES
+from measr.io.metadata import metadata_of
 from measr.io.orientation import EXIF_ORIENTATION_TAG
-from measr.io.png_chunks import read_ihdr, read_png_facts
+from measr.io.png_chunks import read_ihdr
 
-_PNG_GRAY_COLOR_TYPES = (0, 4)  # gray, gray + alpha (IHDR colour type)
-# Pillow's mode for each PNG colour type, for headers measr reads itself (16-bit gray: "I;16").
-_PNG_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
 # Animation formats: their extra frames are a sequence, not a variant of the first picture.
 # (Multi-page TIFFs and MPO camera JPEGs, whose extra frames are pages or previews, read their
 # first image instead.)
-_ANIMATION_FORMATS = frozenset({"GIF", "PNG", "WEBP"})
+_ANIMATION_FORMATS = frozenset({"AVIF", "GIF", "PNG", "WEBP"})
 # Pillow names some containers differently from the format a user would call them.
 _FORMAT_NAMES = {"MPO": "jpeg"}
 
@@ -31,23 +31,16 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
-class Header:
-    """What the header of an image file says, as far as Pillow can tell."""
+class Headers:
+    """What measr's own reader and Pillow each make of an image file's header."""
 
-    format: str  # lower-case container name: "png", "jpeg", "tiff", ...
-    width: int
-    height: int
-    mode: str  # Pillow's mode: "L", "RGB", "RGBA", "LA", "P", "CMYK", "I;16", ...
-    frames: int
-    animated: bool
-    orientation: int | None  # EXIF orientation 1..8 when the file has one
-    gray: bool  # the file stores one gray channel (possibly plus alpha)
-    metadata: Metadata = NO_METADATA  # ICC profile, EXIF, text, DPI, as kept for the output
+    own: Header | None  # None: in no format OpenCV decodes, or damaged; never to be decoded
+    pillow: Header | None  # None where Pillow cannot parse it
 
     @property
-    def is_cmyk(self) -> bool:
-        """CMYK files, whose fourth decoded channel is not transparency."""
-        return self.mode == "CMYK"
+    def described(self) -> Header | None:
+        """Pillow's reading, which carries more metadata, else measr's own."""
+        return self.pillow or self.own
 
 
 @contextmanager
@@ -64,36 +57,24 @@ def _pillow_size_limit_off() -> Iterator[None]:
             PILImage.MAX_IMAGE_PIXELS = saved
 
 
-def read_header(stream: BinaryIO) -> Header | None:
-    """The header of the image in stream, or None when neither Pillow nor, for a PNG, measr's
-    own chunk reader can make sense of it."""
+def read_headers(stream: BinaryIO) -> Headers:
+    """The header of the image in stream as measr reads it (see measr/io/headers) and as Pillow
+    does; raises RefusedImageError when it alone shows that measr cannot read the file."""
+    own = read_own_header(stream)
+    stream.seek(0)
+    return Headers(own, _pillow_header(stream))
+
+
+def _pillow_header(stream: BinaryIO) -> Header | None:
+    """Pillow's reading of the header, or None when it cannot parse it."""
     try:
         with _pillow_size_limit_off(), PILImage.open(stream) as im:
             return _header_of(im, stream)
     except Exception:
         # Pillow raises many kinds of errors on hostile bytes, some on files OpenCV decodes (a
-        # PNG text chunk past Pillow's text limit): "unreadable" must not mean "no limits", so
-        # a PNG's own chunks are read instead. Other formats get OpenCV's final say.
-        return _png_header(stream)
-
-
-def _png_header(stream: BinaryIO) -> Header | None:
-    """The Header of a PNG from measr's guarded chunk reader (None when it is not a PNG)."""
-    facts = read_png_facts(stream)
-    if facts is None:
+        # PNG text chunk past Pillow's text limit, a 5-byte Adobe segment in a JPEG): measr's
+        # own reading then describes the file.
         return None
-    ihdr = facts.ihdr
-    sixteen_bit_gray = ihdr.color_type == 0 and ihdr.bit_depth == 16
-    return Header(
-        format="png",
-        width=ihdr.width,
-        height=ihdr.height,
-        mode="I;16" if sixteen_bit_gray else _PNG_MODES.get(ihdr.color_type, "RGB"),
-        frames=facts.frames,
-        animated=facts.frames > 1,
-        orientation=facts.orientation,
-        gray=ihdr.color_type in _PNG_GRAY_COLOR_TYPES,
-    )
 
 
 def _header_of(im: PILImage.Image, stream: BinaryIO) -> Header:
@@ -131,5 +112,5 @@ def _is_gray(im: PILImage.Image, stream: BinaryIO) -> bool:
     if im.format == "PNG":
         ihdr = read_ihdr(stream)
         if ihdr is not None:
-            return ihdr.color_type in _PNG_GRAY_COLOR_TYPES
+            return ihdr.color_type in GRAY_COLOR_TYPES
     return PILImage.getmodebase(im.mode) == "L"

@@ -13,13 +13,19 @@ import numpy as np
 from PIL import Image as PILImage
 
 from measr.errors import ImageReadError, quoted
-from measr.io.formats import format_for_path
+from measr.io.headers import (
+    DECODED_FORMATS,
+    HEAD_BYTES,
+    Header,
+    RefusedImageError,
+    sniff,
+    unsupported_samples,
+)
 from measr.io.image import Image, from_uint
-from measr.io.metadata import NO_METADATA
 from measr.io.opencv import quiet_opencv
 from measr.io.orientation import apply_orientation
 from measr.io.oserrors import explain
-from measr.io.probe import Header, read_header
+from measr.io.probe import read_headers
 
 # Default pixel limit: a 400-megapixel RGB image already takes 4.8 GB as float32.
 MAX_PIXELS = 400_000_000
@@ -27,22 +33,12 @@ MAX_PIXELS = 400_000_000
 # plus some metadata; a larger file is refused before it is read into memory.
 _MAX_BYTES_PER_PIXEL = 8
 _METADATA_ALLOWANCE = 64 * 1024 * 1024
-# Containers OpenCV decodes: a header Pillow recognises in one of these that OpenCV then fails
-# on means a damaged file, not an unsupported one.
-_OPENCV_FORMATS = frozenset({"png", "jpeg", "tiff", "webp", "bmp", "gif", "jpeg2000", "ppm"})
 # OpenCV's TIFF decoder applies the orientation tag itself, even with IMREAD_UNCHANGED.
 _ORIENTED_BY_OPENCV = frozenset({"tiff"})
-_DISPLAY_NAMES = {"webp": "WebP", "jpeg2000": "JPEG 2000"}
+_DISPLAY_NAMES = {"webp": "WebP", "jpeg2000": "JPEG 2000", "sun": "Sun raster", "ppm": "PNM"}
 _GRAY_ALPHA_MODES = frozenset({"LA", "La"})
-# Magic bytes of the formats measr reads, to name the format of a file cut inside its header.
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-)
+# Bytes looked at to tell text, HTML or a known signature from junk, in a file never decoded.
+_SNIFFED_BYTES = 1024
 _GET_A_FRESH_COPY = "the file is damaged or incomplete; get a fresh copy"
 _READABLE_FORMATS = "pass a PNG, JPEG, TIFF, WebP or BMP image"
 
@@ -51,8 +47,8 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
     """Decode an image file (EXIF orientation applied) or raise ImageReadError saying why not."""
     file = Path(path)
     _check_is_regular_file(file, max_pixels)
-    data, header = _read_bytes_and_header(file, max_pixels)
-    decoded = _decode(file, data, header)
+    data, own, header = _read_bytes_and_header(file, max_pixels)
+    decoded = _full_range(_decode(file, data, header), own.max_sample)
     bit_depth = _bit_depth(file, decoded)
     _check_pixel_count(file, decoded.shape[1], decoded.shape[0], max_pixels)
     try:
@@ -64,18 +60,18 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
 
 
 def _to_image(
-    file: Path, decoded: np.ndarray, bit_depth: int, header: Header | None, data: bytes
+    file: Path, decoded: np.ndarray, bit_depth: int, header: Header, data: bytes
 ) -> Image:
     """Upright, RGB-or-gray float pixels and alpha from OpenCV's decoded array."""
-    if header is not None and header.format not in _ORIENTED_BY_OPENCV:
+    if header.format not in _ORIENTED_BY_OPENCV:
         decoded = apply_orientation(decoded, header.orientation)
     color, alpha = _split_channels(file, decoded, header, data)
     return Image(
         pixels=from_uint(color),
         alpha=None if alpha is None else np.ascontiguousarray(alpha),
         bit_depth=bit_depth,
-        source_format=_source_format(file, header),
-        metadata=NO_METADATA if header is None else header.metadata,
+        source_format=header.format,
+        metadata=header.metadata,
     )
 
 
@@ -137,15 +133,23 @@ def _link_target(file: Path) -> str:
         return "?"
 
 
-def _read_bytes_and_header(file: Path, max_pixels: int) -> tuple[bytes, Header | None]:
-    """The file's bytes and header, refusing bad headers before reading the rest."""
+def _read_bytes_and_header(file: Path, max_pixels: int) -> tuple[bytes, Header, Header]:
+    """The file's bytes, measr's own reading of its header and the fuller one (Pillow's where
+    it can parse it), refusing bad headers before reading the rest. Nothing reaches the
+    decoder without measr's own reading: the first fence does not depend on Pillow."""
     try:
         with open(file, "rb") as stream:
-            header = read_header(stream)
-            if header is not None:
-                _check_header(file, header, max_pixels)
+            try:
+                headers = read_headers(stream)
+            except RefusedImageError as refusal:
+                raise _read_error(file, refusal.cause, refusal.hint) from None
+            for header in (headers.own, headers.pillow):
+                if header is not None:
+                    _check_header(file, header, max_pixels)
             stream.seek(0)
-            return stream.read(), header
+            if headers.own is None or headers.described is None:
+                raise _undecodable(file, stream.read(_SNIFFED_BYTES), headers.pillow)
+            return stream.read(), headers.own, headers.described
     except OSError as exc:
         raise _os_read_error(file, exc) from exc
 
@@ -203,15 +207,16 @@ def _undecodable(file: Path, data: bytes, header: Header | None) -> ImageReadErr
     """Explain why bytes did not decode: damaged image, other format, text or HTML, junk."""
     if header is not None:
         name = _display_name(header.format)
-        if header.format in _OPENCV_FORMATS:
+        if header.format in DECODED_FORMATS:
             return _read_error(
                 file, f"it is a {name} file but is truncated or corrupt", _GET_A_FRESH_COPY
             )
         return _read_error(
             file, f"{name} files are not supported", f"convert it first; {_READABLE_FORMATS}"
         )
-    signature_format = _format_from_signature(data)
-    if signature_format is not None:
+    signature_format = sniff(data[:HEAD_BYTES])
+    # BMP's 2-byte signature starts too many other files to name the format from it.
+    if signature_format is not None and signature_format != "bmp":
         # Pillow could not even parse the header: the file was cut or damaged near its start.
         return _read_error(
             file,
@@ -232,17 +237,6 @@ def _undecodable(file: Path, data: bytes, header: Header | None) -> ImageReadErr
     )
 
 
-def _format_from_signature(data: bytes) -> str | None:
-    """The format whose magic bytes start the file (BMP is left out: 'BM' starts too many other
-    files)."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    for signature, format_name in _SIGNATURES:
-        if data.startswith(signature):
-            return format_name
-    return None
-
-
 def _sniff_text(data: bytes) -> str | None:
     """'html' or 'text' when the start of the file reads as such, else None."""
     head = data[:1024]
@@ -260,13 +254,20 @@ def _bit_depth(file: Path, decoded: np.ndarray) -> int:
         return 8
     if decoded.dtype == np.uint16:
         return 16
-    kind = "floating-point (HDR or scientific data)" if decoded.dtype.kind == "f" else "integer"
-    raise _read_error(
-        file,
-        f"it stores {decoded.dtype.itemsize * 8}-bit {kind} samples; "
-        "measr reads 8- and 16-bit images",
-        "convert it to a 16-bit PNG or TIFF first",
-    )
+    refusal = unsupported_samples(decoded.dtype.itemsize * 8, floating=decoded.dtype.kind == "f")
+    raise _read_error(file, refusal.cause, refusal.hint)
+
+
+def _full_range(decoded: np.ndarray, max_sample: int | None) -> np.ndarray:
+    """Samples stretched to the full 8- or 16-bit range from a largest value of `max_sample`
+    (a PNM's maxval other than 255 or 65535: OpenCV returns the numbers as stored)."""
+    if max_sample is None or decoded.dtype not in (np.uint8, np.uint16):
+        return decoded
+    full = np.iinfo(decoded.dtype).max
+    if max_sample > full:
+        return decoded
+    table = np.round(np.arange(max_sample + 1) * (full / max_sample)).astype(decoded.dtype)
+    return table[np.minimum(decoded, max_sample)]
 
 
 def _split_channels(
@@ -313,11 +314,3 @@ def _channels_equal(color: np.ndarray) -> bool:
         np.array_equal(color[:, :, 0], color[:, :, 1])
         and np.array_equal(color[:, :, 1], color[:, :, 2])
     )
-
-
-def _source_format(file: Path, header: Header | None) -> str:
-    """The container name from the header, else from the extension, else 'unknown'."""
-    if header is not None and header.format:
-        return header.format
-    from_extension = format_for_path(file)
-    return from_extension.name if from_extension is not None else "unknown"
