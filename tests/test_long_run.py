@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from test_training import losses, settings, smooth_photo
 
 from measr.errors import MeasrError
@@ -25,7 +26,7 @@ from measr.training.long_run import (
 )
 from measr.training.schedule import warmup_cosine
 from measr.training.sources import FrameBurst, motion_blur_from_frames
-from measr.training.trainer import StepRecord, Trainer
+from measr.training.trainer import StepRecord, Trainer, fft_amplitude_loss
 from measr.weights import read_metadata
 
 
@@ -171,3 +172,30 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(
     assert resumed.step == 3  # no step lost, none half done
     resumed.run()
     assert losses(stopped) == losses(tmp_path / "straight")
+
+
+def test_the_fft_amplitude_loss_ignores_where_content_is_only_how_much() -> None:
+    image = torch.rand(2, 3, 32, 32)
+    shifted = torch.roll(image, shifts=(5, 7), dims=(2, 3))  # the same spectrum's amplitudes
+    assert fft_amplitude_loss(shifted, image) < 1e-5 < float(torch.abs(shifted - image).mean())
+    assert fft_amplitude_loss(image * 0.5, image) > 0.01
+
+
+def test_early_patches_are_smaller_then_the_run_s_own(photos: Path, tmp_path: Path) -> None:
+    config = settings(photos, steps=4, patch=96, early_patch=64, early_patch_fraction=0.5)
+    trainer = Trainer(config, tmp_path)
+    sides = []
+    for degraded, _clean, _task in trainer.batches():
+        sides.append(degraded.shape[-1])
+        trainer.step += 1
+        if trainer.step == 4:
+            break
+    assert sides == [64, 64, 96, 96]
+
+
+def test_a_cpu_budget_ends_the_run_and_drives_its_schedule(photos: Path, tmp_path: Path) -> None:
+    config = settings(photos, steps=100_000, cpu_budget_minutes=0.01, deterministic=False)
+    trainer = Trainer(config, tmp_path)
+    trainer.run()
+    assert 0 < trainer.step < 100_000 and trainer.cpu_seconds >= 0.6
+    assert trainer.progress() == 1.0

@@ -13,9 +13,10 @@ from measr.degrade import mix_weights
 from measr.engine.onnx_backend import ONNX_SIGNATURE, export_onnx_file
 from measr.engine.openvino_backend import export_openvino_file
 from measr.errors import MeasrError
+from measr.manifest import check_name
 from measr.model import NAMED_REQUIREMENTS
 from measr.training.colour import fit_weights_file
-from measr.training.export import Scoring, export_run, export_weights_file
+from measr.training.export import Scoring, export_run, export_weights_file, note_provenance
 from measr.training.long_run import continue_settings
 from measr.training.trainer import StepRecord, TrainConfig, Trainer
 
@@ -92,6 +93,24 @@ def train(
         ),
     ] = TrainConfig.patch,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = TrainConfig.lr,
+    fft_loss_weight: Annotated[
+        float,
+        typer.Option(help="Weight of an L1 loss on FFT amplitudes beside the pixel L1 (0: off)."),
+    ] = TrainConfig.fft_loss_weight,
+    early_patch: Annotated[
+        int,
+        typer.Option(help="Patch side early in the run (0: --patch throughout)."),
+    ] = TrainConfig.early_patch,
+    early_patch_fraction: Annotated[
+        float, typer.Option(help="Share of the run (by progress) trained at --early-patch.")
+    ] = TrainConfig.early_patch_fraction,
+    cpu_minutes: Annotated[
+        float,
+        typer.Option(
+            help="CPU-time budget (this process and its data workers): the run ends when it is "
+            "spent and the schedule follows it (0: off)."
+        ),
+    ] = TrainConfig.cpu_budget_minutes,
     warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = TrainConfig.warmup,
     seed: Annotated[
         int, typer.Option(help="Seed: data, initialisation and gate noise.")
@@ -213,6 +232,8 @@ def train(
             prompt_only=prompt_only, prompt_lr_scale=prompt_lr_scale,
             ema_decay=ema_decay, val_per_task=val_per_task, degrade_on_device=degrade_on_device,
             lr_reference_batch=lr_reference_batch, start_step=start_step,
+            fft_loss_weight=fft_loss_weight, early_patch=early_patch,
+            early_patch_fraction=early_patch_fraction, cpu_budget_minutes=cpu_minutes,
         )  # fmt: skip
     trainer = Trainer(settings, out, resume=resume)
     console = stderr()
@@ -264,6 +285,7 @@ def export(
 ) -> None:
     """Export weights with their validation scores to safetensors and list them in weights.txt,
     or (--format onnx|openvino) a .safetensors file's network as an ONNX graph or OpenVINO IR."""
+    check_name(name)
     if format == "onnx":
         written = export_onnx_file(source, out_dir / f"{name}.onnx")
         stderr().print(f"wrote {written} (ONNX: {ONNX_SIGNATURE})")
@@ -279,7 +301,7 @@ def export(
     if format != "safetensors":
         raise MeasrError(f"--format must be safetensors, onnx or openvino, not '{format}'")
     if source.suffix == ".safetensors":
-        provenance = dict(n.split("=", 1) for n in note or [])
+        provenance = note_provenance(note or [])
         scoring = Scoring(tasks, val)
         result = export_weights_file(
             source, name, out_dir, scoring, provenance, half=half, default=default, ship=ship

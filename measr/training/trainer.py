@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -114,6 +115,17 @@ class TrainConfig:
     # its samples and schedule go on from here, from --init's weights with a fresh optimiser,
     # whose rate warms up again over `warmup` steps.
     start_step: int = 0
+    # Weight of an L1 loss between the FFT amplitudes of output and target, beside the pixel
+    # L1 (0: off); MoCE-IR, SymUNet and R2R train with 0.1.
+    fft_loss_weight: float = 0.0
+    # Smaller patches while the network is young: `early_patch` pixels for the first
+    # `early_patch_fraction` of the run (by its progress), then `patch` (0: `patch` throughout).
+    early_patch: int = 0
+    early_patch_fraction: float = 0.0
+    # A budget of CPU time (this process and its data workers): the run ends when it is spent,
+    # and the schedule follows it as it follows `time_budget_minutes` (0: off). Unlike wall
+    # time, CPU time does not stretch when other work shares the machine.
+    cpu_budget_minutes: float = 0.0
 
     @classmethod
     def load(cls, run_dir: Path) -> TrainConfig:
@@ -145,12 +157,13 @@ class TrainConfig:
     def check(self) -> None:
         """Refuse settings the model cannot train on."""
         model = get_config(self.config)  # MeasrError for an unknown name
-        if self.patch % model.size_multiple or self.patch < model.min_size:
-            raise MeasrError(
-                f"--patch {self.patch} does not fit '{self.config}': it needs a multiple of "
-                f"{model.size_multiple} of at least {model.min_size}",
-                "use e.g. 128",
-            )
+        for flag, patch in (("--patch", self.patch), ("--early-patch", self.early_patch)):
+            if patch and (patch % model.size_multiple or patch < model.min_size):
+                raise MeasrError(
+                    f"{flag} {patch} does not fit '{self.config}': it needs a multiple of "
+                    f"{model.size_multiple} of at least {model.min_size}",
+                    "use e.g. 128",
+                )
         if not self.data and not self.paired:
             raise MeasrError("no training data", "pass --data FOLDER (clean photos)")
         if self.prompt_only and self.prompt_weight <= 0:
@@ -277,6 +290,26 @@ def update_ema(ema: AveragedModel, model: nn.Module, decay: float, updates: int)
         for i in others:
             averaged[i].copy_(current[i])
     ema.n_averaged += 1
+
+
+def fft_amplitude_loss(image: Tensor, target: Tensor) -> Tensor:
+    """L1 distance between the amplitude spectra of two (B, C, H, W) images (orthonormal
+    FFT, so amplitudes are on the scale of pixel values)."""
+    spectrum = torch.fft.rfft2(torch.cat([image, target]), norm="ortho").abs()
+    return F.l1_loss(*spectrum.chunk(2))
+
+
+def process_cpu_seconds() -> float:
+    """CPU time of this process and its live children (the data workers), in seconds."""
+    me = psutil.Process()
+    total = time.process_time()
+    for child in me.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # a worker that ended meanwhile
+            continue
+        total += times.user + times.system
+    return total
 
 
 @contextmanager
@@ -436,23 +469,30 @@ class Trainer:
 
     # -- data and validation ---------------------------------------------------------------------
 
-    def samples(self, recipes: bool = False) -> TrainingSamples:
+    def samples(self, recipes: bool = False, patch: int = 0) -> TrainingSamples:
         """The run's training samples (sample i is a pure function of the seed and i), degraded
-        by numpy, or as clean windows and recipes for the device (`recipes`)."""
+        by numpy, or as clean windows and recipes for the device (`recipes`), of `patch` pixels
+        (the run's own by default)."""
         c = self.config
         paired = {task: Path(root) for task, root in (p.split("=", 1) for p in c.paired)}
         real = [(task, Path(root)) for task, root in (r.split("=", 1) for r in c.real)]
         kind = RecipeSamples if recipes else TrainingSamples
-        return kind([Path(p) for p in c.data], c.tasks, c.patch, c.seed, paired, real, c.real_share)
+        sources = [Path(p) for p in c.data]
+        return kind(sources, c.tasks, patch or c.patch, c.seed, paired, real, c.real_share)
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """(degraded, clean, task) batches from sample step * batch on, on the device when
-        `degrade_on_device` (else still on the host: `train_step` moves them)."""
-        for batch in self.loader():
-            if isinstance(batch, RecipeBatch):
-                yield on_device(batch, self.device, self.config.patch, self.pixel_generator())
-            else:
-                yield batch
+        `degrade_on_device` (else still on the host: `train_step` moves them). When the patch
+        size changes (`early_patch`), a new loader goes on from the same sample."""
+        while True:
+            patch = self.patch()
+            for batch in self.loader(patch):
+                if isinstance(batch, RecipeBatch):
+                    yield on_device(batch, self.device, patch, self.pixel_generator())
+                else:
+                    yield batch
+                if self.patch() != patch:
+                    break
 
     def pixel_generator(self) -> torch.Generator:
         """The generator of this step's pixel randomness on the device: seeded by the run's
@@ -460,10 +500,10 @@ class Trainer:
         rng = seeded_rng(self.config.seed, "pixels", self.step, self.dist.rank)
         return torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
 
-    def loader(self) -> Iterator[Any]:
+    def loader(self, patch: int = 0) -> Iterator[Any]:
         c = self.config
         loader = DataLoader(
-            self.samples(recipes=c.degrade_on_device),
+            self.samples(recipes=c.degrade_on_device, patch=patch),
             batch_size=c.batch,
             collate_fn=RecipeSamples.collate if c.degrade_on_device else None,
             pin_memory=self.device.type == "cuda",
@@ -525,7 +565,15 @@ class Trainer:
         # The run's own training time (kept in checkpoints), so a resumed run continues the
         # schedule where it stopped instead of starting its time budget again.
         by_time = self.wall_seconds / budget if budget > 0 else 0.0
-        return min(max(by_steps, by_time), 1.0)
+        cpu_budget = self.config.cpu_budget_minutes * 60
+        by_cpu = self.cpu_seconds / cpu_budget if cpu_budget > 0 else 0.0
+        return min(max(by_steps, by_time, by_cpu), 1.0)
+
+    def patch(self) -> int:
+        """The patch side at the current progress (`early_patch` early on)."""
+        c = self.config
+        early = c.early_patch and self.progress() < c.early_patch_fraction
+        return c.early_patch if early else c.patch
 
     def finished(self) -> bool:
         """True once the run has done its steps or spent its time budget."""
@@ -550,6 +598,7 @@ class Trainer:
         degraded = degraded.to(self.device, non_blocking=True, memory_format=memory)
         clean = clean.to(self.device, non_blocking=True)
         zero = degraded.new_zeros(())
+        spectral = zero
         reading: PromptReading | None
         with self._autocast():
             if c.prompt_only:
@@ -558,12 +607,15 @@ class Trainer:
             else:
                 image, balance, reading = self.forward(degraded)
                 l1 = F.l1_loss(image.float(), clean)
+                if c.fft_loss_weight > 0:
+                    spectral = fft_amplitude_loss(image.float(), clean)
                 balance = balance.float()
         prompt = zero
         if self.targets is not None and reading is not None:
             cross_entropy, noise = self.targets.loss(reading, task)
             prompt = cross_entropy + noise
-        loss = l1 + c.balance_weight * balance + c.prompt_weight * prompt
+        loss = l1 + c.fft_loss_weight * spectral + c.balance_weight * balance
+        loss = loss + c.prompt_weight * prompt
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if c.clip > 0:
@@ -586,7 +638,7 @@ class Trainer:
         c = self.config
         last_checkpoint = self._last_log_time = time.monotonic()
         wall_base, cpu_base = self.wall_seconds, self.cpu_seconds
-        wall_start, cpu_start = time.monotonic(), time.process_time()
+        wall_start, cpu_start = time.monotonic(), process_cpu_seconds()
         window: list[Tensor] = []
         for degraded, clean, task in self.batches():
             if self.finished() or stop.is_set():
@@ -596,7 +648,7 @@ class Trainer:
             # Before the log: under a time budget, the step that spends it is the last one,
             # and it must be logged and validated as such.
             self.wall_seconds = wall_base + time.monotonic() - wall_start
-            self.cpu_seconds = cpu_base + time.process_time() - cpu_start
+            self.cpu_seconds = cpu_base + process_cpu_seconds() - cpu_start
             stretch_over = 0 < stop_after_s <= time.monotonic() - wall_start
             if self.step % c.log_every == 0 or self.finished() or stretch_over:
                 self._log(window, progress)
