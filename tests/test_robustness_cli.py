@@ -380,6 +380,19 @@ def test_a_line_break_in_a_file_name_cannot_split_or_forge_error_lines(tmp_path:
     assert len(error_lines(single)) == 1 and "notes\\nfailed: forged.png" in single.stderr
 
 
+def test_escape_codes_in_a_file_name_stay_escaped_in_the_success_line(tmp_path: Path) -> None:
+    """Issue 36, case 37: a name holding terminal escape sequences (retitle the window, clear
+    the screen, turn red) and a line break reached stdout raw in the "Restored ..." line."""
+    name = "a\x1b]0;PWNED\x07\x1b[2J\x1b[31mred\nline.png"
+    source = tmp_path / name
+    write_picture(source, 8, 8)
+    result = measr("restore", source, "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("Restored ")
+    assert repr(str(source)) in result.stdout
+
+
 def unblock_later(fifo: Path, seconds: float) -> threading.Timer:
     """Open the pipe for reading after a while: a writer waiting for a reader (the bug) then
     goes on, so that a regression fails the test instead of hanging it."""

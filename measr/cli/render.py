@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from measr.errors import MeasrError, quoted
+from measr.errors import MeasrError, printable, quoted
 
 # Types only: the engine imports PyTorch (seconds), and `measr --help` and the error line must
 # not wait for it.
@@ -164,6 +164,8 @@ def restore_line(
     when asked for."""
     from measr.engine.strength import FULL_STRENGTH  # loaded by now: the restoration used it
 
+    # Names from the file system can hold line breaks and terminal escape sequences.
+    source, output = printable(source), printable(output)
     height, width = size
     precision = PRECISION_WORDS.get(restoration.precision, "")
     runtime = RUNTIME_NAMES.get(restoration.backend)
@@ -180,7 +182,7 @@ def restore_line(
     if strength is not None and strength != FULL_STRENGTH:
         sentence += f"; blended with the input at --strength {strength:g}"
     if routing_map is not None:
-        sentence += f"; routing map in {routing_map}"
+        sentence += f"; routing map in {printable(routing_map)}"
     line = Text(sentence + ".")
     if untrained_warning(restorer) is not None:
         line.append(" The weights are UNTRAINED.", style="yellow")
