@@ -8,20 +8,26 @@ torch.load(weights_only=True) (tensors and plain containers only)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import math
 import pickle
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from measr.allocator import available_memory
 from measr.atomic import replacing
 from measr.errors import WeightsError, quoted
 from measr.io.oserrors import explain
-from measr.model import MEASNet, ModelConfig, parameter_count
+from measr.manifest import WeightsEntry, check_checksum, check_present, open_regular
+from measr.model import MEASNet, ModelConfig, state_shapes
 
 CONFIG_KEY = "measr.config"
 # Extensions of PyTorch pickle checkpoints, and how their contents start: a zip archive
@@ -32,6 +38,17 @@ _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x0
 _STATE_DICT_KEYS = ("state_dict", "model", "params_ema", "params")
 # Loading holds every number twice as float32: the network's, and the file's as read.
 _LOAD_BYTES_PER_NUMBER = 2 * 4
+# A measr file's JSON header is about 100 KB (one line per tensor and the configuration).
+MAX_HEADER_BYTES = 16 << 20
+# The number types weights may hold, as safetensors names them and as PyTorch does: floating
+# point, loaded as float32. Anything else (integers, booleans, complex, float8) is refused.
+FLOAT_TYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
+_OTHER_TYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64",
+    "C64": "complex64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+}  # fmt: skip
+_SAFETENSORS_ONLY = "weights are .safetensors files: pass one, or fix the entry in weights.txt"
+_NOT_BY_MEASR = "the file is damaged or was not written by measr; use weights exported by measr"
 
 
 def save_weights(
@@ -82,20 +99,64 @@ def unreadable_weights(path: str | Path, error: Exception) -> WeightsError:
     )
 
 
+@dataclass(frozen=True)
+class Header:
+    """What a safetensors file's JSON header says: each tensor's number type (as PyTorch names
+    it where it is floating point) and shape, where the tensors' bytes end, and the metadata."""
+
+    tensors: dict[str, tuple[str, tuple[int, ...]]]
+    end: int
+    metadata: dict[str, str]
+
+
+def read_header(stream: BinaryIO, path: str | Path) -> tuple[bytes, Header]:
+    """The header's bytes (with the 8 that give its length) and what they say, read from the
+    start of `stream`; WeightsError for a header safetensors would not accept."""
+    start = stream.read(8)
+    length = int.from_bytes(start, "little")
+    if len(start) < 8:
+        raise unreadable_weights(path, ValueError("the file is too short for a header"))
+    if length > MAX_HEADER_BYTES:
+        raise unreadable_weights(path, ValueError(f"its header claims {length:,} bytes"))
+    raw = stream.read(length)
+    try:
+        parsed = json.loads(raw)
+        metadata = parsed.pop("__metadata__", None) or {}
+        tensors = {str(name): (type_of(info), shape_of(info)) for name, info in parsed.items()}
+        end = max((int(info["data_offsets"][1]) for info in parsed.values()), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise unreadable_weights(path, ValueError(f"invalid header ({error})")) from None
+    if not all(isinstance(v, str) for v in [*metadata, *metadata.values()]):
+        raise unreadable_weights(path, ValueError("invalid header (metadata not text)"))
+    return start + raw, Header(tensors, end, metadata)
+
+
+def type_of(info: dict[str, Any]) -> str:
+    """A header tensor's number type as PyTorch names it ('float16', 'int32')."""
+    kind = str(info["dtype"])
+    return FLOAT_TYPES.get(kind) or _OTHER_TYPES.get(kind, kind)
+
+
+def shape_of(info: dict[str, Any]) -> tuple[int, ...]:
+    shape = tuple(int(size) for size in info["shape"])
+    if any(size < 0 for size in shape):
+        raise ValueError(f"shape {shape}")
+    return shape
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The header metadata of a safetensors weights file."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as error:
-        raise unreadable_weights(path, error) from None
+    with open_regular(Path(path), "weights file", _SAFETENSORS_ONLY) as stream:
+        return read_header(stream, path)[1].metadata
 
 
 def read_config(path: str | Path) -> ModelConfig:
     """The configuration a weights file was saved with."""
-    metadata = read_metadata(path)
+    return config_of(read_metadata(path), path)
+
+
+def config_of(metadata: dict[str, str], path: str | Path) -> ModelConfig:
+    """The configuration in a weights file's metadata."""
     if CONFIG_KEY not in metadata:
         raise WeightsError(
             f"weights '{path}' carry no measr configuration",
@@ -108,17 +169,19 @@ def read_config(path: str | Path) -> ModelConfig:
         raise WeightsError(message, error.hint) from None
 
 
-def check_fits_in_memory(config: ModelConfig, source: str | Path) -> None:
-    """Refuse a configuration (read from an untrusted file) whose network cannot be built, or
-    would not fit in the memory there is, before anything of its size is allocated."""
+def network_shapes(config: ModelConfig, source: str | Path) -> dict[str, tuple[int, ...]]:
+    """The shape of each tensor of `config`'s network. Refuses a configuration (read from an
+    untrusted file) whose network cannot be built, or would not fit in the memory there is,
+    before anything of its size is allocated."""
     try:
-        numbers = parameter_count(config)
+        shapes = state_shapes(config)
     except Exception as error:  # the layers refuse some sizes, each in its own way
         raise WeightsError(
             f"cannot load weights {quoted(source)}: invalid model configuration: the network "
             f"cannot be built ({type(error).__name__}: {error})",
-            "the file is damaged or was not written by measr; use weights exported by measr",
+            _NOT_BY_MEASR,
         ) from None
+    numbers = sum(math.prod(shape) for shape in shapes.values())
     needed, available = numbers * _LOAD_BYTES_PER_NUMBER, available_memory()
     if needed > available:
         raise WeightsError(
@@ -127,6 +190,7 @@ def check_fits_in_memory(config: ModelConfig, source: str | Path) -> None:
             f"to load, and {in_memory_units(available)} of memory is available",
             "free memory, or use weights of a smaller configuration, such as `measr models` lists",
         )
+    return shapes
 
 
 def in_memory_units(size: int) -> str:
@@ -150,13 +214,71 @@ def check_finite_weights(state: dict[str, torch.Tensor], source: str) -> None:
         )
 
 
-def load_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file, as float32 where they are floating point."""
+def check_tensors(
+    found: dict[str, tuple[str, tuple[int, ...]]],
+    shapes: dict[str, tuple[int, ...]],
+    source: str,
+    config: str,
+) -> None:
+    """Refuse tensors (`found`: name -> number type and shape) that are not those of the
+    network of configuration `config` (`shapes`): a name it lacks or does not have, a shape it
+    does not have, numbers that are not floating point. Checked on a file's header, before
+    any tensor is read: an unexpected tensor would otherwise be read and widened first."""
+    missing = [name for name in shapes if name not in found]
+    unexpected = [name for name in found if name not in shapes]
+    if missing or unexpected:
+        raise WeightsError(
+            f"weights {quoted(source)} do not fit configuration '{config}': "
+            f"{len(missing)} missing and {len(unexpected)} unexpected tensors "
+            f"(e.g. {(missing or unexpected)[0]})",
+            "the file was made by a different measr version; re-export it",
+        )
+    reshaped = [name for name, (_, shape) in found.items() if shape != shapes[name]]
+    if reshaped:
+        name = reshaped[0]
+        raise WeightsError(
+            f"weights {quoted(source)} do not fit configuration '{config}': {len(reshaped)} "
+            f"tensors have other shapes (e.g. {name} is {found[name][1]}, '{config}' needs "
+            f"{shapes[name]})",
+            "use the configuration the weights were trained with",
+        )
+    odd = [name for name, (kind, _) in found.items() if kind not in FLOAT_TYPES.values()]
+    if odd:
+        name = odd[0]
+        raise WeightsError(
+            f"weights {quoted(source)} hold {found[name][0]} numbers in {len(odd)} of their "
+            f"tensors (e.g. {name}); weights are float16, bfloat16, float32 or float64",
+            _NOT_BY_MEASR,
+        )
+
+
+def read_weights(
+    path: str | Path, entry: WeightsEntry | None = None
+) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The configuration and the tensors (floating point, as float32) of a weights file, read
+    once: the header is checked (`check_tensors`) before any tensor is read, and, given
+    `entry` (weights.txt's line for the file), the bytes loaded are the bytes whose sha256 is
+    checked against it (a file replaced between two reads cannot be loaded unchecked)."""
+    if entry is not None:
+        check_present(entry)
+    with open_regular(Path(path), "weights file", _SAFETENSORS_ONLY) as stream:
+        source: BinaryIO = stream
+        if entry is not None:
+            checked = stream.read()
+            check_checksum(entry, hashlib.sha256(checked).hexdigest())
+            source = io.BytesIO(checked)
+        prefix, header = read_header(source, path)
+        config = config_of(header.metadata, path)
+        check_tensors(header.tensors, network_shapes(config, path), str(path), config.name)
+        body = source.read(header.end + 1)
+    if len(body) != header.end:
+        cause = f"the file does not end where its header says (after {header.end:,} bytes)"
+        raise unreadable_weights(path, ValueError(cause))
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
+        tensors = load(prefix + body)
+    except (SafetensorError, ValueError) as error:
         raise unreadable_weights(path, error) from None
-    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    return config, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def load_into(
@@ -172,42 +294,31 @@ def load_into(
             f"({'; '.join(differences[:4])})",
             f"build the model with config '{config.name}', or use weights made for '{target.name}'",
         )
-    reshaped = [
-        name
-        for name, tensor in model.state_dict().items()
-        if name in state and state[name].shape != tensor.shape
-    ]
-    if reshaped:
-        name = reshaped[0]
-        raise WeightsError(
-            f"weights '{source}' do not fit configuration '{target.name}': {len(reshaped)} "
-            f"tensors have other shapes (e.g. {name} is {tuple(state[name].shape)}, "
-            f"'{target.name}' needs {tuple(model.state_dict()[name].shape)})",
-            "use the configuration the weights were trained with",
-        )
+    found = {name: (type_name(t), tuple(t.shape)) for name, t in state.items()}
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    check_tensors(found, shapes, source, target.name)
     check_finite_weights(state, source)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise WeightsError(
-            f"weights '{source}' do not fit configuration '{target.name}': "
-            f"{len(missing)} missing and {len(unexpected)} unexpected tensors "
-            f"(e.g. {(missing or unexpected)[0]})",
-            "the file was made by a different measr version; re-export it",
-        )
+    model.load_state_dict(state)
 
 
-def load_model(path: str | Path) -> MEASNet:
-    """A network built from the configuration stored in a weights file, with its weights."""
-    config = read_config(path)
-    check_fits_in_memory(config, path)
+def type_name(tensor: torch.Tensor) -> str:
+    """A tensor's number type as PyTorch names it: 'float32', 'int32', 'complex64'."""
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def load_model(path: str | Path, entry: WeightsEntry | None = None) -> MEASNet:
+    """A network built from the configuration stored in a weights file, with its weights;
+    given `entry`, checked against its sha256 in weights.txt (`read_weights`)."""
+    config, state = read_weights(path, entry)
     model = MEASNet(config)
-    load_into(model, load_state(path), str(path), config)
+    load_into(model, state, str(path), config)
     return model
 
 
 def load_weights(model: MEASNet, path: str | Path) -> None:
     """Load a weights file into an existing network; the configurations must match."""
-    load_into(model, load_state(path), str(path), read_config(path))
+    config, state = read_weights(path)
+    load_into(model, state, str(path), config)
 
 
 def import_checkpoint(path: str | Path, config: ModelConfig) -> MEASNet:

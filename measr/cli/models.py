@@ -11,11 +11,17 @@ from measr.manifest import WeightsEntry, default_manifest_path, read_manifest, v
 
 
 def file_state(entry: WeightsEntry) -> Text:
-    """'ok' when the file is there and matches its checksum, else what is wrong, in red."""
+    """'ok' when the file is there, a regular file, and matches its checksum, else what is
+    wrong, in red."""
     try:
         verify(entry)
     except WeightsError:
-        problem = "missing" if not entry.file.exists() else "CHECKSUM MISMATCH"
+        if not entry.file.exists():
+            problem = "missing"
+        elif not entry.file.is_file():  # a pipe or a device: never read
+            problem = "NOT A REGULAR FILE"
+        else:
+            problem = "CHECKSUM MISMATCH"
         return Text(problem, style="bold red")
     return Text("ok", style="green")
 

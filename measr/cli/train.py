@@ -13,9 +13,10 @@ from measr.degrade import mix_weights
 from measr.engine.onnx_backend import ONNX_SIGNATURE, export_onnx_file
 from measr.engine.openvino_backend import export_openvino_file
 from measr.errors import MeasrError
+from measr.manifest import check_name
 from measr.model import NAMED_REQUIREMENTS
 from measr.training.colour import fit_weights_file
-from measr.training.export import Scoring, export_run, export_weights_file
+from measr.training.export import Scoring, export_run, export_weights_file, note_provenance
 from measr.training.long_run import continue_settings
 from measr.training.trainer import StepRecord, TrainConfig, Trainer
 
@@ -284,6 +285,7 @@ def export(
 ) -> None:
     """Export weights with their validation scores to safetensors and list them in weights.txt,
     or (--format onnx|openvino) a .safetensors file's network as an ONNX graph or OpenVINO IR."""
+    check_name(name)
     if format == "onnx":
         written = export_onnx_file(source, out_dir / f"{name}.onnx")
         stderr().print(f"wrote {written} (ONNX: {ONNX_SIGNATURE})")
@@ -299,7 +301,7 @@ def export(
     if format != "safetensors":
         raise MeasrError(f"--format must be safetensors, onnx or openvino, not '{format}'")
     if source.suffix == ".safetensors":
-        provenance = dict(n.split("=", 1) for n in note or [])
+        provenance = note_provenance(note or [])
         scoring = Scoring(tasks, val)
         result = export_weights_file(
             source, name, out_dir, scoring, provenance, half=half, default=default, ship=ship

@@ -138,8 +138,7 @@ class Restorer:
         """Weights listed in weights.txt (the default entry when `name` is None), checked
         against their sha256."""
         entry = manifest.find_entry(name, manifest_path)
-        manifest.verify(entry)
-        model = load_model(entry.file)
+        model = load_model(entry.file, entry)
         listed = entry.fields.get("config")
         if listed is not None and listed != model.config.name:
             raise WeightsError(
@@ -180,9 +179,7 @@ class Restorer:
         if not path.is_file():
             raise WeightsError(f"weights file '{path}' does not exist", "check the path")
         listed = [e for e in manifest.read_manifest(manifest_path) if same_file(e.file, path)]
-        if listed:
-            manifest.verify(listed[0])
-        model = load_model(path)
+        model = load_model(path, listed[0] if listed else None)
         if listed:
             trained: bool | None = listed[0].is_trained
         else:

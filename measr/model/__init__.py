@@ -28,6 +28,14 @@ def parameter_count(config: ModelConfig) -> int:
     return sum(tensor.numel() for tensor in tensors)
 
 
+def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of each tensor of the network's state dict, taken on the meta device (no
+    memory), by name."""
+    with torch.device("meta"):
+        model = MEASNet(config)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
 __all__ = [
     "CONFIGS",
     "NAMED_REQUIREMENTS",
@@ -40,4 +48,5 @@ __all__ = [
     "build_model",
     "get_config",
     "parameter_count",
+    "state_shapes",
 ]

@@ -8,19 +8,35 @@ from pathlib import Path
 
 import torch
 
+from measr.atomic import temporary_path
 from measr.degrade import mix_weights
-from measr.manifest import WeightsEntry, find_entry, sha256_of, upsert_entry, verify
+from measr.errors import MeasrError, quoted
+from measr.manifest import (
+    COMPUTED_KEYS,
+    PROVENANCE_KEYS,
+    SCORE,
+    WeightsEntry,
+    check_listable,
+    check_name,
+    clean_value,
+    field_problem,
+    find_entry,
+    sha256_of,
+    upsert_entry,
+)
 from measr.model import MEASNet, ModelConfig
 from measr.training.checkpoint import load_checkpoint
 from measr.training.trainer import TrainConfig
 from measr.training.validation import default_validation_set, evaluate, framed
-from measr.weights import CONFIG_KEY, load_model, read_metadata, save_weights
+from measr.weights import load_model, read_metadata, save_weights
 
 # fp16 storage is used only when it moves no validation PSNR by this much (dB).
 HALF_TOLERANCE_DB = 0.01
 # The ship rule: new weights replace the default when their mean PSNR over the validation sets
 # both are scored on is higher and no set falls by more than this (dB).
 MAX_SET_DROP_DB = 0.3
+# How the weights may be stored: fp16 where it is lossless, fp16, or float32.
+HALF_CHOICES = ("auto", "yes", "no")
 
 
 @dataclass(frozen=True)
@@ -119,10 +135,9 @@ def ship_decision(
     """`scores` against the current default of weights.txt, scored now on the same photos
     (the default on its own task mix)."""
     entry = find_entry(None, manifest)
-    verify(entry)
     tasks = entry.fields.get("tasks", scoring.tasks)
     default_scores = score(
-        load_model(entry.file), tasks, scoring.val_root, scoring.crop, scoring.per_task
+        load_model(entry.file, entry), tasks, scoring.val_root, scoring.crop, scoring.per_task
     )
     return ShipDecision(scores, default_scores, entry.name)
 
@@ -141,7 +156,14 @@ def publish(
 ) -> ExportResult:
     """Score `model`, store it (fp16 when that moves no validation PSNR by HALF_TOLERANCE_DB),
     and add it to weights.txt with its provenance and scores. `default` makes it the default;
-    `ship` does when it beats the current default by the ship rule (`ShipDecision`)."""
+    `ship` does when it beats the current default by the ship rule (`ShipDecision`); nothing
+    else does, and the provenance cannot set the fields computed here (`COMPUTED_KEYS`).
+
+    The file is written under a temporary name and takes its place only once weights.txt
+    lists its checksum (`upsert_entry`), so the file an entry names always matches it."""
+    path = out_dir / f"{name}.safetensors"
+    check_export(name, half, scoring.tasks)
+    check_listable(WeightsEntry(name, path, "0" * 64), manifest)
     model = model.eval()
     measure = partial(score, tasks=scoring.tasks, val_root=scoring.val_root,
                       crop=scoring.crop, per_task=scoring.per_task)  # fmt: skip
@@ -155,20 +177,63 @@ def publish(
     decision = ship_decision(final, scoring, manifest) if ship else None
     default = default or (decision is not None and decision.ships)
     fields = {
+        **{k: clean_value(v) for k, v in provenance.items() if k not in COMPUTED_KEYS},
         "config": model.config.name,
-        "tasks": scoring.tasks,
-        **provenance,
+        "tasks": scoring.tasks.replace(" ", ""),
         "trained": "yes",
         "dtype": "float16" if use_half else "float32",
         **{f"val.{t}": f"{p:.2f}/{s:.4f}" for t, (p, s) in final.items()},
     }
-    if default:
-        fields["default"] = "yes"
-    path = out_dir / f"{name}.safetensors"
-    save_weights(model, path, half=use_half, metadata=fields)
-    entry = WeightsEntry(name, path, sha256_of(path), fields)
-    upsert_entry(entry, manifest)
+    staged = temporary_path(path)
+    try:
+        save_weights(model, staged, half=use_half, metadata=fields)
+        if default:  # a line of weights.txt, not of the file: another manifest decides its own
+            fields["default"] = "yes"
+        entry = WeightsEntry(name, path, sha256_of(staged), fields)
+        upsert_entry(entry, manifest, staged=staged)
+    finally:
+        staged.unlink(missing_ok=True)
     return ExportResult(entry, use_half, scores, half_scores, decision)
+
+
+def check_export(name: str, half: str, tasks: str) -> None:
+    """Refuse a name weights.txt cannot hold or that is not a plain file name, a `half` that
+    is not one of HALF_CHOICES, and an unknown task mix, before anything is scored."""
+    check_name(name)
+    if half not in HALF_CHOICES:
+        raise MeasrError(
+            f"unknown half-precision choice {quoted(half)}",
+            f"use {', '.join(HALF_CHOICES)}",
+            option="half",
+        )
+    mix_weights(tasks)
+
+
+def note_provenance(notes: list[str]) -> dict[str, str]:
+    """Provenance fields from KEY=VALUE notes the user typed: each holds '=', keeps to the
+    characters weights.txt allows, and sets none of the fields export computes."""
+    fields = {}
+    for note in notes:
+        key, equals, value = note.partition("=")
+        problem = None if equals else f"the note {quoted(note)} is not KEY=VALUE"
+        if not problem and (key in COMPUTED_KEYS or key.startswith("val.")):
+            problem = f"the note {quoted(note)} sets {key}, which export computes"
+        problem = problem or field_problem(key, value)
+        if problem:
+            raise MeasrError(problem, "write each note as KEY=VALUE, e.g. gpu=h100", option="note")
+        fields[key] = value
+    return fields
+
+
+def metadata_provenance(metadata: dict[str, str]) -> dict[str, str]:
+    """The provenance in a weights file's metadata, which anyone may have written: only the
+    known keys (`PROVENANCE_KEYS`) and validation scores that are two numbers, each value
+    cut down to the characters weights.txt allows (`clean_value`)."""
+    return {
+        key: clean_value(value)
+        for key, value in metadata.items()
+        if key in PROVENANCE_KEYS or (key.startswith("val.") and SCORE.fullmatch(value))
+    }
 
 
 def run_provenance(config: TrainConfig, state: dict) -> dict[str, str]:
@@ -243,7 +308,7 @@ def export_weights_file(
     manifest: Path | None = None,
 ) -> ExportResult:
     """List an existing weights file (e.g. trained on a lent GPU) in weights.txt, re-scored here.
-    Its own metadata (steps, GPU minutes) is kept in the provenance."""
-    metadata = {k: v for k, v in read_metadata(weights).items() if k != CONFIG_KEY}
+    Its own provenance (steps, GPU minutes: `metadata_provenance`) is kept."""
+    metadata = metadata_provenance(read_metadata(weights))
     return publish(load_model(weights), name, out_dir, {**metadata, **provenance}, scoring,
                    half=half, default=default, ship=ship, manifest=manifest)  # fmt: skip
