@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from measr.engine.conversion_cache import CACHE_ENV as CACHE_ENV  # where tests set it
+from measr.engine.conversion_cache import cache_folder
 from measr.engine.fused_experts import fuse_experts
 from measr.errors import MeasrError
 from measr.model import NAMED_REQUIREMENTS, MEASNet
@@ -38,8 +40,6 @@ from measr.model.freq_cross_attention import SoftFrequencySplit
 from measr.model.stp_g_mese import PixelExperts, expert_mlp
 from measr.weights import load_model
 
-# Where exported graphs are kept (`MEASR_CACHE` overrides the folder above it).
-CACHE_ENV = "MEASR_CACHE"
 ONNX_OPSET = 18
 INSTALL_HINT = "install the extra: pip install 'measr[onnx]'"
 
@@ -177,12 +177,6 @@ def export_onnx_file(weights: Path, target: Path) -> Path:
     return export_onnx(load_model(weights), target)
 
 
-def cache_folder() -> Path:
-    """Where exported graphs are kept: $MEASR_CACHE/onnx, else ~/.cache/measr/onnx."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "measr"
-    return Path(root) / "onnx"
-
-
 def graph_fingerprint(model: MEASNet, stats: SharedStats | None) -> str:
     """A name for the graph of these weights taking these statistics: a hash of the weights,
     the configuration, the statistics' names and shapes, and the exporter's versions."""
@@ -198,9 +192,9 @@ def graph_fingerprint(model: MEASNet, stats: SharedStats | None) -> str:
 
 def cached_graph(model: MEASNet, stats: SharedStats | None = None) -> Path:
     """The ONNX graph of `model` taking `stats`, exported on first use (minutes) and kept in
-    `cache_folder()`; written under a temporary name first, so an interrupted export leaves
+    `cache_folder("onnx")`; written under a temporary name first, so an interrupted export leaves
     nothing half-written behind."""
-    path = cache_folder() / f"{model.config.name}-{graph_fingerprint(model, stats)}.onnx"
+    path = cache_folder("onnx") / f"{model.config.name}-{graph_fingerprint(model, stats)}.onnx"
     if not path.is_file():
         partial = path.with_suffix(f".{os.getpid()}.partial")
         export_onnx(model, partial, stats)

@@ -31,10 +31,8 @@ choices every tile shares, always runs in float32.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from measr.engine.conversion_cache import cache_folder, read_entry, remove, write_entry
 from measr.engine.inference import network_capture
-from measr.engine.onnx_backend import (
-    GraphWithStats,
-    cache_folder,
-    exportable_model,
-    graph_fingerprint,
-)
+from measr.engine.onnx_backend import GraphWithStats, exportable_model, graph_fingerprint
 from measr.errors import MeasrError
 from measr.model import MEASNet
 from measr.model.backbone import (
@@ -395,29 +389,53 @@ def convert_context(model: MEASNet, prompt: SharedStats) -> Any:
 
 
 def cached_conversion(
-    model: MEASNet, stats: SharedStats | None = None, *, context: bool = False
+    model: MEASNet,
+    stats: SharedStats | None = None,
+    *,
+    context: bool = False,
+    on_convert: Callable[[Path], None] | None = None,
 ) -> Any:
     """The OpenVINO model of `model` taking `stats` (the context pass taking the prompt's
     features `stats` when `context`), converted on first use (a minute or so for `small`) and
-    kept as OpenVINO IR in the cache folder: a folder per network, named like the ONNX graphs,
-    written whole under a temporary name and then renamed, so that two processes converting at
-    once never mix one's .xml with the other's .bin."""
+    kept as OpenVINO IR in the cache (`measr.engine.conversion_cache`): a folder per network,
+    named by a hash of its weights (`graph_fingerprint`), whose files are checked against
+    their recorded sha256 as they are loaded. A damaged or altered entry is converted again.
+    `on_convert(folder)` is told before a conversion starts, with the cache folder."""
     import openvino
 
-    folder = cache_folder().with_name("openvino")
     kind = "context-" if context else ""
     fingerprint = graph_fingerprint(model, stats)
-    target = folder / f"{model.config.name}-{kind}{fingerprint}-{FORMS_VERSION}"
-    if not (target / "model.xml").is_file():
-        partial = folder / f"{target.name}.{os.getpid()}.partial"
-        partial.mkdir(parents=True, exist_ok=True)
-        converted = convert_context(model, stats or {}) if context else convert(model, stats=stats)
-        openvino.save_model(converted, str(partial / "model.xml"), compress_to_fp16=False)
-        try:
-            partial.rename(target)
-        except OSError:  # another process got there first: keep its copy
-            shutil.rmtree(partial, ignore_errors=True)
-    return openvino.Core().read_model(str(target / "model.xml"))
+    target = cache_folder("openvino") / f"{model.config.name}-{kind}{fingerprint}-{FORMS_VERSION}"
+    files = read_entry(target, IR_FILES)
+    loaded = None if files is None else ir_model(files)
+    if loaded is not None:
+        return loaded
+    remove(target)  # damaged in a way only OpenVINO saw
+    if on_convert is not None:
+        on_convert(target.parent)
+    converted = convert_context(model, stats or {}) if context else convert(model, stats=stats)
+    write_entry(
+        target,
+        lambda folder: openvino.save_model(
+            converted, str(folder / IR_FILES[0]), compress_to_fp16=False
+        ),
+    )
+    return converted
+
+
+# An OpenVINO IR: the graph, and its weights beside it.
+IR_FILES = ("model.xml", "model.bin")
+
+
+def ir_model(files: dict[str, bytes]) -> Any:
+    """The OpenVINO model in the bytes of IR_FILES, or None where OpenVINO cannot read them."""
+    import openvino
+
+    graph, weights = (files[name] for name in IR_FILES)
+    try:
+        return openvino.Core().read_model(graph, openvino.Tensor(np.frombuffer(weights, np.uint8)))
+    except RuntimeError:
+        return None
 
 
 def export_openvino_file(weights: Path, target: Path) -> Path:
