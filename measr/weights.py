@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -263,16 +264,18 @@ def read_weights(
         check_present(entry)
     with open_regular(Path(path), "weights file", _SAFETENSORS_ONLY) as stream:
         source: BinaryIO = stream
+        size = os.fstat(stream.fileno()).st_size
         if entry is not None:
             checked = stream.read()
             check_checksum(entry, hashlib.sha256(checked).hexdigest())
-            source = io.BytesIO(checked)
+            source, size = io.BytesIO(checked), len(checked)
         prefix, header = read_header(source, path)
         config = config_of(header.metadata, path)
         check_tensors(header.tensors, network_shapes(config, path), str(path), config.name)
-        body = source.read(header.end + 1)
-    if len(body) != header.end:
-        cause = f"the file does not end where its header says (after {header.end:,} bytes)"
+        ends = len(prefix) + header.end
+        body = source.read(header.end) if ends == size else b""
+    if ends != size or len(body) != header.end:
+        cause = f"the file does not end where its header says (byte {ends:,})"
         raise unreadable_weights(path, ValueError(cause))
     try:
         tensors = load(prefix + body)

@@ -6,6 +6,7 @@ that is not a regular file of UTF-8 text is one error line, never a hang or a tr
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -243,11 +244,26 @@ def test_an_unexpected_tensor_is_refused_from_the_header_before_any_tensor_is_re
     assert_one_error_line(result, 3, "padded.safetensors", "1 unexpected", "zzz.padding")
 
 
-def test_bytes_after_the_tensors_are_refused_unread(folder: Path) -> None:
-    padded = folder / "trailing.safetensors"
-    padded.write_bytes((folder / "tiny-test.safetensors").read_bytes() + bytes(4096))
-    result = measr("restore", write_picture(folder / "a.png"), "--weights", padded)
-    assert_one_error_line(result, 3, "trailing.safetensors", "does not end where its header")
+@pytest.mark.parametrize("change", ["bytes-after", "offset-past-the-end"])
+def test_a_file_that_does_not_end_where_its_header_says_is_refused_unread(
+    folder: Path, change: str
+) -> None:
+    data = (folder / "tiny-test.safetensors").read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    if change == "bytes-after":
+        data += bytes(4096)
+    else:
+        header = json.loads(data[8:header_end])
+        last = max((k for k in header if k != "__metadata__"),
+                   key=lambda k: header[k]["data_offsets"][1])  # fmt: skip
+        header[last]["data_offsets"][1] = 1 << 60
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        data = len(text).to_bytes(8, "little") + text + data[header_end:]
+    odd = folder / "odd.safetensors"
+    odd.write_bytes(data)
+    result = measr("restore", write_picture(folder / "a.png"), "--weights", odd)
+    assert_one_error_line(result, 3, "odd.safetensors", "does not end where its header says")
 
 
 # --- a manifest, or an entry, that is not a regular file of text (15-17, 28, 29, 44) ----------
