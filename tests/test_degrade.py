@@ -240,7 +240,7 @@ def test_haze_airlight_is_per_image_and_in_range() -> None:
     white = np.ones((32, 32, 3), dtype=np.float32)
     black = np.zeros((32, 32, 3), dtype=np.float32)
     for seed in range(5):
-        hazy_black = add_haze(black, seeded_rng(seed), beta=50.0)  # t ~ 0: output is A
+        hazy_black = add_haze(black, seeded_rng(seed), beta=50.0, colour=False)  # t ~ 0: A
         assert hazy_black.min() >= HAZE.airlight.low * (1 - HAZE.airlight_tint) - 1e-6
         assert hazy_black.max() <= 1.0
         assert add_haze(white, seeded_rng(seed)).max() <= 1.0
@@ -492,6 +492,7 @@ def test_task_specs_parse_and_mixes_sum_to_one() -> None:
     for spec in TASK_SPECS.values():
         parse_spec(spec)
     tasks = {"noise15", "noise25", "noise50", "rain", "haze", "blur", "lowlight", "clean"}
+    tasks |= {"camnoise", "darkscene"}
     assert set(TASK_SPECS) == tasks
     assert task_spec("noise25") == "noise:25"
     for mix in MIXES.values():

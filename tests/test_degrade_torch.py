@@ -55,7 +55,21 @@ def both(spec: str, images: list[np.ndarray], seed: int = 0) -> tuple[list, list
 
 
 @pytest.mark.parametrize(
-    "spec", ["haze", "haze:1.2", "blur", "blur:motion", "blur:defocus", "none"]
+    "spec",
+    [
+        "haze",
+        "haze:1.2",
+        "haze:depth",
+        "haze:veil",
+        "haze:height",
+        "blur",
+        "blur:motion",
+        "blur:linear",
+        "blur:defocus",
+        "none",
+        "dark",
+        "blur:linear+haze+dark",
+    ],
 )
 def test_deterministic_degradations_match_numpy(spec: str) -> None:
     images = [photo(i) for i in range(6)]

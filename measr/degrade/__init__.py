@@ -10,36 +10,44 @@ from measr.degrade.batched import Recipe, degrade_batch, draw_recipe
 from measr.degrade.blur import (
     add_blur,
     add_defocus_blur,
+    add_linear_blur,
     add_motion_blur,
     defocus_kernel,
+    linear_motion_kernel,
     motion_kernel,
 )
+from measr.degrade.camera import add_camera_noise, demosaic, mosaic
 from measr.degrade.haze import add_haze, depth_proxy, transmission
 from measr.degrade.jpeg import add_jpeg
 from measr.degrade.lowlight import add_low_light, poisson_gaussian_noise
 from measr.degrade.noise import add_gaussian_noise
 from measr.degrade.rain import add_rain, streak_kernel, streak_layer
+from measr.degrade.scene import darken_scene
 from measr.degrade.spec import (
     DEGRADATIONS,
     Spec,
     Step,
     apply_degradation,
+    degrade_pair,
     parse_spec,
     seeded_rng,
     valid_names_hint,
 )
 from measr.degrade.tasks import (
+    COMPOSITES,
     MIXES,
     TASK_KINDS,
     TASK_SPECS,
     mix_weights,
     pick_task,
+    spec_kinds,
     task_kind,
     task_noise_sigma,
     task_spec,
 )
 
 __all__ = [
+    "COMPOSITES",
     "DEGRADATIONS",
     "MIXES",
     "TASK_KINDS",
@@ -48,24 +56,32 @@ __all__ = [
     "Spec",
     "Step",
     "add_blur",
+    "add_camera_noise",
     "add_defocus_blur",
     "add_gaussian_noise",
     "add_haze",
     "add_jpeg",
+    "add_linear_blur",
     "add_low_light",
     "add_motion_blur",
     "add_rain",
     "apply_degradation",
+    "darken_scene",
     "defocus_kernel",
     "degrade_batch",
+    "degrade_pair",
+    "demosaic",
     "depth_proxy",
     "draw_recipe",
+    "linear_motion_kernel",
     "mix_weights",
+    "mosaic",
     "motion_kernel",
     "parse_spec",
     "pick_task",
     "poisson_gaussian_noise",
     "seeded_rng",
+    "spec_kinds",
     "streak_kernel",
     "streak_layer",
     "task_kind",

@@ -1,10 +1,12 @@
-"""Blur: camera-shake kernels from a random walk with inertia, and defocus discs.
+"""Blur: camera-shake kernels from a random walk with inertia, straight motion, defocus discs.
 
 A shake kernel is the path the image of a point draws on the sensor during the exposure: a
 velocity that keeps most of itself from step to step, nudged by small random accelerations and
 now and then a sudden jerk. The path is scaled into the kernel square, centred on its centre of
 mass, rasterised with bilinear weights (every instant of the exposure weighs the same) and
-normalised to sum 1. Images are convolved with reflected borders.
+normalised to sum 1. Straight motion (a panning camera, a passing car) is the same splat of
+a segment at a given angle, every point of it equally long exposed. Images are convolved with
+reflected borders.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from measr.degrade._image import as_image, clip_unit, convolve
 from measr.degrade.ranges import BLUR
 
-BLUR_KINDS = ("motion", "defocus")
+BLUR_KINDS = BLUR.kind.options
 JERK_STRENGTH = 2.5  # size of a sudden shake relative to the typical speed
 SPLAT_SPACING = 0.25  # most pixels the path may move between two rasterised points
 
@@ -85,6 +87,22 @@ def motion_kernel(
     return rasterise(densify(fit_into_square(path, side, reach)), side)
 
 
+def linear_motion_kernel(length: float, angle: float) -> np.ndarray:
+    """Straight motion: a segment `length` px long (>= 1, end to end, both ends included) at
+    `angle` degrees anticlockwise from the x axis, through the centre of an odd square."""
+    if not length >= 1.0:
+        raise ValueError(f"linear motion length must be >= 1 px, got {length}")
+    half = (length - 1.0) / 2.0
+    side = 2 * math.ceil(half) + 1
+    steps = max(2, math.ceil(2.0 * half / SPLAT_SPACING) + 1)
+    reach = np.linspace(-half, half, steps)
+    radians = math.radians(angle)
+    centre = (side - 1) / 2.0
+    # Image rows grow downwards: anticlockwise on screen is -y.
+    points = np.stack([centre + reach * math.cos(radians), centre - reach * math.sin(radians)], 1)
+    return rasterise(points, side)
+
+
 def defocus_kernel(radius: float) -> np.ndarray:
     """Anti-aliased uniform disc of the given radius (> 0 px), normalised to sum 1."""
     if radius <= 0.0:
@@ -103,6 +121,19 @@ def add_motion_blur(
     return clip_unit(convolve(clean, motion_kernel(rng, size)))
 
 
+def add_linear_blur(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    length: float | None = None,
+    angle: float | None = None,
+) -> np.ndarray:
+    """Straight motion blur; length in px (None: uniform in [5, 31]), angle in degrees
+    anticlockwise from the x axis (None: uniform in [0, 180))."""
+    clean = as_image(img)
+    return clip_unit(convolve(clean, linear_kernel(rng, length, angle)))
+
+
 def add_defocus_blur(
     img: np.ndarray, rng: np.random.Generator, *, radius: float | None = None
 ) -> np.ndarray:
@@ -111,12 +142,27 @@ def add_defocus_blur(
     return clip_unit(convolve(clean, defocus_kernel(BLUR.defocus_radius.pick(rng, radius))))
 
 
-def add_blur(img: np.ndarray, rng: np.random.Generator, *, kind: str | None = None) -> np.ndarray:
-    """Motion or defocus blur; kind in ("motion", "defocus"), None picks motion with p = 0.5."""
-    drawn = "motion" if rng.random() < BLUR.motion_probability else "defocus"
-    chosen = drawn if kind is None else kind
+def linear_kernel(
+    rng: np.random.Generator, length: float | None = None, angle: float | None = None
+) -> np.ndarray:
+    """A straight-motion kernel with its length and angle drawn (or given)."""
+    return linear_motion_kernel(
+        BLUR.linear_length.pick(rng, length), BLUR.linear_angle.pick(rng, angle)
+    )
+
+
+def blur_kernel(rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
+    """The kernel `add_blur` convolves with: its kind drawn (or given), then the kernel."""
+    chosen = BLUR.kind.pick(rng, kind)
     if chosen == "motion":
-        return add_motion_blur(img, rng)
-    if chosen == "defocus":
-        return add_defocus_blur(img, rng)
-    raise ValueError(f"blur kind must be one of {BLUR_KINDS}, got {kind!r}")
+        return motion_kernel(rng)
+    if chosen == "linear":
+        return linear_kernel(rng)
+    return defocus_kernel(BLUR.defocus_radius.sample(rng))
+
+
+def add_blur(img: np.ndarray, rng: np.random.Generator, *, kind: str | None = None) -> np.ndarray:
+    """Camera-shake, straight-motion or defocus blur; kind in ("motion", "linear", "defocus"),
+    None draws one (shares 0.4, 0.3, 0.3)."""
+    clean = as_image(img)
+    return clip_unit(convolve(clean, blur_kernel(rng, kind)))

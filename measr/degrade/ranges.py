@@ -63,6 +63,36 @@ class IntSpan:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One of a few named options, drawn with their probabilities by one uniform number."""
+
+    options: tuple[str, ...]
+    probabilities: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.options) != len(self.probabilities) or abs(sum(self.probabilities) - 1) > 1e-9:
+            raise ValueError(f"bad choice {self.options} with probabilities {self.probabilities}")
+
+    def sample(self, rng: np.random.Generator) -> str:
+        """One option: the first whose cumulative probability exceeds a uniform draw."""
+        cuts = np.cumsum(self.probabilities)[:-1]
+        return self.options[int(np.searchsorted(cuts, rng.random(), side="right"))]
+
+    def pick(self, rng: np.random.Generator, value: str | None = None) -> str:
+        """A draw, replaced by `value` when given (drawn anyway so the rng stream is the same);
+        ValueError for a value that is not an option."""
+        drawn = self.sample(rng)
+        if value is not None and value not in self.options:
+            raise ValueError(f"expected one of {self.options}, got {value!r}")
+        return drawn if value is None else value
+
+    def __str__(self) -> str:
+        return ", ".join(
+            f"{o} {p:g}" for o, p in zip(self.options, self.probabilities, strict=True)
+        )
+
+
+@dataclass(frozen=True)
 class NoiseRanges:
     """Additive white Gaussian noise; sigma on the 0-255 scale."""
 
@@ -125,6 +155,16 @@ class HazeRanges:
     weight_dark_channel: Span = Span(0.15, 0.35)  # bright, grey regions (sky) are farther
     field_cells: IntSpan = IntSpan(2, 5)  # control points of the random field per side
     depth_near: float = 0.1  # normalised depth of the nearest point (t never exactly 1)
+    # How the depth varies over the frame, drawn with these probabilities: the three cues
+    # above, an even veil (one transmission everywhere), or haze growing with height alone.
+    form: Choice = Choice(("depth", "veil", "height"), (0.5, 0.25, 0.25))
+    veil_transmission: Span = Span(0.4, 0.8)  # t of an even veil
+    height_tilt: Span = Span(-15.0, 15.0)  # degrees the horizon of height haze leans
+    height_power: Span = Span(0.5, 2.0)  # depth = (height ramp) ** power: where haze thickens
+    # A coloured airlight (dust, smog, a warm or blue sky) instead of a near-grey one.
+    coloured_probability: float = 0.3
+    colour_strength: Span = Span(0.1, 0.3)  # chroma, as a fraction of the grey level
+    colour_hue: Span = Span(-30.0, 30.0)  # degrees off the yellow-blue axis
 
 
 @dataclass(frozen=True)
@@ -137,7 +177,12 @@ class BlurRanges:
     motion_inertia: Span = Span(0.6, 0.9)  # how much of its velocity the camera keeps per step
     motion_jerk_probability: float = 0.05  # chance of a sudden shake at each step
     defocus_radius: Span = Span(1.0, 6.0)  # disc radius
-    motion_probability: float = 0.5  # share of motion blur when "blur" picks one
+    # Straight (linear) motion: a segment of this length at any angle, uniform along it.
+    linear_length: Span = Span(5.0, 31.0)
+    linear_angle: Span = Span(0.0, 180.0)  # degrees anticlockwise from the x axis
+    # What "blur" picks, by one uniform draw cut at 0.4 and 0.7: a draw that made camera
+    # shake (under 0.4) or defocus (over 0.7) when the choice was 50/50 still makes it.
+    kind: Choice = Choice(("motion", "linear", "defocus"), (0.4, 0.3, 0.3))
 
 
 @dataclass(frozen=True)
@@ -159,8 +204,33 @@ class JpegRanges:
     valid_quality: IntSpan = IntSpan(1, 100)  # what an explicit quality may be
 
 
+@dataclass(frozen=True)
+class CameraNoiseRanges:
+    """Noise as a phone makes it (Brooks et al. 2019, "Unprocessing images for learned raw
+    denoising"): Poisson-Gaussian noise of variance shot * x + read on the raw Bayer mosaic,
+    white-balance and colour-correction gains after demosaicing, then JPEG."""
+
+    shot: Span = Span(1e-4, 1.2e-2)  # shot-noise gain, drawn log-uniformly (Brooks et al.)
+    read_slope: float = 2.18  # log(read variance) = slope * log(shot) + intercept + N(0, spread)
+    read_intercept: float = 1.20
+    read_spread: float = 0.26
+    red_gain: Span = Span(1.9, 2.4)  # white-balance gains of the raw red and blue channels
+    blue_gain: Span = Span(1.5, 1.9)
+    saturation: Span = Span(0.6, 1.2)  # colour correction M = (1 + s) I - s/3 J
+    quality: IntSpan = IntSpan(70, 95)  # the phone's JPEG quality
+
+
+@dataclass(frozen=True)
+class DarkSceneRanges:
+    """A scene that is dark itself (night, a dim room): the whole photo scaled down."""
+
+    level: Span = Span(0.07, 0.19)  # mean display level of the dark scene (18 to 48 of 255)
+
+
 NOISE = NoiseRanges()
 HAZE = HazeRanges()
 BLUR = BlurRanges()
 LOW_LIGHT = LowLightRanges()
 JPEG = JpegRanges()
+CAMERA_NOISE = CameraNoiseRanges()
+DARK_SCENE = DarkSceneRanges()

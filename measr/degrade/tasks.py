@@ -4,9 +4,14 @@
 task whose third is split evenly over sigma 15, 25 and 50. `five` adds deblurring and low-light
 enhancement, each task a fifth. `six` is `five` with clean photos as a task of their own (a
 tenth of the samples, the identity as target), so that the task prompt learns what "nothing
-to restore" looks like and the network learns to leave such photos alone. The order of tasks
-in a mix is part of the data: training numbers tasks by their position in `mix_weights(mix)`,
-so keep it stable.
+to restore" looks like and the network learns to leave such photos alone. `eight` is `six` with
+noise as phones make it (`camnoise`) and dark scenes kept dark (`darkscene`: a photo darkened
+as a whole is both the input, with phone noise, and the target), both named noise by the
+prompt. The order of tasks in a mix is part of the data: training numbers tasks by their
+position in `mix_weights(mix)`, so keep it stable (new tasks go at the end).
+
+`COMPOSITES` are specs of damage that comes together (CDD-11's combinations that measr's kinds
+cover, and everyday ones); `spec_kinds` names the kinds of damage a spec holds.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import math
 import numpy as np
 
 from measr.degrade.ranges import NOISE
+from measr.degrade.spec import Spec, parse_spec
 from measr.errors import MeasrError
 
 # The noise tasks are the benchmark protocol's sigmas, one task each: noise15, noise25, noise50.
@@ -28,6 +34,8 @@ TASK_SPECS: dict[str, str] = {
     "blur": "blur",
     "lowlight": "lowlight",
     "clean": "none",
+    "camnoise": "camnoise",
+    "darkscene": "dark+camnoise",
 }
 
 # The kind of damage of each task, as the task prompt learns to name it (noise levels are one
@@ -39,10 +47,39 @@ TASK_KINDS: dict[str, str] = {
     "blur": "blur",
     "lowlight": "lowlight",
     "clean": "clean",
+    # A dark noisy phone photo is to be denoised, not brightened: the prompt names it noise.
+    "camnoise": "noise",
+    "darkscene": "noise",
 }
 
-# Share of clean photos in the `six` mix.
+# The kind of damage each spec step adds (the others, a dark scene or JPEG, add none the
+# prompt names).
+STEP_KINDS: dict[str, str] = {
+    "noise": "noise",
+    "camnoise": "noise",
+    "rain": "rain",
+    "haze": "haze",
+    "blur": "blur",
+    "lowlight": "lowlight",
+}
+
+# Share of clean photos in the `six` mix, and of phone noise and dark scenes in `eight`.
 CLEAN_SHARE = 0.1
+CAMERA_NOISE_SHARE = 0.1
+DARK_SCENE_SHARE = 0.04
+
+# Damage that comes together, as specs (each applies in the camera's order: haze and rain, then
+# exposure, blur, noise): CDD-11's combinations of low light, haze and rain, and the everyday
+# dark-and-noisy, blurred-and-noisy and hazy-and-noisy photos (sigma 15, a phone's indoor level).
+COMPOSITES = (
+    "lowlight+haze",
+    "lowlight+rain",
+    "haze+rain",
+    "lowlight+haze+rain",
+    "lowlight+noise:15",
+    "blur+noise:15",
+    "haze+noise:15",
+)
 
 MIXES: dict[str, dict[str, float]] = {
     "three": {
@@ -61,6 +98,14 @@ MIXES: dict[str, dict[str, float]] = {
 MIXES["six"] = {
     **{task: weight * (1 - CLEAN_SHARE) for task, weight in MIXES["five"].items()},
     "clean": CLEAN_SHARE,
+}
+MIXES["eight"] = {
+    **{
+        task: weight * (1 - CAMERA_NOISE_SHARE - DARK_SCENE_SHARE)
+        for task, weight in MIXES["six"].items()
+    },
+    "camnoise": CAMERA_NOISE_SHARE,
+    "darkscene": DARK_SCENE_SHARE,
 }
 
 
@@ -126,6 +171,13 @@ def task_noise_sigma(task: str) -> float | None:
     if task in NOISE_TASKS:
         return float(task_spec(task).partition(":")[2])
     return None
+
+
+def spec_kinds(spec: str | Spec) -> tuple[str, ...]:
+    """The kinds of damage a spec holds, once each, in the order they apply
+    ("lowlight+haze" -> ("haze", "lowlight"))."""
+    kinds = (STEP_KINDS.get(step.name) for step in parse_spec(spec).applied)
+    return tuple(dict.fromkeys(kind for kind in kinds if kind is not None))
 
 
 def task_spec(task: str) -> str:

@@ -65,7 +65,12 @@ def _low_light(x: Tensor, steps: Sequence[StepRecipe], generator: torch.Generato
 
 def _haze(x: Tensor, steps: Sequence[StepRecipe], generator: torch.Generator) -> Tensor:
     depth = ops.depth_proxy(x, arrays(steps, "weights", x), arrays(steps, "field", x))
+    depth = ops.even_where(depth, scalars(steps, "even", x))
     return ops.haze(x, depth, scalars(steps, "beta", x), arrays(steps, "airlight", x))
+
+
+def _dark_scene(x: Tensor, steps: Sequence[StepRecipe], generator: torch.Generator) -> Tensor:
+    return ops.darken_scene(x, scalars(steps, "level", x))
 
 
 def _blur(x: Tensor, steps: Sequence[StepRecipe], generator: torch.Generator) -> Tensor:
@@ -105,9 +110,12 @@ APPLY: Mapping[str, Apply] = MappingProxyType(
         "haze": _haze,
         "blur": _blur,
         "rain": _rain,
+        "dark": _dark_scene,
         "none": _none,
     }
 )
+# The steps that change the scene itself: the target is the image after them.
+SCENE_STEPS = frozenset({"dark"})
 
 
 def groups(recipes: Sequence[Recipe]) -> dict[tuple[str, ...], list[int]]:
@@ -118,23 +126,41 @@ def groups(recipes: Sequence[Recipe]) -> dict[tuple[str, ...], list[int]]:
     return grouped
 
 
-def degrade_group(x: Tensor, recipes: Sequence[Recipe], generator: torch.Generator) -> Tensor:
-    """Apply the steps shared by the recipes of a group (same step names) to its images."""
+def degrade_group(
+    x: Tensor, recipes: Sequence[Recipe], generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """(degraded, target) of a group's images: the steps shared by its recipes (same step
+    names) applied in order; the target is the image after the steps that change the scene."""
+    target = x
     for k, name in enumerate(recipes[0].key):
         x = APPLY[name](x, [r.steps[k] for r in recipes], generator)
-    return x
+        if name in SCENE_STEPS:
+            target = x
+    return x, target
 
 
-def degrade_batch(clean: Tensor, recipes: Sequence[Recipe], generator: torch.Generator) -> Tensor:
-    """A degraded copy of a (B, 3, H, W) float batch in [0, 1]: image i by recipes[i]."""
+def degrade_batch_pair(
+    clean: Tensor, recipes: Sequence[Recipe], generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """(degraded, target) copies of a (B, 3, H, W) float batch in [0, 1]: image i degraded by
+    recipes[i]; its target is the clean image, or the scene its recipe made of it (a dark
+    scene), as `measr.degrade.degrade_pair` gives them."""
     if clean.ndim != 4 or clean.shape[1] != 3 or clean.shape[0] != len(recipes):
         raise ValueError(
             f"expected (B, 3, H, W) images and B recipes, got {tuple(clean.shape)} and "
             f"{len(recipes)} recipes"
         )
-    out = torch.empty_like(clean)
+    out, target = torch.empty_like(clean), clean.clone()
     for positions in groups(recipes).values():
         index = torch.tensor(positions).to(clean.device, non_blocking=True)
         members = [recipes[i] for i in positions]
-        out.index_copy_(0, index, degrade_group(clean.index_select(0, index), members, generator))
-    return out
+        degraded, scene = degrade_group(clean.index_select(0, index), members, generator)
+        out.index_copy_(0, index, degraded)
+        if any(name in SCENE_STEPS for name in members[0].key):
+            target.index_copy_(0, index, scene)
+    return out, target
+
+
+def degrade_batch(clean: Tensor, recipes: Sequence[Recipe], generator: torch.Generator) -> Tensor:
+    """A degraded copy of a (B, 3, H, W) float batch in [0, 1]: image i by recipes[i]."""
+    return degrade_batch_pair(clean, recipes, generator)[0]

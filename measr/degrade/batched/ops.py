@@ -145,10 +145,22 @@ def depth_proxy(x: Tensor, weights: Tensor, field: Tensor) -> Tensor:
     return HAZE.depth_near + (1.0 - HAZE.depth_near) * normalise(mixed)
 
 
+def even_where(depth: Tensor, even: Tensor) -> Tensor:
+    """Depth 1 everywhere for the images whose `even` (B,) is 1 (an even veil), else `depth`."""
+    return torch.where(per_image(even) > 0.5, torch.ones_like(depth), depth)
+
+
 def haze(x: Tensor, depth: Tensor, beta: Tensor, airlight: Tensor) -> Tensor:
     """I = J t + A (1 - t) with t = exp(-beta d): beta (B,), airlight (B, 3), depth (B,1,H,W)."""
     trans = torch.exp(-per_image(beta) * depth)
     return (x * trans + per_image(airlight) * (1.0 - trans)).clamp(0.0, 1.0)
+
+
+def darken_scene(x: Tensor, level: Tensor) -> Tensor:
+    """Each image scaled so its mean is `level` (B,) (never brightened), in 8 bits."""
+    mean = x.mean(dim=(1, 2, 3))
+    scale = torch.where(mean > 0, (level / mean.clamp_min(1e-12)).clamp(max=1.0), 1.0)
+    return quantize_8bit(x * per_image(scale))
 
 
 def streak_seeds(

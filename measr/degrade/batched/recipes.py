@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 
 from measr.degrade.batched.ops import gaussian_side
-from measr.degrade.blur import defocus_kernel, motion_kernel
-from measr.degrade.haze import pick_airlight, smooth_field
+from measr.degrade.blur import blur_kernel
+from measr.degrade.haze import draw_haze as draw_haze_of
 from measr.degrade.rain import streak_kernel
-from measr.degrade.ranges import BLUR, HAZE, LOW_LIGHT, NOISE, RAIN_HEAVY, RAIN_LIGHT
-from measr.degrade.spec import Spec, parse_spec
+from measr.degrade.ranges import DARK_SCENE, LOW_LIGHT, NOISE, RAIN_HEAVY, RAIN_LIGHT
+from measr.degrade.spec import Spec, haze_arguments, parse_spec
 
 Values = dict[str, float | np.ndarray]
 
@@ -66,28 +66,26 @@ def draw_low_light(arg: str | None, shape: tuple[int, int], rng: np.random.Gener
 
 
 def draw_haze(arg: str | None, shape: tuple[int, int], rng: np.random.Generator) -> Values:
-    """beta, airlight and the depth cues' weights and random field, as `add_haze` draws them."""
-    beta = HAZE.beta.pick(rng, None if arg is None else float(arg))
-    airlight = pick_airlight(rng)
-    weights = np.array(
-        [
-            HAZE.weight_vertical.sample(rng),
-            HAZE.weight_field.sample(rng),
-            HAZE.weight_dark_channel.sample(rng),
-        ],
-        dtype=np.float32,
-    )
-    height, width = shape
-    field = smooth_field(height, width, HAZE.field_cells.sample(rng), rng)
-    return {"beta": beta, "airlight": airlight, "weights": weights, "field": field}
+    """beta, airlight, the depth cues' weights and field, and whether the depth is even (a
+    veil), as `add_haze` draws them."""
+    drawn = draw_haze_of(shape, rng, **haze_arguments(arg))
+    return {
+        "beta": drawn.beta,
+        "airlight": drawn.airlight,
+        "weights": drawn.weights.astype(np.float32),
+        "field": drawn.field,
+        "even": float(drawn.even),
+    }
 
 
 def draw_blur(arg: str | None, shape: tuple[int, int], rng: np.random.Generator) -> Values:
-    """The blur kernel `add_blur` would convolve with (motion or defocus)."""
-    drawn = "motion" if rng.random() < BLUR.motion_probability else "defocus"
-    if (arg or drawn) == "motion":
-        return {"kernel": motion_kernel(rng)}
-    return {"kernel": defocus_kernel(BLUR.defocus_radius.sample(rng))}
+    """The blur kernel `add_blur` would convolve with (camera shake, straight or defocus)."""
+    return {"kernel": blur_kernel(rng, arg)}
+
+
+def draw_dark_scene(arg: str | None, shape: tuple[int, int], rng: np.random.Generator) -> Values:
+    """The mean level of the dark scene, as `darken_scene` draws it."""
+    return {"level": DARK_SCENE.level.sample(rng)}
 
 
 def softened(kernel: np.ndarray, softness: float) -> np.ndarray:
@@ -127,8 +125,8 @@ def draw_nothing(arg: str | None, shape: tuple[int, int], rng: np.random.Generat
     return {}
 
 
-# JPEG is not here: its quantisation of DCT blocks is libjpeg's own and stays on the CPU path
-# (no training task uses it).
+# JPEG is not here: its quantisation of DCT blocks is libjpeg's own and stays on the CPU path;
+# nor is phone noise (`camnoise`), which ends in a JPEG.
 DRAWS: Mapping[str, Draw] = MappingProxyType(
     {
         "noise": draw_noise,
@@ -136,16 +134,21 @@ DRAWS: Mapping[str, Draw] = MappingProxyType(
         "haze": draw_haze,
         "blur": draw_blur,
         "rain": draw_rain,
+        "dark": draw_dark_scene,
         "none": draw_nothing,
     }
 )
 
 
 def draw_recipe(spec: str | Spec, shape: tuple[int, int], rng: np.random.Generator) -> Recipe:
-    """The recipe of a spec for an (H, W) image; ValueError for a step with no device twin."""
+    """The recipe of a spec for an (H, W) image, its steps in the order they apply; ValueError
+    for a step with no device twin."""
     steps = []
-    for step in parse_spec(spec).steps:
+    for step in parse_spec(spec).applied:
         if step.name not in DRAWS:
-            raise ValueError(f"'{step.name}' has no batched version; degrade it on the CPU")
+            raise ValueError(
+                f"'{step.name}' has no batched version; degrade it on the CPU (train without "
+                "--degrade-on-device)"
+            )
         steps.append(StepRecipe(step.name, DRAWS[step.name](step.arg, shape, rng)))
     return Recipe(tuple(steps))
