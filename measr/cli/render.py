@@ -98,18 +98,10 @@ def warn_if_unverified(restorer: Restorer) -> None:
         stderr().print(Text(notice, style="yellow"), soft_wrap=True)
 
 
-def note(text: str) -> None:
-    """`note: <text>` in yellow, on one line, on stderr."""
-    stderr().print(Text(f"note: {text}", style="yellow"), soft_wrap=True)
-
-
 def note_backend(restorer: Restorer) -> None:
-    """Say on stderr why another backend than the one asked for runs (e.g. a missing extra),
-    and, as they come, what the engine has to tell (a conversion starting, a faster runtime
-    missing)."""
+    """Say on stderr why another backend than the one asked for runs (e.g. a missing extra)."""
     if restorer.backend_note:
-        note(restorer.backend_note)
-    restorer.on_notice = note
+        stderr().print(Text(f"note: {restorer.backend_note}", style="yellow"), soft_wrap=True)
 
 
 def percent(share: float) -> str:

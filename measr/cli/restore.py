@@ -50,7 +50,6 @@ from measr.io import (
     check_output,
     check_quality,
     image_from_array,
-    is_input_path,
     read_image,
     write_image,
 )
@@ -120,12 +119,6 @@ def plan_jobs(sources: list[Path], output: Path | None) -> list[Job]:
     """Where each input goes: -o is the output file for one input, the output folder for
     several (or when it is a folder); by default `<stem>_restored.<ext>` beside each input."""
     several = len(sources) > 1
-    if several and output is not None and not output.is_dir() and is_input_path(output):
-        raise MeasrError(
-            f"-o {quoted(output)} names one image, but {len(sources)} inputs were given",
-            "give -o a folder for several inputs, or restore one input at a time",
-            ExitCode.USAGE,
-        )
     if output is None:
         jobs = [(s, default_output(s)) for s in sources]
     elif several or output.is_dir():
@@ -206,16 +199,7 @@ def run_one(
         typer.echo(json_record(job, image, restoration, restorer))
     elif not output.quiet:
         size = (image.height, image.width)
-        shown_map = None if routing_map is None else str(routing_map)
-        line = restore_line(
-            str(source),
-            str(target),
-            size,
-            restoration,
-            restorer,
-            strength=options.strength,
-            routing_map=shown_map,
-        )
+        line = restore_line(source.name, target.name, size, restoration, restorer)
         stdout().print(line, soft_wrap=True)
         if output.verbose:
             stdout().print(restore_details(restoration), soft_wrap=True)
