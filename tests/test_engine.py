@@ -47,6 +47,16 @@ def test_output_has_the_input_size_and_channels(restorer: Restorer, shape: tuple
         assert restored.min() >= 0 and restored.max() <= 1
 
 
+@pytest.mark.parametrize("shape", [(1, 65535, 3), (65535, 2, 1)])
+def test_a_strip_too_thin_to_restore_is_refused_before_any_work(
+    restorer: Restorer, shape: tuple
+) -> None:
+    """Padded to the network's 64 px, a 65535 x 1 strip would cost 64 times its pixels."""
+    with pytest.raises(MeasrError, match="too thin to restore") as refused:
+        restorer.restore(np.zeros(shape, np.float32))
+    assert refused.value.exit_code == ExitCode.INPUT
+
+
 def test_tiled_and_whole_agree_when_tiles_share_the_global_context(stressed: Restorer) -> None:
     # 480 px framed by the 16 px mirrored edge margin is 512 px: a whole number of the
     # network's 64 px pooling cells, as the tiles' canvas is.

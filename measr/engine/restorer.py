@@ -33,7 +33,7 @@ from measr.engine.inference import (
 )
 from measr.engine.memory import MemoryPlan, plan_memory, planned_peak
 from measr.engine.options import RestoreOptions, RuntimeOptions
-from measr.engine.padding import with_edge_margin, without_edge_margin
+from measr.engine.padding import check_not_too_thin, with_edge_margin, without_edge_margin
 from measr.engine.progress import progress_within_tiles
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.engine.strength import blend
@@ -274,6 +274,7 @@ class Restorer:
         checked = checked_pixels(pixels)
         image = torch.from_numpy(checked)
         height, width = image.shape[:2]
+        check_not_too_thin(height, width, self.model.requirements)
         margin = self.model.requirements.edge_margin
         framed = torch.from_numpy(with_edge_margin(checked, margin))
         plan, tiles = self.tiles_for(
