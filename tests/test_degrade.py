@@ -13,34 +13,47 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from measr.degrade import (
+    COMPOSITES,
     DEGRADATIONS,
     MIXES,
+    TASK_KINDS,
     TASK_SPECS,
     add_blur,
+    add_camera_noise,
     add_defocus_blur,
     add_gaussian_noise,
     add_haze,
     add_jpeg,
+    add_linear_blur,
     add_low_light,
     add_motion_blur,
     add_rain,
     apply_degradation,
+    darken_scene,
     defocus_kernel,
+    degrade_pair,
+    demosaic,
     depth_proxy,
+    linear_motion_kernel,
     mix_weights,
+    mosaic,
     motion_kernel,
     parse_spec,
     pick_task,
     poisson_gaussian_noise,
     seeded_rng,
+    spec_kinds,
     streak_kernel,
     streak_layer,
     task_spec,
     transmission,
 )
+from measr.degrade.camera import BAYER_PATTERNS
+from measr.degrade.haze import draw_haze, pick_airlight
 from measr.degrade.lowlight import to_linear
-from measr.degrade.ranges import HAZE, LOW_LIGHT, RAIN_HEAVY, RAIN_LIGHT, Span
+from measr.degrade.ranges import BLUR, DARK_SCENE, HAZE, LOW_LIGHT, RAIN_HEAVY, RAIN_LIGHT, Span
 from measr.errors import MeasrError
+from measr.model.configs import DEGRADATION_KINDS
 
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -96,6 +109,14 @@ DEGRADATIONS_UNDER_TEST: dict[str, Degrade] = {
     "lowlight": lambda img, rng: add_low_light(img, rng),
     "jpeg": lambda img, rng: add_jpeg(img, None, rng),
     "spec": lambda img, rng: apply_degradation(img, "rain+noise+jpeg", rng),
+    "camnoise": lambda img, rng: add_camera_noise(img, rng),
+    "linear": lambda img, rng: add_linear_blur(img, rng),
+    "haze-veil": lambda img, rng: add_haze(img, rng, form="veil"),
+    "haze-height": lambda img, rng: add_haze(img, rng, form="height"),
+    "haze-coloured": lambda img, rng: add_haze(img, rng, colour=True),
+    "dark": lambda img, rng: darken_scene(img, rng),
+    "composite": lambda img, rng: apply_degradation(img, "lowlight+haze+rain", rng),
+    "dark-pair": lambda img, rng: degrade_pair(img, "dark+camnoise", rng)[1],
 }
 
 
@@ -246,6 +267,63 @@ def test_haze_airlight_is_per_image_and_in_range() -> None:
         assert add_haze(white, seeded_rng(seed)).max() <= 1.0
 
 
+def test_depth_haze_with_a_grey_airlight_is_the_haze_of_before_draw_for_draw() -> None:
+    """The new forms and colours are drawn after what haze drew before them, so old samples
+    of the depth form with a grey airlight do not change (nor does "haze:BETA")."""
+    img = textured_image(48)
+    rng = seeded_rng(4, "haze")
+    beta, light = HAZE.beta.sample(rng), pick_airlight(rng)
+    trans = transmission(depth_proxy(img, rng), beta)[..., None]
+    before = np.clip(img * trans + light * (1 - trans), 0, 1)
+    now = add_haze(img, seeded_rng(4, "haze"), form="depth", colour=False)
+    np.testing.assert_allclose(now, before, atol=1e-6)
+    rng = seeded_rng(4, "haze")
+    beta_given = add_haze(img, rng, beta=1.2, colour=False)
+    np.testing.assert_array_equal(
+        apply_degradation(img, "haze:1.2", seeded_rng(4, "haze")), beta_given
+    )
+
+
+def test_an_even_veil_raises_the_black_level_and_keeps_contrast_linear() -> None:
+    ramp = np.repeat(np.linspace(0, 1, 64, dtype=np.float32)[None, :, None], 3, 2)
+    img = np.repeat(ramp, 32, axis=0)
+    for seed in range(6):
+        out = add_haze(img, seeded_rng(seed), form="veil", colour=False)
+        # I t + A (1 - t) with one t: every column moves by the same affine map.
+        t = (out[:, -1] - out[:, 0]).mean() / (img[:, -1] - img[:, 0]).mean()
+        assert HAZE.veil_transmission.low - 0.02 <= t <= HAZE.veil_transmission.high + 0.02
+        black = out[:, 0]
+        assert black.min() >= HAZE.airlight.low * (1 - HAZE.airlight_tint) * (1 - 0.8) - 0.01
+        assert np.ptp(black, axis=0).max() < 1e-5  # even: the same everywhere
+
+
+def test_height_haze_grows_towards_the_top_and_little_across() -> None:
+    flat = np.full((64, 64, 3), 0.2, np.float32)
+    for seed in range(6):
+        out = add_haze(flat, seeded_rng(seed), form="height", airlight=0.95)
+        top, bottom = out[:6].mean(), out[-6:].mean()
+        left, right = out[:, :6].mean(), out[:, -6:].mean()
+        assert top > bottom + 0.1
+        assert abs(left - right) < (top - bottom) / 2  # the horizon leans 15 degrees at most
+
+
+def test_haze_forms_and_coloured_airlights_are_drawn_at_their_shares() -> None:
+    draws = [draw_haze((16, 16), seeded_rng(seed, "forms")) for seed in range(800)]
+    forms = Counter(d.form for d in draws)
+    for form, share in zip(HAZE.form.options, HAZE.form.probabilities, strict=True):
+        assert abs(forms[form] / len(draws) - share) < 0.05
+    spread = np.array([np.ptp(d.airlight) for d in draws])
+    coloured = spread > 2 * HAZE.airlight_tint  # a grey airlight's tint is +-4 % at most
+    assert abs(coloured.mean() - HAZE.coloured_probability) < 0.05
+    assert all(((d.airlight >= 0) & (d.airlight <= 1)).all() for d in draws)
+    warm = [
+        d.airlight
+        for d, c in zip(draws, coloured, strict=True)
+        if c and d.airlight[0] > d.airlight[2]
+    ]
+    assert 0.3 < len(warm) / coloured.sum() < 0.7  # yellowish and bluish alike
+
+
 # --- blur ------------------------------------------------------------------------------------
 
 
@@ -301,6 +379,55 @@ def test_blur_kind_is_honoured_and_checked() -> None:
         add_blur(img, seeded_rng(0), kind="zoom")
 
 
+def principal_axes(kernel: np.ndarray) -> tuple[float, float, float]:
+    """(angle in degrees anticlockwise from the x axis in [0, 180), standard deviations along
+    and across it) of a kernel's mass."""
+    ys, xs = np.mgrid[0 : kernel.shape[0], 0 : kernel.shape[1]].astype(np.float64)
+    weights = kernel / kernel.sum()
+    x = xs - (weights * xs).sum()
+    y = -(ys - (weights * ys).sum())  # y up
+    cov = np.array(
+        [
+            [(weights * x * x).sum(), (weights * x * y).sum()],
+            [(weights * x * y).sum(), (weights * y * y).sum()],
+        ]
+    )
+    values, vectors = np.linalg.eigh(cov)
+    major = vectors[:, 1]
+    angle = math.degrees(math.atan2(major[1], major[0])) % 180.0
+    return angle, math.sqrt(values[1]), math.sqrt(max(values[0], 0.0))
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 45.0, 90.0, 120.0, 170.0])
+def test_linear_motion_smears_a_point_into_a_line_at_its_angle(angle: float) -> None:
+    point = np.zeros((41, 41, 3), np.float32)
+    point[20, 20] = 1.0
+    smear = add_linear_blur(point, seeded_rng(0), length=21.0, angle=angle)[..., 0]
+    measured, along, across = principal_axes(smear)
+    assert min(abs(measured - angle), 180 - abs(measured - angle)) < 1.5
+    assert smear.sum() == pytest.approx(1.0, abs=1e-4)
+    # a uniform segment of L points has variance (L^2 - 1) / 12 along it; across, a pixel
+    assert along == pytest.approx(math.sqrt((21**2 - 1) / 12), rel=0.05)
+    assert across < 0.6
+
+
+def test_a_15_px_horizontal_motion_covers_15_columns_of_one_row() -> None:
+    kernel = linear_motion_kernel(15.0, 0.0)
+    assert kernel.shape == (15, 15)
+    assert (kernel[7] > 0).sum() == 15 and kernel[7].sum() == pytest.approx(1.0, abs=1e-5)
+    assert kernel.min() >= 0
+
+
+def test_blur_kinds_are_drawn_at_their_shares() -> None:
+    counts = Counter(BLUR.kind.sample(seeded_rng(seed, "kinds")) for seed in range(1500))
+    for kind, share in zip(BLUR.kind.options, BLUR.kind.probabilities, strict=True):
+        assert abs(counts[kind] / 1500 - share) < 0.04
+    img = textured_image(48)
+    assert laplacian_variance(
+        add_blur(img, seeded_rng(0), kind="linear")
+    ) < 0.5 * laplacian_variance(img)
+
+
 # --- low light -------------------------------------------------------------------------------
 
 
@@ -348,6 +475,76 @@ def test_low_light_noise_is_signal_dependent() -> None:
     assert bright.var() > 2 * dim.var()
 
 
+# --- camera noise ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", BAYER_PATTERNS)
+def test_demosaicing_a_mosaic_gives_back_flat_colours_and_ramps(pattern: str) -> None:
+    flat = np.zeros((10, 12, 3), np.float32) + np.array([0.2, 0.5, 0.7], np.float32)
+    np.testing.assert_allclose(demosaic(mosaic(flat, pattern), pattern), flat, atol=1e-6)
+    ys, xs = np.mgrid[0:32, 0:32].astype(np.float32)
+    ramps = np.stack([xs / 31, ys / 31, (xs + ys) / 62], axis=2)
+    inner = demosaic(mosaic(ramps, pattern), pattern)[2:-2, 2:-2]
+    np.testing.assert_allclose(inner, ramps[2:-2, 2:-2], atol=1e-5)  # linear inside the border
+    sampled = mosaic(ramps, pattern)
+    assert sampled[0, 0] == ramps[0, 0, "rgb".index(pattern[0])]
+
+
+def test_camera_noise_variance_grows_with_the_signal() -> None:
+    """Poisson-Gaussian: in linear light the variance of the noise grows in proportion to the
+    level (read noise made negligible here); red and blue, amplified by the white balance,
+    are noisier than green."""
+    levels, variances = [], []
+    for level in (0.2, 0.4, 0.7):
+        flat = np.full((96, 96, 3), level, np.float32)
+        out = add_camera_noise(flat, seeded_rng(1), shot=0.01, read=1e-8, quality=100)
+        residual = (to_linear(out) - to_linear(flat))[8:-8, 8:-8]
+        channel_variance = residual.var(axis=(0, 1))
+        assert (
+            channel_variance[0] > channel_variance[1] and channel_variance[2] > channel_variance[1]
+        )
+        levels.append(float(to_linear(flat).mean()))
+        variances.append(float(channel_variance.mean()))
+    ratios = np.array(variances) / np.array(levels)
+    assert variances == sorted(variances)
+    assert ratios.max() < 1.6 * ratios.min()  # variance / level roughly constant
+
+
+def test_camera_noise_is_phone_like_and_stronger_with_the_shot_gain() -> None:
+    img = gradient_image()
+    scores = [psnr(add_camera_noise(img, seeded_rng(seed)), img) for seed in range(12)]
+    assert min(scores) > 18 and max(scores) < 48  # SIDD-like inputs, not sigma 50 nor clean
+    weak, strong = (psnr(add_camera_noise(img, seeded_rng(0), shot=a), img) for a in (1e-4, 1e-2))
+    assert weak > strong + 8
+    assert float(add_camera_noise(img, seeded_rng(0), shot=1e-4).mean()) == pytest.approx(
+        float(img.mean()), abs=0.01
+    )
+
+
+# --- dark scenes -----------------------------------------------------------------------------
+
+
+def test_a_dark_scene_is_darkened_as_a_whole_and_stays_its_own_target() -> None:
+    img = gradient_image()
+    for seed in range(5):
+        noisy, target = degrade_pair(img, "dark+camnoise", seeded_rng(seed))
+        assert DARK_SCENE.level.low - 0.01 <= target.mean() <= DARK_SCENE.level.high + 0.01
+        # one factor for every pixel: the ratio to the clean photo is the same everywhere
+        bright = img > 0.3
+        ratio = target[bright] / img[bright]
+        assert np.ptp(ratio) < 0.1 * ratio.mean() + 2 / 255 / 0.3
+        assert abs(float(noisy.mean() - target.mean())) < 0.03  # not brightened
+        np.testing.assert_array_equal(target, darken_scene(img, seeded_rng(seed)))
+    assert task_spec("darkscene") == "dark+camnoise"
+
+
+def test_a_photo_already_dark_is_not_darkened_further_nor_brightened() -> None:
+    night = gradient_image() * 0.05
+    np.testing.assert_allclose(darken_scene(night, seeded_rng(0)), night, atol=0.5 / 255 + 1e-7)
+    _, target = degrade_pair(night, "noise:15", seeded_rng(0))
+    assert np.array_equal(target, night)  # no scene step: the photo
+
+
 # --- jpeg ------------------------------------------------------------------------------------
 
 
@@ -378,6 +575,13 @@ CANONICAL_SPECS = [
     "jpeg:40",
     "noise:25+jpeg:40",
     "rain:heavy+haze+noise:15",
+    "haze:veil",
+    "haze:height",
+    "haze:depth",
+    "blur:linear",
+    "camnoise",
+    "dark+camnoise",
+    "lowlight+haze",
 ]
 
 
@@ -410,6 +614,9 @@ def test_spec_is_normalised() -> None:
         "  ",
         "noise:",
         "haze:99",
+        "haze:fog",
+        "camnoise:3",
+        "dark:0.1",
     ],
 )
 def test_bad_specs_raise_measr_error_with_hint(spec: str) -> None:
@@ -464,6 +671,30 @@ def test_any_composition_parses_and_stays_in_range(steps: list[str]) -> None:
     assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
 
 
+def test_steps_apply_in_the_camera_s_order_whatever_order_they_are_written_in() -> None:
+    img = textured_image(48)
+    rng = seeded_rng(2)
+    by_hand = add_low_light(add_rain(add_haze(img, rng), rng), rng)
+    for spec in ("lowlight+haze+rain", "rain+lowlight+haze", "haze+rain+lowlight"):
+        np.testing.assert_array_equal(apply_degradation(img, spec, seeded_rng(2)), by_hand)
+    order = [step.name for step in parse_spec("jpeg:40+noise+blur+lowlight+rain+haze+dark").applied]
+    assert order == ["dark", "haze", "rain", "lowlight", "blur", "noise", "jpeg"]
+    assert str(parse_spec("lowlight+haze")) == "lowlight+haze"  # written order kept in its name
+
+
+@pytest.mark.parametrize("spec", COMPOSITES)
+def test_composites_are_reproducible_and_name_their_kinds(spec: str) -> None:
+    img = textured_image(48)
+    first = apply_degradation(img, spec, seeded_rng(0, spec))
+    np.testing.assert_array_equal(first, apply_degradation(img, spec, seeded_rng(0, spec)))
+    assert not np.array_equal(first, apply_degradation(img, spec, seeded_rng(1, spec)))
+    kinds = spec_kinds(spec)
+    assert len(kinds) == len(parse_spec(spec).steps) >= 2
+    assert set(kinds) <= set(DEGRADATION_KINDS)
+    assert spec_kinds("lowlight+haze+rain") == ("haze", "rain", "lowlight")
+    assert spec_kinds("dark+camnoise+jpeg") == ("noise",)
+
+
 def test_seeded_rng_is_stable_and_key_sensitive() -> None:
     # Fixed numbers: a salted hash() or another derivation would change them between runs.
     first = seeded_rng(0, "kodim01.png", "noise:25").integers(0, 2**31, 3)
@@ -506,6 +737,20 @@ def test_task_specs_parse_and_mixes_sum_to_one() -> None:
     assert math.isclose(sum(five[t] for t in noise), 1 / 5)
     assert all(math.isclose(five[t], 1 / 5) for t in ("rain", "haze", "blur", "lowlight"))
     assert set(five) == set(three) | {"blur", "lowlight"}
+
+
+def test_every_task_maps_to_a_kind_the_prompt_names() -> None:
+    assert set(TASK_KINDS) == set(TASK_SPECS)
+    assert set(TASK_KINDS.values()) <= set(DEGRADATION_KINDS)
+    assert TASK_KINDS["camnoise"] == TASK_KINDS["darkscene"] == "noise"
+
+
+def test_the_eight_mix_adds_phone_noise_and_dark_scenes_after_six() -> None:
+    six, eight = mix_weights("six"), mix_weights("eight")
+    assert list(eight) == [*six, "camnoise", "darkscene"]  # the old tasks keep their numbers
+    assert math.isclose(sum(eight.values()), 1.0)
+    assert eight["camnoise"] == 0.1 and eight["darkscene"] == 0.04
+    assert all(math.isclose(eight[t], six[t] * 0.86) for t in six)
 
 
 def test_pick_task_follows_the_weights() -> None:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from measr.degrade import apply_degradation, seeded_rng
+from measr.degrade import apply_degradation, degrade_pair, seeded_rng
 from measr.degrade._image import quantize_8bit
-from measr.degrade.batched import degrade_batch, draw_recipe, ops
+from measr.degrade.batched import degrade_batch, degrade_batch_pair, draw_recipe, ops
 from measr.degrade.batched.recipes import softened
 from measr.degrade.lowlight import darken, to_display, to_linear
 from measr.degrade.rain import SEED_INTENSITY, streak_kernel
@@ -209,9 +209,32 @@ def test_rain_statistics_match_numpy(spec: str) -> None:
     assert touched(got) == pytest.approx(touched(expected), rel=0.15)
 
 
-def test_jpeg_has_no_batched_twin() -> None:
+@pytest.mark.parametrize("spec", ["noise:15+jpeg:40", "camnoise", "dark+camnoise"])
+def test_jpeg_and_phone_noise_have_no_batched_twin(spec: str) -> None:
     with pytest.raises(ValueError, match="CPU"):
-        draw_recipe("noise:15+jpeg:40", (32, 32), seeded_rng(0))
+        draw_recipe(spec, (32, 32), seeded_rng(0))
+
+
+def test_a_dark_scene_s_target_is_the_dark_scene_on_the_device_too() -> None:
+    """degrade_batch_pair gives numpy's degrade_pair targets: the darkened photo for a dark
+    scene, the clean photo for the rest; the degraded dark scenes keep its level."""
+    specs = ["dark+noise:15", "haze", "dark", "noise:25+dark"]
+    images = [photo(i) for i in range(len(specs))]
+    recipes = [
+        draw_recipe(s, im.shape[:2], seeded_rng(3, i))
+        for i, (s, im) in enumerate(zip(specs, images, strict=True))
+    ]
+    degraded, target = degrade_batch_pair(
+        batch_of(images), recipes, torch.Generator().manual_seed(0)
+    )
+    for i, (spec, image) in enumerate(zip(specs, images, strict=True)):
+        want_degraded, want_target = degrade_pair(image, spec, seeded_rng(3, i))
+        np.testing.assert_allclose(images_of(target)[i], want_target, atol=ROUNDING)
+        if "noise" not in spec:
+            np.testing.assert_allclose(images_of(degraded)[i], want_degraded, atol=ROUNDING)
+        else:
+            assert float(degraded[i].mean()) == pytest.approx(float(want_degraded.mean()), abs=0.01)
+    assert torch.equal(target[1], batch_of(images)[1])
 
 
 def test_mirrored_padding_is_opencv_s() -> None:
