@@ -412,3 +412,26 @@ def build_corpus(root: Path) -> Corpus:
     _add_links(corpus)
     _add_fifo(corpus)
     return corpus
+
+
+def folder_chain(top: Path, depth: int) -> Path:
+    """`top/d/d/.../d`, `depth` folders deep (no recursion: Path.mkdir recurses once a level);
+    the deepest folder."""
+    folder = top
+    for _ in range(depth):
+        folder = folder / "d"
+        folder.mkdir(parents=folder.parent == top)
+    return folder
+
+
+def remove_folder_chain(top: Path) -> None:
+    """Remove a `folder_chain` and the files in it (shutil.rmtree, and so pytest's clean-up of
+    old temporary folders, recurses once a level and fails beyond about 1000)."""
+    levels = [top]
+    while (levels[-1] / "d").is_dir():
+        levels.append(levels[-1] / "d")
+    for level in reversed(levels):
+        for entry in level.iterdir():
+            if not entry.is_dir():
+                entry.unlink()
+        level.rmdir()

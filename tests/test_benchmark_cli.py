@@ -271,3 +271,30 @@ def test_quality_prints_the_install_hint_with_its_brackets(
     assert "pip install measr[baselines]" in " ".join(result.output.split())
     assert "[mine]" in result.output
     assert "a* " in result.output and "b* " in result.output  # the colour shift beside PSNR
+
+
+def test_report_paths_are_checked_before_any_scoring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # issue 36, case 45
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the benchmark ran before its report paths were checked")
+
+    monkeypatch.setattr(benchmark_cli, "run_quality", never)
+    monkeypatch.setattr(benchmark_cli, "run_speed", never)
+    write_images(tmp_path / "photos", 1)
+    photo = tmp_path / "photos" / "photo0.png"
+    original = photo.read_bytes()
+    quality = ["quality", "--set", f"{tmp_path / 'photos'}:noise:25", "--methods", "input"]
+    refusals = [
+        ([*quality, "--json", str(tmp_path)], 4, "it is a folder"),
+        ([*quality, "--csv", str(photo / "x.csv")], 4, "is a file, not a folder"),
+        ([*quality, "--csv", str(photo)], 2, "is an input photo"),
+        ([*quality, "--json", str(tmp_path / "r"), "--csv", str(tmp_path / "r")], 2, "both"),
+        (["speed", "--configs", "tiny", "--json", str(tmp_path)], 4, "it is a folder"),
+    ]
+    for arguments, exit_code, words in refusals:
+        result = invoke(*arguments)
+        assert result.exit_code == exit_code, result.output
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
+    assert photo.read_bytes() == original

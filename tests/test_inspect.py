@@ -98,3 +98,41 @@ def test_unlabelled_images_are_grouped_by_the_damage_the_prompt_finds(tasks: Pat
             assert sum(reading["probabilities"].values()) == pytest.approx(1, abs=1e-3)
             assert name == (reading["most_likely"] if reading["confident"] else "unsure")
     assert inspect(tasks, "--group-by", "colour").exit_code != 0
+
+
+def one_error_line(result: Result, exit_code: int, words: str) -> None:
+    assert result.exit_code == exit_code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_the_json_report_replaces_no_file_unasked_and_never_an_image(
+    tasks: Path, tmp_path: Path
+) -> None:  # issue 36, case 9
+    keep = write_picture(tmp_path / "keep.png", 16, 16)
+    photo = tasks / "rain" / "0.png"
+    originals = keep.read_bytes(), photo.read_bytes()
+    one_error_line(inspect(tasks / "rain", "--json", keep), 4, "already exists")
+    one_error_line(inspect(tasks / "rain", "--json", photo, "--overwrite"), 2, "is an input photo")
+    assert (keep.read_bytes(), photo.read_bytes()) == originals
+    replaced = inspect(tasks / "rain", "--json", keep, "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads(keep.read_text())["groups"]["rain"]["images"] == 1
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_the_run(
+    tasks: Path, tmp_path: Path
+) -> None:  # issue 36, case 35
+    result = inspect(tasks / "rain", "--json", tmp_path)
+    one_error_line(result, 4, "it is a folder")
+    assert "rain: 0.png" not in result.stderr  # no image was run
+
+
+def test_two_images_whose_maps_would_share_a_name_are_refused(
+    tasks: Path, tmp_path: Path
+) -> None:  # issue 36, case 25
+    write_picture(tasks / "noise" / "0.jpg", 40, 40, seed=5)
+    maps = tmp_path / "maps"
+    one_error_line(inspect(tasks / "noise", "--maps", maps), 2, "would both be written")
+    assert not maps.exists()

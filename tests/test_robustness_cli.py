@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_inputs import BAD_FILES, Corpus, build_corpus, permissions_enforced, rgb_samples
+from hostile_inputs import (
+    BAD_FILES,
+    Corpus,
+    build_corpus,
+    folder_chain,
+    permissions_enforced,
+    remove_folder_chain,
+    rgb_samples,
+)
 from tiny_weights import write_picture, write_weights
 from typer.testing import CliRunner, Result
 
@@ -440,6 +448,93 @@ def test_batch_into_its_own_folder_never_replaces_the_originals_unless_asked(
     assert asked.exit_code == 0, asked.output
     done = [r for r in log_records(four_photos / LOG_NAME) if r["status"] == "done"]
     assert len(done) == len(originals)
+
+
+# --- outputs that would land on inputs (issue 36) -----------------------------------------------
+
+
+def files_below(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_refused(result: Result, exit_code: int, words: str) -> None:
+    """One error line saying `words`, with the exit code, and no traceback."""
+    assert result.exit_code == exit_code, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["-o", "out.png", "--routing-map", "photo.png"], "the routing map"),  # case 8
+        (["-o", "out.png", "--routing-map", "link.png"], "the same file as"),
+        (["-o", "out.png", "--routing-map", "out.png"], "would both be written"),  # case 23
+        (["-o", "photo.png"], "would be written over itself"),  # case 24
+    ],
+)
+def test_restore_never_writes_over_its_input_or_its_own_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], words: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    photo = write_picture(tmp_path / "photo.png", 16, 16)
+    (tmp_path / "link.png").symlink_to(photo)
+    before = files_below(tmp_path)
+    assert_refused(measr("restore", photo.name, *options, "--overwrite"), 2, words)
+    assert files_below(tmp_path) == before
+
+
+def test_restore_replaces_the_original_only_when_asked(tmp_path: Path) -> None:
+    photo = write_picture(tmp_path / "photo.png", 16, 16)
+    original = photo.read_bytes()
+    refused = measr("restore", photo, "-o", photo, "--overwrite")
+    assert_refused(refused, 2, "--replace-originals")
+    assert photo.read_bytes() == original
+    asked = measr("restore", photo, "-o", photo, "--overwrite", "--replace-originals")
+    assert asked.exit_code == 0, asked.output
+    assert photo.read_bytes() != original
+
+
+@pytest.mark.parametrize(
+    ("log", "words"),
+    [("in/z.png", "the batch log 'in/z.png' is an input photo"), ("out/a.png", "would both be")],
+)
+def test_the_batch_log_never_lands_on_a_photo(
+    four_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: str, words: str
+) -> None:  # case 10
+    monkeypatch.chdir(tmp_path)
+    originals = files_below(four_photos)
+    assert_refused(measr("batch", "in", "out", "--log", log), 2, words)
+    assert files_below(four_photos) == originals
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--suffix", "/../../escaped"), ("--ext", "png/../../escaped.png")]
+)
+def test_batch_outputs_never_leave_the_output_folder(
+    four_photos: Path, tmp_path: Path, option: str, value: str
+) -> None:  # case 42
+    before = files_below(tmp_path)
+    result = measr("batch", four_photos, tmp_path / "out", option, value)
+    assert_refused(result, 2, "the outputs would leave the output folder")
+    assert option in error_lines(result)[0]
+    assert files_below(tmp_path) == before
+
+
+def test_batch_walks_a_folder_tree_a_thousand_levels_deep(tmp_path: Path) -> None:  # case 27
+    source, out = tmp_path / "in", tmp_path / "out"
+    write_picture(folder_chain(source, 1000) / "deep.png", 16, 16)
+    write_picture(source / "top.png", 16, 16)
+    try:
+        result = measr("batch", source, out)
+        assert result.exit_code == 0, result.output[-2000:]
+        assert out.joinpath(*["d"] * 1000, "deep.png").is_file()
+        assert (out / "top.png").is_file()
+    finally:  # pytest's own clean-up recurses once a level
+        remove_folder_chain(source)
+        remove_folder_chain(out)
 
 
 def test_threads_have_an_upper_bound(tmp_path: Path) -> None:

@@ -37,9 +37,9 @@ from measr.jobs.batch import (
     BatchJob,
     BatchReport,
     FileResult,
+    check_paths,
     parse_shard,
     plan_jobs,
-    refuse_replacing_originals,
     run_batch,
 )
 
@@ -113,8 +113,8 @@ def batch(
         ext=ext,
         shard=parse_shard(shard),
     )
-    if overwrite and not replace_originals:
-        refuse_replacing_originals(jobs)
+    log = log or out_dir / LOG_NAME
+    check_paths(jobs, log, overwrite=overwrite, replace_originals=replace_originals)
     runtime = RuntimeOptions(weights, device, threads, half, compile, backend, float32)
     restorer = open_restorer(runtime)
     warn_if_untrained(restorer)
@@ -147,7 +147,7 @@ def batch(
                 ),
                 overwrite=overwrite,
                 quality=quality,
-                log_path=log or out_dir / LOG_NAME,
+                log_path=log,
                 on_result=show,
                 on_tiles=show_tiles,
             )

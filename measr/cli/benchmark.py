@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -40,8 +40,9 @@ from measr.evaluation import (
 from measr.evaluation.methods import MEASR
 from measr.evaluation.prompt import run_prompt_report, whole_photo_naming
 from measr.evaluation.quality import quality_markdown
-from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX
+from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX, list_items
 from measr.evaluation.speed import Mode
+from measr.jobs.writes import Write, check_destination, check_writes
 from measr.model import NAMED_REQUIREMENTS
 from measr.training.validation import prompt_validation_set
 
@@ -111,6 +112,19 @@ def choice(kind: type[E]) -> Callable[[str], E]:
 def tile_side(text: str) -> int:
     """A tile side in pixels; none, the engine's own choice, is 0 here (no tile has 0 px)."""
     return 0 if text.lower() == "none" else int(text)
+
+
+def check_reports(reports: dict[str, Path | None], images: Iterable[Path] = ()) -> None:
+    """Before any scoring: each report asked for can be written, on no image of the sets and
+    on no other report."""
+    writes = [
+        Write(path, f"the {flag} report", f"choose another {flag} path")
+        for flag, path in reports.items()
+        if path is not None
+    ]
+    check_writes(images, writes)
+    for write in writes:
+        check_destination(write.path, write.what)
 
 
 def _quality_cell(report: QualityReport, set_name: str, method: str) -> str:
@@ -194,6 +208,14 @@ def quality(
 ) -> None:
     """Score methods on sets of images against their clean versions (PSNR/SSIM)."""
     eval_sets = [parse_set(text) for text in sets]
+    images = [
+        path
+        for eval_set in eval_sets
+        for item in list_items(eval_set)
+        for path in (item.clean, item.degraded)
+        if path is not None
+    ]
+    check_reports({"--json": json_path, "--csv": csv_path, "--markdown": markdown_path}, images)
     names = parse_method_names(methods or DEFAULT_METHODS)
     restorer = open_restorer(RuntimeOptions(weights, device)) if MEASR in names else None
     if restorer is not None:
@@ -245,6 +267,7 @@ def prompt(
 ) -> None:
     """Does the task prompt name the damage, and do the routers use it? Accuracy, atom entropy,
     task/expert mutual information and a prompt-shuffling test on the validation images."""
+    check_reports({"--json": json_path, "--markdown": markdown_path})
     images = prompt_validation_set(val, crop, per_task)
     if not images:
         raise MeasrError(f"no validation images under '{val}'", "point --val at the data")
@@ -373,6 +396,7 @@ def speed(
 ) -> None:
     """Time MEASNet per configuration, size, tile and device, against a plain forward pass and
     the machine's float32 matmul peak."""
+    check_reports({"--json": json_path, "--csv": csv_path, "--markdown": markdown_path})
     with Progress(console=stderr(), transient=True) as progress:
         task = progress.add_task("speed", total=None)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from measr.atomic import write_text
 from measr.cli.options import (
     DEFAULT_TILE_OVERLAP,
     DeviceOption,
@@ -27,6 +28,7 @@ from measr.errors import ExitCode, MeasrError
 from measr.jobs.inspection import (
     DEFAULT_MAP_LEVEL,
     GroupRouting,
+    check_paths,
     group_inputs,
     regroup_by_damage,
 )
@@ -59,6 +61,10 @@ def inspect_experts(
         str | None,
         typer.Option("--json", metavar="PATH|-", help="Write the routing as JSON ('-': stdout)."),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace the JSON report and routing maps if they exist."),
+    ] = False,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
@@ -72,6 +78,8 @@ def inspect_experts(
     if group_by not in ("folder", "damage"):
         raise MeasrError(f"--group-by must be folder or damage, not '{group_by}'")
     groups = group_inputs(inputs)
+    report_path = None if json_out in (None, "-") else Path(json_out)
+    check_paths(groups, maps_dir=maps, map_level=map_level, report=report_path, overwrite=overwrite)
     restorer = open_restorer(RuntimeOptions(weights, device, threads, half))
     warn_if_untrained(restorer)
     report = inspect_routing(
@@ -80,6 +88,7 @@ def inspect_experts(
         options=restore_options(tile, tile_overlap, no_shared_context),
         maps_dir=maps,
         map_level=map_level,
+        overwrite=overwrite,
         on_image=lambda group, path: stderr().print(Text(f"{group}: {path.name}", style="dim")),
     )
     if group_by == "damage":
@@ -105,7 +114,7 @@ def write_json(report: dict[str, GroupRouting], destination: str) -> None:
     if destination == "-":
         typer.echo(text)
     else:
-        Path(destination).write_text(text + "\n")
+        write_text(destination, text + "\n")
 
 
 def show(report: dict[str, GroupRouting]) -> None:

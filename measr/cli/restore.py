@@ -54,6 +54,7 @@ from measr.io import (
     write_image,
 )
 from measr.jobs.inspection import DEFAULT_MAP_LEVEL
+from measr.jobs.writes import Write, check_writes
 
 RESTORED_SUFFIX = "_restored"
 GLOB_CHARACTERS = frozenset("*?[")
@@ -125,14 +126,24 @@ def plan_jobs(sources: list[Path], output: Path | None) -> list[Job]:
         jobs = [(s, output / default_output(s).name) for s in sources]
     else:
         jobs = [(sources[0], output)]
-    targets = [target for _, target in jobs]
-    clash = next((t for t in targets if targets.count(t) > 1), None)
-    if clash is not None:
-        raise MeasrError(
-            f"two inputs would both be written to {quoted(clash)}",
-            "restore them into different folders with -o",
-        )
     return jobs
+
+
+def check_paths(jobs: list[Job], routing_map: Path | None, *, replace_originals: bool) -> None:
+    """No output lands on an input or on another output (`measr.jobs.writes`)."""
+    writes = [
+        Write(
+            target,
+            f"the output of {quoted(source)}",
+            "choose another -o",
+            source,
+            clash_hint="restore them into different folders with -o",
+        )
+        for source, target in jobs
+    ]
+    if routing_map is not None:
+        writes.append(Write(routing_map, "the routing map", "choose another --routing-map"))
+    check_writes([source for source, _ in jobs], writes, replace_originals=replace_originals)
 
 
 def json_record(job: Job, image: Image, restoration: Restoration, restorer: Restorer) -> str:
@@ -231,6 +242,14 @@ def restore(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace OUT if it exists.")
     ] = False,
+    replace_originals: Annotated[
+        bool,
+        typer.Option(
+            "--replace-originals",
+            help="With --overwrite and -o naming the input: write over the original photo "
+            "(refused otherwise; the original is lost).",
+        ),
+    ] = False,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality of the output, 1-100.")] = 95,
     routing_map: Annotated[
         Path | None,
@@ -271,9 +290,10 @@ def restore(
     the device, the weights and what damage was found."""
     check_quality(quality)
     jobs = plan_jobs(expand_inputs(sources), output)
+    if routing_map is not None and len(jobs) > 1:
+        raise MeasrError("--routing-map takes one input", "restore the others without it")
+    check_paths(jobs, routing_map, replace_originals=replace_originals)
     if routing_map is not None:
-        if len(jobs) > 1:
-            raise MeasrError("--routing-map takes one input", "restore the others without it")
         check_output(routing_map, overwrite=overwrite)
     options = restore_options(tile, tile_overlap, no_shared_context, strength, max_memory)
     runtime = RuntimeOptions(weights, device, threads, half, compile, backend, float32)

@@ -17,13 +17,13 @@ import os
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from filelock import BaseFileLock, FileLock, Timeout
 
@@ -43,6 +43,7 @@ from measr.io import (
     write_image,
 )
 from measr.io.oserrors import explain
+from measr.jobs.writes import Write, check_writes, make_folders
 
 LOG_NAME = "measr-batch.jsonl"
 LOCK_SUFFIX = ".measr-lock"
@@ -53,6 +54,8 @@ _LOCK_HASH_HEX_DIGITS = 16
 # Files decoded ahead of the network and results waiting to be encoded: enough to hide the
 # I/O behind the compute, few enough to bound the memory held by decoded images.
 PIPELINE_DEPTH = 2
+# What a suffix or an extension must not hold: it would make the output's name a path.
+_NOT_IN_A_NAME = {"/", os.sep, os.altsep or "/", "\0"}
 # Opening the log must not wait for a reader of a named pipe; Windows has neither.
 _NO_WAIT = getattr(os, "O_NONBLOCK", 0)
 
@@ -155,9 +158,9 @@ def matches(relative: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(relative, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def refuse_unlistable(error: OSError) -> None:
-    """os.walk's error handler: a folder that cannot be listed stops the plan, since skipping it
-    would silently leave its images out."""
+def refuse_unlistable(error: OSError) -> NoReturn:
+    """A folder that cannot be listed stops the plan, since skipping it would silently leave
+    its images out."""
     cause, hint = explain(error)
     raise MeasrError(
         f"cannot list the folder {quoted(error.filename)}: {cause}",
@@ -166,25 +169,65 @@ def refuse_unlistable(error: OSError) -> None:
     )
 
 
+def list_folder(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of a folder; one that cannot be listed stops the plan."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as error:
+        refuse_unlistable(error)
+
+
+def is_folder(entry: os.DirEntry[str]) -> bool:
+    """Whether an entry is a folder, or a link to one (an entry that cannot be examined is
+    taken as a file, whose reading then says what is wrong with it)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def folder_identity(path: Path | os.DirEntry[str]) -> tuple[int, int] | None:
+    """(device, inode) of a folder, links not followed for an entry; None if it is missing."""
+    try:
+        status = path.stat(follow_symlinks=False) if isinstance(path, os.DirEntry) else path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def is_skipped(entry: os.DirEntry[str], skipped: tuple[int, int] | None) -> bool:
+    """Whether a folder is the one to leave out (a folder that cannot be examined is not: it is
+    listed, and says what is wrong with it)."""
+    return skipped is not None and folder_identity(entry) == skipped
+
+
 def find_images(
     root: Path, include: Sequence[str] = (), exclude: Sequence[str] = (), skip: Path | None = None
 ) -> list[Path]:
     """Image files below `root` (recursive, sorted), filtered by globs; hidden files and
     folders (temporary files, locks) and anything below `skip` (the output folder) are left
-    out. Links to folders are not followed (they can loop)."""
-    skip = skip.resolve() if skip is not None else None
+    out. Links to folders are not followed (they can loop). The folders are walked from a list,
+    not by recursion, so a tree thousands of levels deep is no different."""
+    skipped = folder_identity(skip) if skip is not None else None
     found = []
-    for folder, dirs, files in os.walk(root, onerror=refuse_unlistable):
-        here = Path(folder)
-        dirs[:] = [d for d in dirs if not d.startswith(".") and (here / d).resolve() != skip]
-        for name in files:
-            relative = (here / name).relative_to(root).as_posix()
-            if name.startswith(".") or not is_input_path(name):
+    folders = [root]
+    while folders:
+        here = folders.pop()
+        for entry in list_folder(here):
+            if entry.name.startswith("."):
+                continue
+            if is_folder(entry):
+                if not entry.is_symlink() and not is_skipped(entry, skipped):
+                    folders.append(here / entry.name)
+                continue
+            relative = (here / entry.name).relative_to(root).as_posix()
+            if not is_input_path(entry.name):
                 continue
             if include and not matches(relative, include):
                 continue
             if not matches(relative, exclude):
-                found.append(here / name)
+                found.append(here / entry.name)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -206,6 +249,8 @@ def plan_jobs(
             "check the path",
             ExitCode.INPUT,
         )
+    check_name_part(suffix, "suffix", "_restored")
+    check_name_part(ext or "", "ext", "png")
     index, count = shard
     sources = find_images(in_dir, include, exclude, skip=out_dir)[index::count]
     jobs = []
@@ -213,40 +258,45 @@ def plan_jobs(
         relative = source.relative_to(in_dir)
         name = f"{relative.stem}{suffix}{output_extension(ext, source)}"
         jobs.append(BatchJob(source, out_dir / relative.parent / name, relative.as_posix()))
-    check_distinct_targets(jobs)
     return jobs
 
 
-def check_distinct_targets(jobs: Iterable[BatchJob]) -> None:
-    """Refuse a plan in which two inputs would write the same output."""
-    seen: dict[Path, str] = {}
-    for job in jobs:
-        if job.target in seen:
-            raise MeasrError(
-                f"{quoted(seen[job.target])} and {quoted(job.relative)} would both be written "
-                f"to {quoted(job.target)}",
-                "drop --ext, or exclude one of them",
-            )
-        seen[job.target] = job.relative
+def check_name_part(text: str, option: str, example: str) -> None:
+    """A suffix or an extension is text added to a file name: a path separator in it would
+    send the outputs out of the output folder."""
+    if _NOT_IN_A_NAME & set(text):
+        raise MeasrError(
+            f"{quoted(text)} holds a character no file name can hold (a path separator or "
+            "NUL): the outputs would leave the output folder",
+            f"give only text to add to each file name, e.g. {example}",
+            option=option,
+        )
 
 
-def refuse_replacing_originals(jobs: Iterable[BatchJob]) -> None:
-    """Refuse a plan whose outputs are its inputs (OUT_DIR is IN_DIR, same names): with
-    --overwrite, the restored images would silently replace the original photos."""
-    for job in jobs:
-        if same_place(job.source, job.target):
-            raise MeasrError(
-                f"{quoted(job.relative)} would be written over itself: OUT_DIR is IN_DIR, so "
-                "--overwrite would replace the original photos",
-                "choose another OUT_DIR or add --suffix; to replace the originals on purpose, "
-                "add --replace-originals",
-            )
-
-
-def same_place(a: Path, b: Path) -> bool:
-    """Whether two paths name the same entry of the same folder (the folders' links resolved,
-    not the entries': a link to a photo is the place a batch would write)."""
-    return a.name == b.name and a.parent.resolve() == b.parent.resolve()
+def check_paths(
+    jobs: Sequence[BatchJob],
+    log_path: Path | None,
+    *,
+    overwrite: bool,
+    replace_originals: bool = False,
+) -> None:
+    """Before any work: no output and not the log lands on an input or on one another. An
+    output lands on its own input (OUT_DIR is IN_DIR) only with `overwrite` and
+    `replace_originals`; without `overwrite` existing outputs are skipped, never written."""
+    writes = [
+        Write(
+            job.target,
+            f"the output of {quoted(job.relative)}",
+            "choose another OUT_DIR or add --suffix",
+            job.source,
+            replaces=overwrite,
+            clash_hint="drop --ext, or exclude one of them",
+        )
+        for job in jobs
+    ]
+    if log_path is not None:
+        writes.append(Write(log_path, "the batch log", "choose another --log"))
+    check_writes([job.source for job in jobs], writes, replace_originals=replace_originals)
 
 
 def unwritable_output(target: Path, error: OSError) -> ImageWriteError:
@@ -276,7 +326,7 @@ def claim(target: Path) -> BaseFileLock | None:
     """Claim `target` for this run: an exclusive lock on its lock file, without waiting. The
     system drops the lock when its process dies, so the lock file of a killed run is simply
     taken over. Returns the held lock, or None when another live run holds it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(target.parent)
     # Not thread-local: a claim may be released by another thread than the one that took it.
     lock = FileLock(lock_path(target), thread_local=False)
     try:
@@ -325,7 +375,7 @@ class BatchLog:
         self.error: str | None = None
         if path is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_folders(path.parent)
                 self.descriptor = open_log(path)
             except OSError as error:
                 cause, hint = explain(error)

@@ -13,9 +13,10 @@ from measr.engine.options import RestoreOptions
 from measr.engine.restorer import Restorer
 from measr.engine.routing import RoutingSummary, check_routing_level, merge_summaries
 from measr.engine.routing_map import render_routing_map
-from measr.errors import ExitCode, MeasrError
-from measr.io import image_from_array, read_image, write_image
+from measr.errors import ExitCode, MeasrError, quoted
+from measr.io import check_output, image_from_array, read_image, write_image
 from measr.jobs.batch import describe_error, find_images
+from measr.jobs.writes import Write, check_destination, check_writes
 
 DEFAULT_MAP_LEVEL = "encoder1"
 
@@ -104,6 +105,35 @@ def map_path(maps_dir: Path, group: str, image: Path, level: str) -> Path:
     return maps_dir / group / f"{image.stem}_{level}.png"
 
 
+def check_paths(
+    groups: dict[str, list[Path]],
+    *,
+    maps_dir: Path | None,
+    map_level: str,
+    report: Path | None,
+    overwrite: bool,
+) -> None:
+    """Before any work: the report and the routing maps land on no image inspected and on
+    no one another, and can be written (without `overwrite`, none exists yet)."""
+    maps = [
+        Write(
+            map_path(maps_dir, group, path, map_level),
+            f"the routing map of {quoted(path)}",
+            "choose another folder for the maps",
+            clash_hint="rename one of the images, or inspect them in separate runs",
+        )
+        for group, paths in groups.items()
+        for path in paths
+        if maps_dir is not None
+    ]
+    reports = [] if report is None else [Write(report, "the JSON report", "choose another path")]
+    check_writes([path for paths in groups.values() for path in paths], reports + maps)
+    if report is not None:
+        check_destination(report, "the JSON report", overwrite=overwrite)
+    for routing_map in maps:
+        check_output(routing_map.path, overwrite=overwrite)
+
+
 def inspect_experts(
     restorer: Restorer,
     groups: dict[str, list[Path]],
@@ -111,11 +141,12 @@ def inspect_experts(
     options: RestoreOptions | None = None,
     maps_dir: Path | None = None,
     map_level: str = DEFAULT_MAP_LEVEL,
+    overwrite: bool = True,
     on_image: Callable[[str, Path], None] | None = None,
 ) -> dict[str, GroupRouting]:
     """Restore every image with routing capture and gather the routing per group; with
-    `maps_dir`, write each image's routing map at `map_level`. A bad image is recorded in its
-    group's `failed` and the rest go on."""
+    `maps_dir`, write each image's routing map at `map_level` (replacing one that exists only
+    with `overwrite`). A bad image is recorded in its group's `failed` and the rest go on."""
     check_routing_level(restorer.model, map_level)
     report: dict[str, GroupRouting] = {}
     for group, paths in groups.items():
@@ -133,7 +164,7 @@ def inspect_experts(
                         restorer.config.pixel_experts,
                     )
                     target = map_path(maps_dir, group, path, map_level)
-                    write_image(target, image_from_array(picture), overwrite=True)
+                    write_image(target, image_from_array(picture), overwrite=overwrite)
             except Exception as error:  # one bad image must not stop the inspection
                 routing.failed[str(path)] = describe_error(error)
                 continue
