@@ -6,7 +6,7 @@ and by training ("noise:25+jpeg:40") lives in `measr.degrade.spec`. Their batche
 which degrade a training batch on its device, live in `measr.degrade.batched`.
 """
 
-from measr.degrade.batched import Recipe, degrade_batch, draw_recipe
+from measr.degrade.batched import Recipe, degrade_batch, degrade_batch_pair, draw_recipe
 from measr.degrade.blur import (
     add_blur,
     add_defocus_blur,
@@ -69,6 +69,7 @@ __all__ = [
     "darken_scene",
     "defocus_kernel",
     "degrade_batch",
+    "degrade_batch_pair",
     "degrade_pair",
     "demosaic",
     "depth_proxy",

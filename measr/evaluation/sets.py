@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from measr.degrade import Spec, apply_degradation, parse_spec, seeded_rng
+from measr.degrade import COMPOSITES, Spec, degrade_pair, parse_spec, seeded_rng
 from measr.errors import ExitCode, MeasrError
 from measr.evaluation.metrics import as_rgb, quantise
 from measr.io import from_uint, is_supported_path, read_image
@@ -83,6 +83,12 @@ def synthetic_set(folder: str | Path, spec: str, *, name: str | None = None) -> 
     return EvalSet(name or _default_name(clean, parsed), clean, None, parsed)
 
 
+def composite_sets(folder: str | Path) -> list[EvalSet]:
+    """One synthetic set of the clean images in `folder` per spec of damage that comes together
+    (`measr.degrade.COMPOSITES`), named like "kodak24:lowlight+haze"."""
+    return [synthetic_set(folder, spec) for spec in COMPOSITES]
+
+
 def parse_set(text: str) -> EvalSet:
     """A set from `[NAME=]FOLDER[:SPEC]`: a folder with `degraded/` and `clean/` is paired (SPEC
     optional, it names the task); any other folder holds clean images (SPEC required). The
@@ -140,11 +146,20 @@ def list_items(eval_set: EvalSet, limit: int | None = None) -> list[SetItem]:
     return items[:limit] if limit is not None else items
 
 
-def synthesise(clean: np.ndarray, spec: Spec, seed: int, image_name: str) -> np.ndarray:
-    """The degraded image of a synthetic set: the spec applied with the generator fixed by
-    (seed, file name, spec), then stored in 8 bits as a PNG of it would be."""
+def synthesise_pair(
+    clean: np.ndarray, spec: Spec, seed: int, image_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(degraded, target) of a synthetic set: the spec applied with the generator fixed by
+    (seed, file name, spec), the degraded image stored in 8 bits as a PNG of it would be; the
+    target is the clean image, or the scene a spec makes of it (a dark scene stays dark)."""
     rng = seeded_rng(seed, image_name, str(spec))
-    return from_uint(quantise(apply_degradation(clean, spec, rng)))
+    degraded, target = degrade_pair(clean, spec, rng)
+    return from_uint(quantise(degraded)), target
+
+
+def synthesise(clean: np.ndarray, spec: Spec, seed: int, image_name: str) -> np.ndarray:
+    """The degraded image of a synthetic set (see `synthesise_pair`)."""
+    return synthesise_pair(clean, spec, seed, image_name)[0]
 
 
 def load_item(eval_set: EvalSet, item: SetItem, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +167,7 @@ def load_item(eval_set: EvalSet, item: SetItem, seed: int) -> tuple[np.ndarray, 
     clean = as_rgb(read_image(item.clean).pixels)
     if item.degraded is None:
         assert eval_set.spec is not None  # a synthetic set always has its spec
-        return synthesise(clean, eval_set.spec, seed, item.name), clean
+        return synthesise_pair(clean, eval_set.spec, seed, item.name)
     degraded = as_rgb(read_image(item.degraded).pixels)
     if degraded.shape != clean.shape:
         raise MeasrError(

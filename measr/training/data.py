@@ -19,8 +19,8 @@ from torch.utils.data import Dataset
 
 from measr.degrade import (
     Recipe,
-    apply_degradation,
-    degrade_batch,
+    degrade_batch_pair,
+    degrade_pair,
     draw_recipe,
     mix_weights,
     pick_task,
@@ -145,9 +145,9 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         self, task: str, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         window = self._clean_window(rng).astype(np.float32) / 255.0
-        degraded = apply_degradation(window, task_spec(task), rng)
+        degraded, target = degrade_pair(window, task_spec(task), rng)  # a dark scene's is dark
         core = slice(DEGRADE_MARGIN, DEGRADE_MARGIN + self.patch)
-        return degraded[core, core], window[core, core]
+        return degraded[core, core], target[core, core]
 
     def _clean_window(self, rng: np.random.Generator) -> np.ndarray:
         """A random uint8 crop of a random clean photo, DEGRADE_MARGIN wider than the patch."""
@@ -219,9 +219,9 @@ def on_device(
     """(degraded, clean, task) of a RecipeBatch, degraded on `device`: the patch cut from the
     centre of each degraded window, then turned to its view, as `TrainingSamples` does."""
     windows = batch.windows.to(device, non_blocking=True).float() / 255.0
-    degraded = degrade_batch(windows, batch.recipes, generator)
+    degraded, target = degrade_batch_pair(windows, batch.recipes, generator)
     core = slice(DEGRADE_MARGIN, DEGRADE_MARGIN + patch)
-    pair = torch.cat([degraded[..., core, core], windows[..., core, core]])
+    pair = torch.cat([degraded[..., core, core], target[..., core, core]])
     turned = dihedral(pair, batch.views * 2)
     return turned[: len(batch.views)], turned[len(batch.views) :], batch.task
 

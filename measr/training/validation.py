@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from measr.degrade import mix_weights, parse_spec, task_spec
+from measr.degrade import COMPOSITES, mix_weights, parse_spec, task_spec
 from measr.evaluation.metrics import as_rgb, psnr, ssim
-from measr.evaluation.sets import list_items, load_item, paired_set, synthesise, synthetic_set
+from measr.evaluation.sets import list_items, load_item, paired_set, synthesise_pair, synthetic_set
 from measr.io import read_image
 
 VALIDATION_SEED = 2024
@@ -51,12 +51,33 @@ def synthetic_items(
     """Each task's degradation of centre crops of the first `per_task` photos of a clean folder
     (0: all of them), made exactly as `measr benchmark quality` makes a synthetic set (seeded,
     stored in 8 bits)."""
+    return spec_items(folder, {task: task_spec(task) for task in tasks}, crop, per_task, seed)
+
+
+def spec_items(
+    folder: Path, specs: dict[str, str], crop: int, per_task: int, seed: int = VALIDATION_SEED
+) -> list[ValidationItem]:
+    """`synthetic_items` for specs by label ({"lowlight+haze": "lowlight+haze"})."""
     items = []
     for item in list_items(synthetic_set(folder, "noise"), limit_of(per_task)):
         clean = centre_crop(as_rgb(read_image(item.clean).pixels), crop)
-        for task in tasks:
-            degraded = synthesise(clean, parse_spec(task_spec(task)), seed, item.name)
-            items.append(ValidationItem(task, item.name, degraded, clean))
+        for label, spec in specs.items():
+            degraded, target = synthesise_pair(clean, parse_spec(spec), seed, item.name)
+            items.append(ValidationItem(label, item.name, degraded, target))
+    return items
+
+
+def composite_validation_set(
+    root: Path, crop: int = 192, per_task: int = 4
+) -> list[ValidationItem]:
+    """Damage that comes together (`measr.degrade.COMPOSITES`, labelled by spec, such as
+    "lowlight+haze") on the Kodak24 and McMaster crops of `root`, with the fixed seeds of the
+    single-damage sets; not part of the default validation, pass it where it is wanted."""
+    items: list[ValidationItem] = []
+    for name in ("kodak24", "mcmaster"):
+        if (root / name / "clean").is_dir():
+            specs = {spec: spec for spec in COMPOSITES}
+            items += spec_items(root / name / "clean", specs, crop, per_task)
     return items
 
 
