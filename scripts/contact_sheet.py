@@ -20,13 +20,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from measr.degrade import (  # noqa: E402
+    add_camera_noise,
     add_defocus_blur,
     add_gaussian_noise,
     add_haze,
     add_jpeg,
+    add_linear_blur,
     add_low_light,
     add_motion_blur,
     add_rain,
+    apply_degradation,
+    darken_scene,
     seeded_rng,
 )
 
@@ -57,6 +61,22 @@ TILES: list[tuple[str, str, Degrade]] = [
     ("lowlight strong", "lowlight", lambda img, rng: add_low_light(img, rng, gain=0.08, gamma=2.5)),
     ("jpeg:60", "jpeg", lambda img, rng: add_jpeg(img, 60, rng)),
     ("jpeg:20", "jpeg", lambda img, rng: add_jpeg(img, 20, rng)),
+    ("haze: even veil", "veil", lambda img, rng: add_haze(img, rng, form="veil", airlight=0.85)),
+    ("haze: height", "height", lambda img, rng: add_haze(img, rng, form="height", airlight=0.85)),
+    ("haze: coloured", "colour", lambda img, rng: add_haze(img, rng, form="depth", colour=True)),
+    (
+        "linear blur 15px 30deg",
+        "linear",
+        lambda img, rng: add_linear_blur(img, rng, length=15, angle=30),
+    ),
+    ("camnoise shot 1e-3", "camnoise", lambda img, rng: add_camera_noise(img, rng, shot=1e-3)),
+    ("camnoise shot 1e-2", "camnoise", lambda img, rng: add_camera_noise(img, rng, shot=1e-2)),
+    ("dark scene (target)", "dark", lambda img, rng: darken_scene(img, rng, level=0.12)),
+    (
+        "lowlight+haze+rain",
+        "composite",
+        lambda img, rng: apply_degradation(img, "lowlight+haze+rain", rng),
+    ),
 ]
 
 

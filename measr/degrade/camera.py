@@ -6,10 +6,11 @@ display values to linear light (power 2.2), the colour correction undone (it des
 white balance undone (red and blue divided by their gains), one colour kept per pixel through
 a Bayer filter. There the noise is Poisson-Gaussian (Foi et al. 2008): photo-electrons are
 Poisson, so the variance grows with the signal, `shot * x`, plus Gaussian read noise of variance
-`read`. The camera then demosaics (Malvar, He and Cutler's linear 5x5 filters), applies the
-white balance and colour correction (which amplify red and blue noise and mix it across
-channels: the chroma blotches of real phone photos), encodes for display, rounds to 8 bits and
-saves a JPEG.
+`read`. The camera then demosaics (Malvar, He and Cutler's linear 5x5 filters, which spread
+each pixel's noise over its neighbours and colours; the scene itself is not re-demosaiced, its
+clean photo was demosaiced once already), applies the white balance and colour correction
+(which amplify red and blue noise and mix it across channels: the chroma blotches of real
+phone photos), encodes for display, rounds to 8 bits and saves a JPEG.
 """
 
 from __future__ import annotations
@@ -178,7 +179,9 @@ def sensor_image(clean: np.ndarray, camera: CameraDraw, rng: np.random.Generator
     raw = to_linear(clean) @ np.linalg.inv(correction).T / white
     bayer = mosaic(raw.astype(np.float32), camera.pattern)
     noisy = poisson_gaussian_noise(bayer, 1.0 / camera.shot, math.sqrt(camera.read), rng)
-    rgb = (demosaic(noisy, camera.pattern) * white) @ correction.T
+    # Demosaicing is linear: the noise goes through it alone. Its errors on the scene itself
+    # are left out, since the clean photos were demosaiced once already.
+    rgb = ((raw + demosaic(noisy - bayer, camera.pattern)) * white) @ correction.T
     return quantize_8bit(to_display(rgb.astype(np.float32)))
 
 
