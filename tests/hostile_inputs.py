@@ -415,23 +415,32 @@ def build_corpus(root: Path) -> Corpus:
 
 
 def folder_chain(top: Path, depth: int) -> Path:
-    """`top/d/d/.../d`, `depth` folders deep (no recursion: Path.mkdir recurses once a level);
-    the deepest folder."""
-    folder = top
+    """`top/d/d/.../d`, `depth` folders deep, made level by level through folder descriptors
+    (Path.mkdir recurses once a level); the deepest folder."""
+    top.mkdir(parents=True)
+    folder = os.open(top, os.O_RDONLY)
     for _ in range(depth):
-        folder = folder / "d"
-        folder.mkdir(parents=folder.parent == top)
-    return folder
+        os.mkdir("d", dir_fd=folder)
+        deeper = os.open("d", os.O_RDONLY, dir_fd=folder)
+        os.close(folder)
+        folder = deeper
+    os.close(folder)
+    return top.joinpath(*["d"] * depth)
 
 
 def remove_folder_chain(top: Path) -> None:
-    """Remove a `folder_chain` and the files in it (shutil.rmtree, and so pytest's clean-up of
-    old temporary folders, recurses once a level and fails beyond about 1000)."""
-    levels = [top]
-    while (levels[-1] / "d").is_dir():
-        levels.append(levels[-1] / "d")
-    for level in reversed(levels):
-        for entry in level.iterdir():
-            if not entry.is_dir():
-                entry.unlink()
-        level.rmdir()
+    """Remove a `folder_chain` and the files in it, deepest first through folder descriptors
+    (shutil.rmtree, and so pytest's clean-up of old temporary folders, recurses once a level
+    and fails beyond about 1000)."""
+    folders = [os.open(top, os.O_RDONLY)]
+    while "d" in os.listdir(folders[-1]):
+        folders.append(os.open("d", os.O_RDONLY, dir_fd=folders[-1]))
+    while folders:
+        folder = folders.pop()
+        for name in os.listdir(folder):
+            if name != "d":
+                os.unlink(name, dir_fd=folder)
+        os.close(folder)
+        if folders:
+            os.rmdir("d", dir_fd=folders[-1])
+    top.rmdir()

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hostile_inputs import remove_folder_chain
 
 from measr.errors import ExitCode, ImageWriteError, MeasrError
-from measr.jobs.writes import Write, check_destination, check_writes, make_folders
+from measr.jobs.writes import Write, check_destination, check_writes
 
 
 @pytest.fixture
@@ -75,10 +74,3 @@ def test_a_destination_is_checked_before_the_work(photo: Path, tmp_path: Path) -
     assert exists.value.option == "overwrite"
     check_destination(photo, "the report")
     check_destination(tmp_path / "new" / "r.json", "the report", overwrite=False)
-
-
-def test_folders_are_made_however_deep(tmp_path: Path) -> None:
-    deep = tmp_path.joinpath("top", *["d"] * 1200)
-    make_folders(deep)
-    assert deep.is_dir()
-    remove_folder_chain(tmp_path / "top")
