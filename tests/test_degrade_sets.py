@@ -6,10 +6,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from measr.degrade import COMPOSITES
+from measr.errors import MeasrError
 from measr.evaluation.sets import composite_sets, list_items, load_item, synthetic_set
 from measr.training.data import TrainingSamples
+from measr.training.trainer import TrainConfig
 from measr.training.validation import composite_validation_set
 
 
@@ -64,3 +67,11 @@ def test_training_samples_of_dark_scenes_have_dark_targets(tmp_path: Path) -> No
         if min(found.values()) >= 2:
             return
     raise AssertionError(f"too few dark scenes or haze samples among 400: {found}")
+
+
+def test_a_device_run_refuses_tasks_with_no_batched_version(tmp_path: Path) -> None:
+    data = str(write_photos(tmp_path / "train", count=1))
+    with pytest.raises(MeasrError, match="camnoise, darkscene"):
+        TrainConfig(data=[data], tasks="eight", degrade_on_device=True).check()
+    TrainConfig(data=[data], tasks="eight:camnoise=0,darkscene=0", degrade_on_device=True).check()
+    TrainConfig(data=[data], tasks="eight").check()

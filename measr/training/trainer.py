@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
-from measr.degrade import mix_weights, seeded_rng
+from measr.degrade import mix_weights, seeded_rng, task_spec
+from measr.degrade.batched import missing_twins
 from measr.engine.device import resolve_device
 from measr.errors import MeasrError
 from measr.evaluation.prompt import whole_photo_naming
@@ -174,6 +175,14 @@ class TrainConfig:
                 "--degrade-on-device degrades clean photos; real damage has nothing to degrade",
                 "drop --paired and --real, or train without --degrade-on-device",
             )
+        if self.degrade_on_device:
+            weights = mix_weights(self.tasks)
+            cpu_only = [t for t in weights if weights[t] > 0 and missing_twins(task_spec(t))]
+            if cpu_only:
+                raise MeasrError(
+                    f"--degrade-on-device has no batched version of {', '.join(cpu_only)} (JPEG)",
+                    "train without --degrade-on-device, or give those tasks weight 0",
+                )
         for name in ("steps", "batch"):
             if getattr(self, name) < 1:
                 raise MeasrError(f"--{name} must be at least 1, not {getattr(self, name)}")

@@ -9,6 +9,14 @@ which ends in one: `draw_recipe` refuses them.
 """
 
 from measr.degrade.batched.apply import degrade_batch, degrade_batch_pair
-from measr.degrade.batched.recipes import DRAWS, Recipe, StepRecipe, draw_recipe
+from measr.degrade.batched.recipes import DRAWS, Recipe, StepRecipe, draw_recipe, missing_twins
 
-__all__ = ["DRAWS", "Recipe", "StepRecipe", "degrade_batch", "degrade_batch_pair", "draw_recipe"]
+__all__ = [
+    "DRAWS",
+    "Recipe",
+    "StepRecipe",
+    "degrade_batch",
+    "degrade_batch_pair",
+    "draw_recipe",
+    "missing_twins",
+]

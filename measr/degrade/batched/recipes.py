@@ -140,6 +140,11 @@ DRAWS: Mapping[str, Draw] = MappingProxyType(
 )
 
 
+def missing_twins(spec: str | Spec) -> tuple[str, ...]:
+    """The steps of a spec that have no batched version (JPEG, phone noise), once each."""
+    return tuple(dict.fromkeys(s.name for s in parse_spec(spec).steps if s.name not in DRAWS))
+
+
 def draw_recipe(spec: str | Spec, shape: tuple[int, int], rng: np.random.Generator) -> Recipe:
     """The recipe of a spec for an (H, W) image, its steps in the order they apply; ValueError
     for a step with no device twin."""
