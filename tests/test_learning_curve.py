@@ -17,6 +17,7 @@ from measr.training.learning_curve import (
     RECIPES,
     VALIDATION_TASKS,
     Bench,
+    BudgetTrainer,
     Recipe,
     read_curves,
     run_recipe,
@@ -108,3 +109,17 @@ def test_every_named_recipe_is_a_valid_training_setting(folders: tuple[Path, Pat
         config.check()
         assert config.config == "small" and config.threads == 1 and config.workers == 0
         assert {k: getattr(config, k) for k in recipe.overrides} == dict(recipe.overrides)
+
+
+def test_early_patches_last_for_their_share_of_the_cpu_budget(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bench = tiny_bench(folders, tmp_path)
+    recipe = Recipe(
+        "early", "64 px for the first half", {"early_patch": 64, "early_patch_fraction": 0.5}
+    )
+    config = bench.train_config(recipe)
+    young = BudgetTrainer(config, tmp_path / "young", budget_s=1e6, items=[])
+    spent = BudgetTrainer(config, tmp_path / "spent", budget_s=1e-6, items=[])
+    assert (young.patch(), spent.patch()) == (64, 128)
+    assert spent.finished() and not young.finished()

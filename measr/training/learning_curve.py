@@ -68,10 +68,18 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
-        Recipe("base", "today's long-run recipe: lr 2e-4, constant"),
-        Recipe("lr1e-3-cosine", "lr 1e-3, cosine decay over the CPU budget", {"lr": 1e-3}, True),
-        Recipe("batch16", "batch 16 (lr 2e-4, constant)", {"batch": 16}),
-        Recipe("weak-tasks", "rain and blur weighted 3x", {"tasks": "six:rain=3,blur=3"}),
+        Recipe("base", "today's long-run recipe: lr 2e-4, batch 8, 128 px"),
+        Recipe("lr1e-3-cosine", "lr 1e-3", {"lr": 1e-3}, anneal=True),
+        Recipe("fft-loss", "L1 plus 0.1 x L1 of FFT amplitudes", {"fft_loss_weight": 0.1}),
+        Recipe(
+            "early-patch64",
+            "64 px patches for the first half of the budget, then 128",
+            {"early_patch": 64, "early_patch_fraction": 0.5},
+        ),
+        Recipe(
+            "weak-tasks", "rain and blur weighted 3x (2x in base)", {"tasks": "six:rain=3,blur=3"}
+        ),
+        Recipe("batch16", "batch 16", {"batch": 16}),
     )
 }
 
@@ -134,7 +142,7 @@ class BudgetTrainer(Trainer):
     """A `Trainer` that stops when `budget_s` seconds of training CPU are spent; what runs in
     its `not_training` blocks (scoring, reports) is left out. With `anneal`, the learning
     rate's cosine follows the budget as it follows a time budget; without, the run's schedule
-    stands (a constant rate for the recipes' million steps)."""
+    stands (a constant rate for the recipes' million steps). Early patches follow the budget."""
 
     def __init__(
         self,
@@ -163,6 +171,13 @@ class BudgetTrainer(Trainer):
 
     def finished(self) -> bool:
         return self.spent() >= 1.0 or super().finished()
+
+    def patch(self) -> int:
+        """`early_patch` for the first `early_patch_fraction` of the budget (not of the run's
+        progress, which a constant rate's million steps hold near 0), then `patch`."""
+        c = self.config
+        early = c.early_patch and self.spent() < c.early_patch_fraction
+        return c.early_patch if early else c.patch
 
     def validation_items(self) -> list[ValidationItem]:
         return self.items
