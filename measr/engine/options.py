@@ -35,6 +35,8 @@ class RestoreOptions:
     shared_context: bool = True  # tiles share the whole image's global statistics
     strength: float = FULL_STRENGTH  # 0..1: how much of the restoration to keep (blend)
     max_memory: int | None = None  # bytes the memory plan may use at most
+    # Restore even a kind of damage these weights do not improve (`measr.engine.harm`).
+    force: bool = False
 
     def __post_init__(self) -> None:
         """Refuse a strength outside [0, 1] before any photo is restored."""

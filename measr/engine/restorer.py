@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from measr.engine.acceleration import (
 from measr.engine.backends import DEFAULT_BACKEND, resolve_backend, tile_passes
 from measr.engine.damage import DamageReading
 from measr.engine.device import check_half, resolve_device
+from measr.engine.harm import gains_by_kind, kind_left_as_is
 from measr.engine.inference import (
     ContextCapture,
     ProgressCallback,
@@ -63,6 +65,9 @@ class Restoration:
     memory_estimate: int = 0  # activation bytes the memory plan expected at the peak
     backend: str = "torch"  # where the tile passes ran (`measr.engine.backends`)
     precision: str = "float32"  # what they computed in: float32, float16 or bfloat16
+    # The kind of damage left as it is: named confidently, and these weights do not improve it
+    # (`measr.engine.harm`); the pixels are then the input's. None: restored.
+    left_as_is: str | None = None
 
 
 class Restorer:
@@ -82,6 +87,7 @@ class Restorer:
         backend: str = DEFAULT_BACKEND,
         float32: bool = False,
         unverified_file: Path | None = None,
+        gains: Mapping[str, float] | None = None,
     ) -> None:
         self.device = resolve_device(device or "auto")
         if half:
@@ -104,6 +110,9 @@ class Restorer:
         self.is_trained = trained
         # The weights file when no manifest listed it, so no checksum vouches for it.
         self.unverified_file = unverified_file
+        # dB these weights gain over the damaged input per kind of damage, from their entry
+        # (`measr.engine.harm`): a kind at or below 0 is left as it is. Empty: no gate.
+        self.gains = dict(gains or {})
         # The tile passes on another runtime when asked and installed (`resolve_backend`);
         # `backend_note` says why another backend than the one asked for runs.
         self.backend, self.backend_note = resolve_backend(backend, self.device, half, compile)
@@ -156,6 +165,7 @@ class Restorer:
             compile=compile,
             backend=backend,
             float32=float32,
+            gains=gains_by_kind(entry.fields),
         )
 
     @classmethod
@@ -196,6 +206,7 @@ class Restorer:
             backend=backend,
             float32=float32,
             unverified_file=None if listed else path,
+            gains=gains_by_kind(listed[0].fields if listed else read_metadata(path)),
         )
 
     @classmethod
@@ -295,6 +306,17 @@ class Restorer:
         with torch.inference_mode():
             prompt = prompt_features(self.model, image, self.device, self.dtype)
             damage = self.damage_of(prompt)
+            held = None if options.force else kind_left_as_is(damage, self.gains)
+            if held is not None:
+                return Restoration(
+                    pixels=checked.copy(),
+                    seconds=time.perf_counter() - started,
+                    tiles=0,
+                    tile=None,
+                    shared_context=False,
+                    damage=damage,
+                    left_as_is=held,
+                )
             # Recording the routing needs the network itself: the passes then run on PyTorch.
             forward = None if record_routing else self.tile_forward
             if self.tiled_only and len(tiles) == 1:

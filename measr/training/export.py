@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -118,6 +119,19 @@ def score(
         return evaluate(items, framed(lambda x: model(x).image, model.requirements.edge_margin))
 
 
+def input_score(
+    tasks: str, val_root: Path | None, crop: int, per_task: int
+) -> dict[str, tuple[float, float]]:
+    """The damaged inputs' own (PSNR, SSIM) per task on the photos `score` uses: what the
+    weights must beat to do any good (`measr.engine.harm`). Sets whose input equals its target
+    (clean photos: infinite PSNR) are left out."""
+    if val_root is None:
+        return {}
+    items = default_validation_set(val_root, list(mix_weights(tasks)), crop, per_task)
+    scores = evaluate(items, lambda x: x)
+    return {task: s for task, s in scores.items() if math.isfinite(s[0])}
+
+
 @dataclass(frozen=True)
 class Scoring:
     """Which validation set export scores the weights on: by default every photo (the ship
@@ -174,6 +188,7 @@ def publish(
         and all(abs(half_scores[t][0] - scores[t][0]) < HALF_TOLERANCE_DB for t in scores)
     )
     final = half_scores if use_half and half_scores else scores
+    inputs = input_score(scoring.tasks, scoring.val_root, scoring.crop, scoring.per_task)
     decision = ship_decision(final, scoring, manifest) if ship else None
     default = default or (decision is not None and decision.ships)
     fields = {
@@ -183,6 +198,7 @@ def publish(
         "trained": "yes",
         "dtype": "float16" if use_half else "float32",
         **{f"val.{t}": f"{p:.2f}/{s:.4f}" for t, (p, s) in final.items()},
+        **{f"input.{t}": f"{p:.2f}/{s:.4f}" for t, (p, s) in inputs.items()},
     }
     staged = temporary_path(path)
     try:
@@ -216,7 +232,7 @@ def note_provenance(notes: list[str]) -> dict[str, str]:
     for note in notes:
         key, equals, value = note.partition("=")
         problem = None if equals else f"the note {quoted(note)} is not KEY=VALUE"
-        if not problem and (key in COMPUTED_KEYS or key.startswith("val.")):
+        if not problem and (key in COMPUTED_KEYS or key.startswith(("val.", "input."))):
             problem = f"the note {quoted(note)} sets {key}, which export computes"
         problem = problem or field_problem(key, value)
         if problem:
