@@ -176,3 +176,27 @@ def test_restore_with_a_cache_folder_that_is_a_device_is_one_error_line(
     assert lines[-1].startswith("error: cannot use the cache folder '/dev/null/openvino'")
     assert "Traceback" not in result.output
     assert not (tmp_path / "a_restored.png").exists()
+
+
+@pytest.mark.slow  # two conversions of the tiny network (minutes on 2 cores)
+@openvino_only
+def test_restore_on_a_tampered_cache_gives_the_picture_of_the_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from measr.io import read_image
+
+    monkeypatch.setenv(MANIFEST_ENV, str(write_weights(tmp_path, stressed=True)))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    source = write_picture(tmp_path / "a.png")
+
+    def restore(name: str) -> np.ndarray:
+        args = ["restore", str(source), "-o", str(tmp_path / name), "--backend", "openvino"]
+        result = CliRunner().invoke(app, [*args, "--threads", "2", "--float32"])
+        assert result.exit_code == 0, result.output
+        return read_image(tmp_path / name).pixels
+
+    fresh = restore("fresh.png")
+    (bin_file,) = (tmp_path / "cache" / "openvino").glob("*/model.bin")
+    bin_file.write_bytes(bytes(bin_file.stat().st_size))
+    np.testing.assert_array_equal(restore("tampered.png"), fresh)
+    np.testing.assert_array_equal(restore("rebuilt.png"), fresh)
