@@ -27,3 +27,8 @@ def __getattr__(name: str) -> Any:
 
         return build_model
     raise AttributeError(f"module 'measr' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    """What `dir(measr)` and completion list: the lazily imported names too."""
+    return sorted({*globals(), *__all__})

@@ -1,6 +1,7 @@
-"""How the `measr` process allocates memory: `tune_process`, called by the command's entry point
-(`measr.cli.main`) before torch is imported. Importing the library changes nothing: a program that
-uses `measr` keeps its own allocator settings unless it calls `tune_process` itself.
+"""How the `measr` process allocates memory, and how its threads wait on a busy machine:
+`tune_process`, called by the command's entry point (`measr.cli.main`) before torch is imported.
+Importing the library changes nothing: a program that uses `measr` keeps its own settings unless
+it calls `tune_process` itself.
 
 Every activation of a forward pass is a fresh allocation, and a fresh allocation is memory the
 kernel must back page by page (zeroed) as it is first written. Two settings cut that cost:
@@ -22,6 +23,17 @@ kernel must back page by page (zeroed) as it is first written. Two settings cut 
   until the engine trims the heap after each tile (`measr.engine.memory.return_freed_memory`),
   so the peak grows (1024 px: 3.13 -> 4.44 GiB; the photo: 4.1 -> 6.3 GB) and the memory plan
   counts it. Set MEASR_KEEP_FREED_MEMORY=0 to keep glibc's defaults.
+
+And one setting for a machine that is busy already (`wait_passively_when_busy`):
+
+* **OpenMP threads sleep while they wait.** PyTorch's OpenMP threads spin at every barrier
+  before they sleep (GNU OpenMP: 300,000 turns), which is the fastest way on idle cores and
+  the slowest where others need them: three `measr restore` of the 500 x 500 example at once
+  on the 2-core AMD EPYC, beside a training run, took 859-872 s each, 68-71 s of it CPU time,
+  with the default, and 113-114 s, 11.3-11.4 s CPU, with OMP_WAIT_POLICY=PASSIVE
+  (docs/performance.md, "Waiting threads"). On idle cores passive waiting cost 1.14x (two
+  512 px passes, 12.9 against 11.3 s). So measr sets it when the one-minute load average is at
+  least the number of cores it may use as it starts, unless OMP_WAIT_POLICY is set already.
 """
 
 from __future__ import annotations
@@ -77,9 +89,37 @@ def available_memory() -> int:
 KEEPS_FREED_MEMORY = False
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def machine_is_busy() -> bool:
+    """Whether the cores this process may use are taken already: the one-minute load average
+    at least their number (False where the system keeps no load average)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return False
+    return load >= usable_cores()
+
+
+def wait_passively_when_busy() -> bool:
+    """OMP_WAIT_POLICY=PASSIVE on a busy machine, unless the environment chose a policy (see
+    the module's docstring); whether it was set. OpenMP reads it when torch loads it."""
+    if "OMP_WAIT_POLICY" in os.environ or not machine_is_busy():
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
 def tune_process() -> None:
-    """Huge pages for large tensors and freed memory kept for reuse (see the module's docstring),
-    unless the environment says otherwise. Call it first thing, before torch allocates."""
+    """Huge pages for large tensors, freed memory kept for reuse and, on a busy machine,
+    threads that sleep while they wait (see the module's docstring), unless the environment
+    says otherwise. Call it first thing, before torch is imported."""
     global KEEPS_FREED_MEMORY
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     KEEPS_FREED_MEMORY = keep_freed_memory()
+    wait_passively_when_busy()

@@ -348,3 +348,22 @@ def test_max_memory_caps_the_plan_of_every_photo(photos: Path, tmp_path: Path) -
     refused = batch(photos, tmp_path / "other", "--max-memory", "lots")
     assert refused.exit_code == 2 and "size such as 4G" in refused.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_piped_batch_prints_the_restore_sentence_of_each_photo(
+    photos: Path, tmp_path: Path
+) -> None:
+    """Piped (as CliRunner's output is), a line per photo as it finishes, the same sentence as
+    `measr restore` with the paths as given, and the reason for each skipped one; no bar."""
+    out = tmp_path / "out"
+    result = batch(photos, out, "--strength", "0.5")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("Restored ")]
+    assert len(lines) == 3
+    assert f"Restored {photos / 'sub' / 'b.jpg'} to {out / 'sub' / 'b.jpg'}: 20x30 in " in (
+        result.stdout
+    )
+    assert all("; blended with the input at --strength 0.5." in line for line in lines)
+    assert "eta" not in result.output and not result.stderr.startswith("\n")
+    again = batch(photos, out)
+    assert again.stdout.count("Skipped ") == 3 and "output exists" in again.stdout

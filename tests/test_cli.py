@@ -85,13 +85,42 @@ def test_the_summary_is_a_sentence_and_the_numbers_wait_for_verbose(folder: Path
     assert result.exit_code == 0, result.output
     sentence = result.stdout.strip()
     assert len(sentence.splitlines()) == 1
-    assert sentence.startswith("Restored a.png to a_restored.png: 70x45 in ")
+    assert sentence.startswith(f"Restored {source} to {folder / 'a_restored.png'}: 70x45 in ")
     assert " s on cpu (as a whole) with weights tiny-test (tiny); " in sentence
     assert "; found " in sentence or "; the photo looks clean (" in sentence
     assert sentence.endswith(".") and "  " not in sentence
     assert "experts" not in sentence and "atoms" not in sentence
     verbose = measr("restore", source, "--overwrite", "--verbose").stdout
     assert "experts L1 " in verbose and "memory planned " in verbose
+
+
+def test_the_restore_line_names_the_paths_as_given_the_strength_and_the_map(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-o ../out/a.png` is printed as given, not as a bare `a.png` that reads like an
+    overwrite; piped, nothing comes before the sentence (no blank line of a progress bar)."""
+    (folder / "work").mkdir()
+    (folder / "out").mkdir()
+    write_picture(folder / "work" / "a.png", 45, 70)
+    monkeypatch.chdir(folder / "work")
+    flags = ["--strength", "0.7", "--routing-map", "../out/map.png", "--threads", "1"]
+    result = runner.invoke(app, ["restore", "a.png", "-o", "../out/a.png", *flags])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Restored a.png to ../out/a.png: 70x45 in ")
+    assert "; blended with the input at --strength 0.7; routing map in ../out/map.png." in (
+        result.stdout
+    )
+    assert not result.stderr.strip()
+
+
+def test_one_image_name_for_several_inputs_is_refused_in_one_line(folder: Path) -> None:
+    """`restore a.png b.png -o single.png` would make a folder named single.png."""
+    write_picture(folder / "a.png")
+    write_picture(folder / "b.png")
+    result = measr("restore", folder / "a.png", folder / "b.png", "-o", folder / "single.png")
+    assert_one_error_line(result, 2)
+    assert "single.png" in result.stderr and "folder" in result.stderr
+    assert not (folder / "single.png").exists()
 
 
 def test_trained_weights_are_not_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

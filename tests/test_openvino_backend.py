@@ -136,7 +136,9 @@ class CountedPasses:
 
     calls = 0
 
-    def __init__(self, model: object, threads: int, *, float32: bool = False) -> None:
+    def __init__(
+        self, model: object, threads: int, *, float32: bool = False, notify: object = None
+    ) -> None:
         pass
 
     def __call__(self, x: Tensor, ctx: ForwardContext) -> Tensor:

@@ -16,7 +16,6 @@ from measr.cli.options import (
     CompileOption,
     DeviceOption,
     Float32Option,
-    ForceOption,
     HalfOption,
     MaxMemoryOption,
     NoSharedContextOption,
@@ -28,9 +27,18 @@ from measr.cli.options import (
     open_restorer,
     restore_options,
 )
-from measr.cli.render import batch_table, progress_bar, stderr, stdout, warn_if_untrained
+from measr.cli.render import (
+    batch_table,
+    progress_bar,
+    restore_line,
+    stderr,
+    stdout,
+    warn_if_untrained,
+)
+from measr.engine import Restorer
 from measr.engine.backends import CLI_DEFAULT_BACKEND
 from measr.engine.options import RuntimeOptions
+from measr.engine.strength import FULL_STRENGTH
 from measr.errors import printable
 from measr.jobs.batch import (
     LOG_NAME,
@@ -101,7 +109,6 @@ def batch(
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
     strength: StrengthOption = 1.0,
-    force: ForceOption = False,
     max_memory: MaxMemoryOption = None,
 ) -> None:
     """Restore every image below IN_DIR into OUT_DIR. Existing outputs are skipped, so an
@@ -121,6 +128,8 @@ def batch(
     restorer = open_restorer(runtime)
     warn_if_untrained(restorer)
     console = stderr()
+    # Piped or redirected, a line per photo (the bar is drawn on a terminal only).
+    lines = None if stdout().is_terminal else stdout()
     with progress_bar(console) as progress:
         task = progress.add_task("restoring", total=len(jobs))
 
@@ -128,6 +137,8 @@ def batch(
             if result.status == "failed":
                 what = f"failed: {printable(result.job.relative)}: {result.error}"
                 progress.console.print(Text(what, style="red"), soft_wrap=True)
+            elif lines is not None:
+                lines.print(result_line(result, restorer), soft_wrap=True)
             progress.advance(task)
 
         # A second line for the tiles of a photo restored in several (hidden otherwise).
@@ -145,7 +156,7 @@ def batch(
                 restorer,
                 jobs,
                 options=restore_options(
-                    tile, tile_overlap, no_shared_context, strength, max_memory, force
+                    tile, tile_overlap, no_shared_context, strength, max_memory
                 ),
                 overwrite=overwrite,
                 quality=quality,
@@ -159,6 +170,17 @@ def batch(
             raise typer.Exit(INTERRUPTED) from None
     finish(report, interrupted=False)
     raise typer.Exit(int(report.exit_code))
+
+
+def result_line(result: FileResult, restorer: Restorer) -> Text:
+    """A restored photo's sentence, as `measr restore` prints it; or why it was skipped."""
+    source, target = printable(str(result.job.source)), printable(str(result.job.target))
+    if result.restoration is None or result.size is None:
+        return Text(f"Skipped {source}: {result.error or 'output exists'}.")
+    strength = result.strength if result.strength is not None else FULL_STRENGTH
+    return restore_line(
+        source, target, result.size, result.restoration, restorer, strength=strength
+    )
 
 
 def finish(report: BatchReport, *, interrupted: bool) -> None:

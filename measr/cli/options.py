@@ -9,6 +9,7 @@ import typer
 
 from measr.cli.render import note_backend, warn_if_unverified
 from measr.engine import Restorer
+from measr.engine.backends import BACKEND_ENV
 from measr.engine.options import DEFAULT_TILE_OVERLAP, RestoreOptions, RuntimeOptions
 from measr.engine.restorer import MAX_THREADS
 from measr.engine.strength import FULL_STRENGTH
@@ -63,14 +64,14 @@ BackendOption = Annotated[
     str,
     typer.Option(
         "--backend",
-        envvar="MEASR_BACKEND",
+        envvar=BACKEND_ENV,
         rich_help_panel=SPEED_PANEL,
-        help="Where the tile passes run: auto (OpenVINO for photos in tiles on the CPU when the "
-        "measr\\[openvino] extra is installed, no --half or --compile: 2.5x faster on a 12 MP "
-        "photo, 1.7x with --float32; else torch), torch, openvino, or onnx (ONNX Runtime, "
-        "measr\\[onnx]: slower). The "
-        "first run converts the network (OpenVINO about 80 s, ONNX minutes) and keeps it in the "
-        "cache. docs/performance.md compares them.",
+        help="Where the passes run: auto (OpenVINO for photos in tiles on the CPU, without "
+        "--half or --compile: a 12 MP photo 2.5x faster on a Xeon with AMX, 1.8x on an AVX2 "
+        "AMD EPYC; PyTorch for whole photos, and where OpenVINO is not installed), torch, "
+        "openvino, or onnx (ONNX Runtime, measr\\[onnx]: slower). The first tiled photo "
+        "converts the network, once (1-3 minutes, said as it starts; ONNX: minutes), kept in "
+        "the cache. docs/performance.md compares them.",
         show_envvar=True,
     ),
 ]
@@ -136,17 +137,6 @@ StrengthOption = Annotated[
 ]
 
 
-ForceOption = Annotated[
-    bool,
-    typer.Option(
-        "--force",
-        help="Restore even a photo whose damage these weights do not improve yet (by their "
-        "validation scores against the damaged input); without it such a photo is written "
-        "unchanged, and the line says why. --routing-map implies it.",
-    ),
-]
-
-
 MaxMemoryOption = Annotated[
     str | None,
     typer.Option(
@@ -185,14 +175,12 @@ def restore_options(
     no_shared_context: bool = False,
     strength: float = FULL_STRENGTH,
     max_memory: str | None = None,
-    force: bool = False,
 ) -> RestoreOptions:
-    """The tiling, strength, memory and do-no-harm options as the engine's."""
+    """The tiling, strength and memory options as the engine's."""
     return RestoreOptions(
         tile,
         tile_overlap,
         shared_context=not no_shared_context,
         strength=strength,
         max_memory=parse_size(max_memory),
-        force=force,
     )

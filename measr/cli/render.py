@@ -98,10 +98,18 @@ def warn_if_unverified(restorer: Restorer) -> None:
         stderr().print(Text(notice, style="yellow"), soft_wrap=True)
 
 
+def note(text: str) -> None:
+    """`note: <text>` in yellow, on one line, on stderr."""
+    stderr().print(Text(f"note: {text}", style="yellow"), soft_wrap=True)
+
+
 def note_backend(restorer: Restorer) -> None:
-    """Say on stderr why another backend than the one asked for runs (e.g. a missing extra)."""
+    """Say on stderr why another backend than the one asked for runs (e.g. a missing extra),
+    and, as they come, what the engine has to tell (a conversion starting, a faster runtime
+    missing)."""
     if restorer.backend_note:
-        stderr().print(Text(f"note: {restorer.backend_note}", style="yellow"), soft_wrap=True)
+        note(restorer.backend_note)
+    restorer.on_notice = note
 
 
 def percent(share: float) -> str:
@@ -175,8 +183,6 @@ def restore_line(
         f"{on}{precision} ({in_pieces(restoration)}) with weights "
         f"{restorer.name} ({restorer.config.name})"
     )
-    if restoration.left_as_is is not None:
-        return left_as_is_line(source, output, restoration, restorer)
     if restoration.damage is not None:
         words = restoration.damage.words()
         # "found haze 91 %", "found unsure: ...", but "the photo looks clean (93 %)"
@@ -189,22 +195,6 @@ def restore_line(
     if untrained_warning(restorer) is not None:
         line.append(" The weights are UNTRAINED.", style="yellow")
     return line
-
-
-def left_as_is_line(source: str, output: str, restoration: Restoration, restorer: Restorer) -> Text:
-    """The sentence for a photo left as it is (`measr.engine.harm`): what was found, and that
-    these weights do not improve it yet."""
-    from measr.engine.damage import KIND_WORDS  # loaded by now: the restoration used it
-
-    kind = restoration.left_as_is or ""
-    kind_words = KIND_WORDS.get(kind, kind)
-    found = restoration.damage.words() if restoration.damage else kind_words
-    gain = restorer.gains.get(kind, 0.0)
-    return Text(
-        f"Left {source} as it is in {output}: found {found}; the weights {restorer.name} do not "
-        f"improve {kind_words} yet ({gain:+.1f} dB against the damaged photos in validation), "
-        "so restoring could only make it worse. --force restores it anyway."
-    )
 
 
 def restore_details(restoration: Restoration) -> Text:

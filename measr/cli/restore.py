@@ -19,7 +19,6 @@ from measr.cli.options import (
     CompileOption,
     DeviceOption,
     Float32Option,
-    ForceOption,
     HalfOption,
     MaxMemoryOption,
     NoSharedContextOption,
@@ -51,6 +50,7 @@ from measr.io import (
     check_output,
     check_quality,
     image_from_array,
+    is_input_path,
     read_image,
     write_image,
 )
@@ -121,6 +121,12 @@ def plan_jobs(sources: list[Path], output: Path | None) -> list[Job]:
     """Where each input goes: -o is the output file for one input, the output folder for
     several (or when it is a folder); by default `<stem>_restored.<ext>` beside each input."""
     several = len(sources) > 1
+    if several and output is not None and not output.is_dir() and is_input_path(output):
+        raise MeasrError(
+            f"-o {quoted(output)} names one image, but {len(sources)} inputs were given",
+            "give -o a folder for several inputs, or restore one input at a time",
+            ExitCode.USAGE,
+        )
     if output is None:
         jobs = [(s, default_output(s)) for s in sources]
     elif several or output.is_dir():
@@ -166,7 +172,6 @@ def json_record(job: Job, image: Image, restoration: Restoration, restorer: Rest
         "tile": restoration.tile,
         "memory_estimate_bytes": restoration.memory_estimate,
         "damage": restoration.damage.to_dict() if restoration.damage else None,
-        "left_as_is": restoration.left_as_is,
         "routing": restoration.routing.to_dict() if restoration.routing else None,
     }
     return json.dumps(record)
@@ -212,7 +217,16 @@ def run_one(
         typer.echo(json_record(job, image, restoration, restorer))
     elif not output.quiet:
         size = (image.height, image.width)
-        line = restore_line(source.name, target.name, size, restoration, restorer)
+        shown_map = None if routing_map is None else str(routing_map)
+        line = restore_line(
+            str(source),
+            str(target),
+            size,
+            restoration,
+            restorer,
+            strength=options.strength,
+            routing_map=shown_map,
+        )
         stdout().print(line, soft_wrap=True)
         if output.verbose:
             stdout().print(restore_details(restoration), soft_wrap=True)
@@ -287,7 +301,6 @@ def restore(
     no_shared_context: NoSharedContextOption = False,
     strength: StrengthOption = 1.0,
     max_memory: MaxMemoryOption = None,
-    force: ForceOption = False,
 ) -> None:
     """Restore images; prints one sentence per image: what was written, its size, the time,
     the device, the weights and what damage was found."""
@@ -298,9 +311,7 @@ def restore(
     check_paths(jobs, routing_map, replace_originals=replace_originals)
     if routing_map is not None:
         check_output(routing_map, overwrite=overwrite)
-    # A routing map shows what the network does, so the photo is restored to draw it.
-    force = force or routing_map is not None
-    options = restore_options(tile, tile_overlap, no_shared_context, strength, max_memory, force)
+    options = restore_options(tile, tile_overlap, no_shared_context, strength, max_memory)
     runtime = RuntimeOptions(weights, device, threads, half, compile, backend, float32)
 
     @functools.cache

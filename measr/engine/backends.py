@@ -4,13 +4,17 @@ Runtime (`onnx`, `measr.engine.onnx_backend`) or its OpenVINO conversion (`openv
 global-context pass except on OpenVINO; the other backends take the statistics their tiles share
 as inputs.
 
-`auto`, the command line's default, is OpenVINO where it pays and is installed (the CPU, without
-`--half` or `--compile`, photos in tiles: on a 12 MP photo 2.5x PyTorch with the tiles in
-bfloat16, 1.7x in float32, docs/performance.md) and PyTorch everywhere else; the library's
-`Restorer` runs PyTorch unless told otherwise. OpenVINO computes a photo's tiles in bfloat16
-where the CPU does natively (AMX, AVX512-BF16), unless asked for float32."""
+`auto` is OpenVINO where it pays and is installed (the CPU, without `--half` or `--compile`,
+photos in tiles: on a 12 MP photo 2.5x PyTorch with the tiles in bfloat16, 1.7x in float32,
+docs/performance.md) and PyTorch everywhere else. It is the default of the command line and of
+the library alike: `MEASR_BACKEND` names another for both (`default_backend`). OpenVINO computes
+a photo's tiles in bfloat16 where the CPU does natively (AMX, AVX512-BF16), unless asked for
+float32."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
 
 import torch
 
@@ -20,8 +24,15 @@ from measr.errors import MeasrError
 from measr.model import MEASNet
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
-DEFAULT_BACKEND = "torch"  # the library's
 CLI_DEFAULT_BACKEND = "auto"
+# Names the backend of `restore` and `batch` (Typer reads it) and of `Restorer` when none is named.
+BACKEND_ENV = "MEASR_BACKEND"
+
+
+def default_backend() -> str:
+    """The backend when none is named: $MEASR_BACKEND, else `auto`, as the command line's
+    --backend defaults."""
+    return os.environ.get(BACKEND_ENV) or CLI_DEFAULT_BACKEND
 
 
 def resolve_backend(
@@ -35,7 +46,7 @@ def resolve_backend(
             f"unknown backend '{name}'", f"choose one of {', '.join(BACKENDS)}", option="backend"
         )
     if name == "auto":
-        pays = device.type == "cpu" and not half and not compile
+        pays = openvino_pays(device, half, compile)
         return ("openvino" if pays and openvino_backend.openvino_available() else "torch"), None
     if name == "torch":
         return name, None
@@ -58,14 +69,38 @@ def resolve_backend(
     return name, None
 
 
+def openvino_pays(device: torch.device, half: bool, compile: bool) -> bool:
+    """Where `auto` runs OpenVINO when it is installed: the CPU, float32, no torch.compile."""
+    return device.type == "cpu" and not half and not compile
+
+
+def missing_runtime_hint(
+    name: str, device: torch.device, half: bool, compile: bool = False
+) -> str | None:
+    """What to say, once, when a photo is tiled where `auto` would run OpenVINO but it is not
+    installed: how much it gives and how to get it; None elsewhere."""
+    if name != "auto" or not openvino_pays(device, half, compile):
+        return None
+    if openvino_backend.openvino_available():
+        return None
+    return (
+        "tiled photos restore 1.8-2.5x faster on OpenVINO, which is not installed "
+        f"(docs/performance.md); {openvino_backend.INSTALL_HINT}"
+    )
+
+
 def tile_passes(
-    backend: str, model: MEASNet, threads: int, float32: bool = False
+    backend: str,
+    model: MEASNet,
+    threads: int,
+    float32: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> TileForward | None:
     """The forward passes of a resolved backend; None for PyTorch (the network itself).
     OpenVINO's compute a photo's tiles in bfloat16 where the CPU does natively, unless
-    `float32`."""
+    `float32`, and `notify` a conversion before it starts."""
     if backend == "onnx":
         return onnx_backend.OnnxTilePasses(model, threads)
     if backend == "openvino":
-        return openvino_backend.OpenVinoTilePasses(model, threads, float32=float32)
+        return openvino_backend.OpenVinoTilePasses(model, threads, float32=float32, notify=notify)
     return None

@@ -57,6 +57,13 @@ from measr.model.fd_mee import FrequencyDecomposition
 from measr.model.freq_cross_attention import CrossAttention
 
 INSTALL_HINT = "install the extra: pip install 'measr[openvino]'"
+# What a process says, once, before its first conversion (`OpenVinoTilePasses.notify`); the
+# time is measured on 2 cores (docs/performance.md, "The default install").
+CONVERSION_NOTICE = (
+    "converting the network for OpenVINO, once for these weights: about {minutes} on 2 cores; "
+    "later runs read it from {folder}"
+)
+CONVERSION_MINUTES = "1-3 minutes"
 
 
 def split_projection(
@@ -471,10 +478,19 @@ class OpenVinoTilePasses:
     passes given the context pass's statistics (a photo's tiles) compute in bfloat16; the
     context pass itself, and any pass that makes its own per-image choices, in float32."""
 
-    def __init__(self, model: MEASNet, threads: int, *, float32: bool = False) -> None:
+    def __init__(
+        self,
+        model: MEASNet,
+        threads: int,
+        *,
+        float32: bool = False,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         require_openvino()
         self.model = model
         self.threads = threads
+        # Told once, before the first conversion (the library never prints: its caller does).
+        self.notify = notify
         self.bfloat16 = not float32 and native_bfloat16()
         # What the latest passes computed in (`PRECISION_HINTS`; `Restoration.precision`).
         self.precision = "float32"
@@ -496,7 +512,9 @@ class OpenVinoTilePasses:
         if not prompt:
             return network_capture(self.model)(image, prompt)
         if self.context is None:
-            self.context = cached_conversion(self.model, prompt, context=True)
+            self.context = cached_conversion(
+                self.model, prompt, context=True, on_convert=self.converting
+            )
             self.context_types = captured_types(self.model, prompt)
         compiled = compile_for_cpu(self.context, self.threads, tuple(image.shape))
         features = next(iter(prompt.values()))
@@ -506,10 +524,18 @@ class OpenVinoTilePasses:
             for index, (key, dtype) in enumerate(self.context_types.items())
         }
 
+    def converting(self, folder: Path) -> None:
+        """Say once, before the first of the network's conversions (context, tiles, whole
+        images), what is happening and how long it takes."""
+        if self.notify is not None:
+            notice = CONVERSION_NOTICE.format(minutes=CONVERSION_MINUTES, folder=folder)
+            self.notify(notice)
+            self.notify = None
+
     def conversion(self, stats: SharedStats) -> Any:
         keys = tuple(sorted(stats))
         if keys not in self.converted:
-            self.converted[keys] = cached_conversion(self.model, stats)
+            self.converted[keys] = cached_conversion(self.model, stats, on_convert=self.converting)
         return self.converted[keys]
 
     def whole_image_request(self, shape: tuple[int, ...]) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from measr.engine.backends import DEFAULT_BACKEND
 from measr.engine.strength import FULL_STRENGTH, check_strength
 
 DEFAULT_TILE_OVERLAP = 32
@@ -22,7 +21,7 @@ class RuntimeOptions:
     threads: int | None = None  # PyTorch's CPU threads; None: PyTorch's choice
     half: bool = False  # float16 (CUDA only)
     compile: bool = False  # torch.compile the network's steps
-    backend: str = DEFAULT_BACKEND  # where the tile passes run: torch, onnx or openvino
+    backend: str | None = None  # auto, torch, onnx or openvino; None: $MEASR_BACKEND or auto
     float32: bool = False  # OpenVINO's passes in float32 even where the CPU has bfloat16
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,12 @@ from measr.engine.acceleration import (
     default_acceleration,
     eager_unless,
 )
-from measr.engine.backends import DEFAULT_BACKEND, resolve_backend, tile_passes
+from measr.engine.backends import (
+    default_backend,
+    missing_runtime_hint,
+    resolve_backend,
+    tile_passes,
+)
 from measr.engine.damage import DamageReading
 from measr.engine.device import check_half, resolve_device
 from measr.engine.harm import gains_by_kind, kind_left_as_is
@@ -84,7 +89,7 @@ class Restorer:
         half: bool = False,
         trained: bool | None = None,
         compile: bool = False,
-        backend: str = DEFAULT_BACKEND,
+        backend: str | None = None,
         float32: bool = False,
         unverified_file: Path | None = None,
         gains: Mapping[str, float] | None = None,
@@ -114,15 +119,27 @@ class Restorer:
         # (`measr.engine.harm`): a kind at or below 0 is left as it is. Empty: no gate.
         self.gains = dict(gains or {})
         # The tile passes on another runtime when asked and installed (`resolve_backend`);
-        # `backend_note` says why another backend than the one asked for runs.
-        self.backend, self.backend_note = resolve_backend(backend, self.device, half, compile)
+        # `backend_note` says why another backend than the one asked for runs. None: the
+        # command line's choice (`default_backend`).
+        asked = backend or default_backend()
+        self.backend, self.backend_note = resolve_backend(asked, self.device, half, compile)
         # `auto` runs its runtime on tiled photos only: one photo restored whole would pay the
         # runtime's compile for its shape and gain nothing (docs/performance.md, "one small photo").
-        self.tiled_only = backend == "auto"
+        self.tiled_only = asked == "auto"
+        # Hears what a caller may want to tell its user (a conversion starting, a faster
+        # runtime missing); the library itself never prints.
+        self.on_notice: Callable[[str], None] | None = None
+        # Said once, at the first tiled photo, where `auto` lacks its runtime.
+        self.runtime_hint = missing_runtime_hint(asked, self.device, half, compile)
         # OpenVINO's passes in bfloat16 where the CPU has it, unless `float32`.
         self.tile_forward: TileForward | None = tile_passes(
-            self.backend, self.model, torch.get_num_threads(), float32
+            self.backend, self.model, torch.get_num_threads(), float32, self.notice
         )
+
+    def notice(self, text: str) -> None:
+        """Hand `text` to `on_notice`, when a caller set one."""
+        if self.on_notice is not None:
+            self.on_notice(text)
 
     @property
     def records_routing(self) -> bool:
@@ -141,7 +158,7 @@ class Restorer:
         half: bool = False,
         manifest_path: Path | None = None,
         compile: bool = False,
-        backend: str = DEFAULT_BACKEND,
+        backend: str | None = None,
         float32: bool = False,
     ) -> Restorer:
         """Weights listed in weights.txt (the default entry when `name` is None), checked
@@ -178,7 +195,7 @@ class Restorer:
         half: bool = False,
         manifest_path: Path | None = None,
         compile: bool = False,
-        backend: str = DEFAULT_BACKEND,
+        backend: str | None = None,
         float32: bool = False,
     ) -> Restorer:
         """Weights from a safetensors file (its configuration is in its metadata). A file that
@@ -219,7 +236,7 @@ class Restorer:
         half: bool = False,
         manifest_path: Path | None = None,
         compile: bool = False,
-        backend: str = DEFAULT_BACKEND,
+        backend: str | None = None,
         float32: bool = False,
     ) -> Restorer:
         """A weights name from weights.txt or a path to a .safetensors file (None: the default
@@ -303,6 +320,9 @@ class Restorer:
         compiled = self.acceleration.compile
         if progress is not None:
             progress(0, len(tiles))
+        if len(tiles) > 1 and self.runtime_hint is not None:
+            self.notice(self.runtime_hint)
+            self.runtime_hint = None
         with torch.inference_mode():
             prompt = prompt_features(self.model, image, self.device, self.dtype)
             damage = self.damage_of(prompt)

@@ -19,18 +19,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+import numpy as np
 from filelock import BaseFileLock, FileLock, Timeout
 
 from measr.atomic import leftover_temporaries
 from measr.engine.damage import DamageReading
 from measr.engine.options import RestoreOptions
-from measr.engine.restorer import Restorer
+from measr.engine.restorer import Restoration, Restorer
 from measr.engine.routing import RoutingSummary
 from measr.errors import ExitCode, ImageWriteError, MeasrError, quoted
 from measr.io import (
@@ -86,6 +87,9 @@ class FileResult:
     routing: RoutingSummary | None = None
     damage: DamageReading | None = None
     strength: float | None = None  # the blend with the input, for restored files
+    # For restored files: how (tiles, backend, precision; its pixels dropped) and the size.
+    restoration: Restoration | None = None
+    size: tuple[int, int] | None = None  # (height, width)
 
     def to_log(self) -> dict[str, Any]:
         """One JSON-lines record."""
@@ -528,6 +532,8 @@ class BatchRun:
             routing=restoration.routing,
             damage=restoration.damage,
             strength=self.options.strength,
+            restoration=replace(restoration, pixels=np.empty(0), expert_maps={}),
+            size=(image.height, image.width),
         )
         self.writes.append((job, writing, done))
 
