@@ -4,7 +4,7 @@ one curve per recipe, every recipe from the same start for the same CPU budget.
     python benchmarks/learning_curve.py --out OUT --data FOLDER [--data FOLDER ...]
         [--recipes base,lr1e-3-cosine,...] [--config small] [--init WEIGHTS]
         [--cpu-minutes 45] [--score-every 5] [--val ../shared/data/val] [--val-crop 160]
-        [--val-per-task 2] [--threads 1] [--workers 0] [--jobs 1]
+        [--val-per-task 2] [--threads 1] [--workers 0] [--jobs 1] [--activation-checkpointing]
     python benchmarks/learning_curve.py --list
     python benchmarks/learning_curve.py --out OUT --report
 
@@ -56,6 +56,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per recipe")
     parser.add_argument("--workers", type=int, default=0, help="data workers per recipe")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--activation-checkpointing", action="store_true", help="half the memory, more CPU"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="recipes run at once (processes)")
     parser.add_argument("--list", action="store_true", help="print the recipes and stop")
     parser.add_argument("--report", action="store_true", help="rewrite OUT's report and stop")
@@ -149,7 +152,7 @@ def main(argv: list[str]) -> int:
         out=args.out, data=args.data, val=args.val, config=args.config, init=args.init,
         cpu_minutes=args.cpu_minutes, score_every=args.score_every, val_crop=args.val_crop,
         val_per_task=args.val_per_task, threads=args.threads, workers=args.workers,
-        seed=args.seed,
+        seed=args.seed, activation_checkpointing=args.activation_checkpointing,
     )  # fmt: skip
     if args.jobs > 1 and len(recipes) > 1:
         failed = run_in_processes(recipes, args.jobs)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_weights import random_pixels
+from tiny_weights import random_pixels, write_picture
+from typer.testing import CliRunner
 
 from measr import Restorer, build_model
+from measr.cli.app import app
 from measr.engine.damage import DamageReading
 from measr.engine.harm import gains_by_kind, kind_left_as_is
-from measr.manifest import sha256_of
+from measr.io import read_image
+from measr.manifest import MANIFEST_ENV, sha256_of
 from measr.training.export import Scoring, export_weights_file, input_score
 from measr.weights import save_weights
 
@@ -108,3 +112,22 @@ def test_export_records_the_damaged_input_s_scores_beside_the_weights(tmp_path: 
     inputs = input_score("three", tmp_path / "val", 64, 0)
     assert fields["input.noise25"].startswith(f"{inputs['noise25'][0]:.2f}/")
     assert set(gains_by_kind(fields)) == {"noise", "rain", "haze"}
+
+
+def test_measr_restore_says_why_a_photo_is_left_as_it_is_and_force_restores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MANIFEST_ENV, str(listed_tiny_weights(tmp_path, -1.9)))
+    monkeypatch.setattr(Restorer, "damage_of", lambda self, prompt: reading(BLUR))
+    photo = write_picture(tmp_path / "shaky.png")
+    left = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / "a.png")])
+    assert left.exit_code == 0, left.output
+    assert "Left" in left.stdout and "do not improve blur yet (-1.9 dB" in left.stdout
+    assert "--force" in left.stdout
+    assert np.array_equal(read_image(tmp_path / "a.png").pixels, read_image(photo).pixels)
+
+    args = ["restore", str(photo), "-o", str(tmp_path / "b.png"), "--force", "--json"]
+    forced = CliRunner().invoke(app, args)
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)["left_as_is"] is None
+    assert not np.array_equal(read_image(tmp_path / "b.png").pixels, read_image(photo).pixels)

@@ -16,6 +16,7 @@ from measr.cli.options import (
     CompileOption,
     DeviceOption,
     Float32Option,
+    ForceOption,
     HalfOption,
     MaxMemoryOption,
     NoSharedContextOption,
@@ -109,6 +110,7 @@ def batch(
     tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     no_shared_context: NoSharedContextOption = False,
     strength: StrengthOption = 1.0,
+    force: ForceOption = False,
     max_memory: MaxMemoryOption = None,
 ) -> None:
     """Restore every image below IN_DIR into OUT_DIR. Existing outputs are skipped, so an
@@ -156,7 +158,7 @@ def batch(
                 restorer,
                 jobs,
                 options=restore_options(
-                    tile, tile_overlap, no_shared_context, strength, max_memory
+                    tile, tile_overlap, no_shared_context, strength, max_memory, force
                 ),
                 overwrite=overwrite,
                 quality=quality,

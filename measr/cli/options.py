@@ -137,6 +137,17 @@ StrengthOption = Annotated[
 ]
 
 
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Restore even a photo whose damage these weights do not improve yet (by their "
+        "validation scores against the damaged input); without it such a photo is written "
+        "unchanged, and the line says why. --routing-map implies it.",
+    ),
+]
+
+
 MaxMemoryOption = Annotated[
     str | None,
     typer.Option(
@@ -175,12 +186,14 @@ def restore_options(
     no_shared_context: bool = False,
     strength: float = FULL_STRENGTH,
     max_memory: str | None = None,
+    force: bool = False,
 ) -> RestoreOptions:
-    """The tiling, strength and memory options as the engine's."""
+    """The tiling, strength, memory and do-no-harm options as the engine's."""
     return RestoreOptions(
         tile,
         tile_overlap,
         shared_context=not no_shared_context,
         strength=strength,
         max_memory=parse_size(max_memory),
+        force=force,
     )

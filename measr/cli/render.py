@@ -183,6 +183,8 @@ def restore_line(
         f"{on}{precision} ({in_pieces(restoration)}) with weights "
         f"{restorer.name} ({restorer.config.name})"
     )
+    if restoration.left_as_is is not None:
+        return left_as_is_line(source, output, restoration, restorer)
     if restoration.damage is not None:
         words = restoration.damage.words()
         # "found haze 91 %", "found unsure: ...", but "the photo looks clean (93 %)"
@@ -195,6 +197,22 @@ def restore_line(
     if untrained_warning(restorer) is not None:
         line.append(" The weights are UNTRAINED.", style="yellow")
     return line
+
+
+def left_as_is_line(source: str, output: str, restoration: Restoration, restorer: Restorer) -> Text:
+    """The sentence for a photo left as it is (`measr.engine.harm`): what was found, and that
+    these weights do not improve it yet."""
+    from measr.engine.damage import KIND_WORDS  # loaded by now: the restoration used it
+
+    kind = restoration.left_as_is or ""
+    kind_words = KIND_WORDS.get(kind, kind)
+    found = restoration.damage.words() if restoration.damage else kind_words
+    gain = restorer.gains.get(kind, 0.0)
+    return Text(
+        f"Left {source} as it is in {output}: found {found}; the weights {restorer.name} do not "
+        f"improve {kind_words} yet ({gain:+.1f} dB against the damaged photos in validation), "
+        "so restoring could only make it worse. --force restores it anyway."
+    )
 
 
 def restore_details(restoration: Restoration) -> Text:

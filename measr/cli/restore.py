@@ -19,6 +19,7 @@ from measr.cli.options import (
     CompileOption,
     DeviceOption,
     Float32Option,
+    ForceOption,
     HalfOption,
     MaxMemoryOption,
     NoSharedContextOption,
@@ -172,6 +173,7 @@ def json_record(job: Job, image: Image, restoration: Restoration, restorer: Rest
         "tile": restoration.tile,
         "memory_estimate_bytes": restoration.memory_estimate,
         "damage": restoration.damage.to_dict() if restoration.damage else None,
+        "left_as_is": restoration.left_as_is,
         "routing": restoration.routing.to_dict() if restoration.routing else None,
     }
     return json.dumps(record)
@@ -301,6 +303,7 @@ def restore(
     no_shared_context: NoSharedContextOption = False,
     strength: StrengthOption = 1.0,
     max_memory: MaxMemoryOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Restore images; prints one sentence per image: what was written, its size, the time,
     the device, the weights and what damage was found."""
@@ -311,7 +314,9 @@ def restore(
     check_paths(jobs, routing_map, replace_originals=replace_originals)
     if routing_map is not None:
         check_output(routing_map, overwrite=overwrite)
-    options = restore_options(tile, tile_overlap, no_shared_context, strength, max_memory)
+    # A routing map shows what the network does, so the photo is restored to draw it.
+    force = force or routing_map is not None
+    options = restore_options(tile, tile_overlap, no_shared_context, strength, max_memory, force)
     runtime = RuntimeOptions(weights, device, threads, half, compile, backend, float32)
 
     @functools.cache
