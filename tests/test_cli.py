@@ -180,6 +180,21 @@ def test_models_lists_entries_and_flags_a_checksum_mismatch(folder: Path) -> Non
     assert "CHECKSUM MISMATCH" in flagged.stdout
 
 
+def test_models_shows_what_the_weights_cost_in_all(folder: Path) -> None:
+    """Weights trained in stages list the totals (steps_total, cpu_hours_total), not only the
+    last stage's."""
+    manifest = folder / "weights.txt"
+    line = manifest.read_text().strip()
+    extra = " steps_total=3613 cpu_hours_total=9.39 gpu_minutes=16.95 prompt_steps=4555"
+    manifest.write_text(line + extra + " prompt_cpu_hours=1.9\n")
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "3613 steps, 9.39 CPU-h, 16.95 GPU-min in all (the last run 10 steps, 0.01 CPU-h)" in (
+        result.stdout
+    )
+    assert "then the prompt alone 4555 steps, 1.9 CPU-h" in result.stdout
+
+
 def test_restore_takes_several_files_and_globs_into_a_folder(folder: Path) -> None:
     for name in ("a.png", "b.png", "c.jpg"):
         write_picture(folder / name, 40, 50)

@@ -26,27 +26,35 @@ def file_state(entry: WeightsEntry) -> Text:
     return Text("ok", style="green")
 
 
-def cost(entry: WeightsEntry) -> str:
-    """Training cost: CPU hours and/or GPU minutes, as listed."""
-    parts = []
-    if "cpu_hours" in entry.fields:
-        parts.append(f"{entry.fields['cpu_hours']} CPU-h")
-    if "gpu_minutes" in entry.fields:
-        parts.append(f"{entry.fields['gpu_minutes']} GPU-min")
-    return ", ".join(parts) or "-"
-
-
 def validation(entry: WeightsEntry) -> str:
     """'task psnr/ssim' per validation task, comma-separated (the line folds between them)."""
     scores = entry.validation_scores()
     return ", ".join(f"{t} {p:.2f}/{s:.4f}" for t, (p, s) in scores.items()) or "-"
 
 
+def amounts(steps: str | None, hours: str | None) -> str:
+    """'3613 steps, 9.39 CPU-h' from the fields that are there."""
+    parts = [f"{steps} steps" if steps else "", f"{hours} CPU-h" if hours else ""]
+    return ", ".join(p for p in parts if p)
+
+
 def training(entry: WeightsEntry) -> Text:
-    """'60 steps, 0.48 CPU-h, 16.95 GPU-min', then whether the weights are trained."""
-    steps = entry.fields.get("steps")
-    parts = [f"{steps} steps" if steps else "", cost(entry) if cost(entry) != "-" else ""]
-    line = Text(", ".join(p for p in parts if p) or "-")
+    """What the weights cost, all stages together: '3613 steps, 9.39 CPU-h, 16.95 GPU-min in
+    all (the last run 60 steps, 0.48 CPU-h); then the prompt alone 4555 steps, 1.9 CPU-h',
+    then whether the weights are trained. An entry without totals shows its one run."""
+    fields = entry.fields
+    last = amounts(fields.get("steps"), fields.get("cpu_hours"))
+    totals = amounts(fields.get("steps_total"), fields.get("cpu_hours_total"))
+    gpu = f"{fields['gpu_minutes']} GPU-min" if "gpu_minutes" in fields else ""
+    text = ", ".join(p for p in (totals or last, gpu) if p) or "-"
+    if totals:
+        text += " in all"
+        if last and last != totals:
+            text += f" (the last run {last})"
+    prompt = amounts(fields.get("prompt_steps"), fields.get("prompt_cpu_hours"))
+    if prompt:
+        text += f"; then the prompt alone {prompt}"
+    line = Text(text)
     if entry.is_trained:
         line.append("; trained")
     else:
