@@ -3,8 +3,10 @@ stretch that stops on time or on a signal without disturbing the schedule."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -199,3 +201,65 @@ def test_a_cpu_budget_ends_the_run_and_drives_its_schedule(photos: Path, tmp_pat
     trainer.run()
     assert 0 < trainer.step < 100_000 and trainer.cpu_seconds >= 0.6
     assert trainer.progress() == 1.0
+
+
+def test_a_new_run_over_an_existing_one_is_refused_and_leaves_it(
+    photos: Path, tmp_path: Path
+) -> None:
+    Trainer(settings(photos, steps=1), tmp_path).run()
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(MeasrError, match="already holds a training run"):
+        Trainer(settings(photos, steps=1), tmp_path)
+    assert (tmp_path / "metrics.jsonl").read_text() == before != ""
+
+
+def test_an_unreadable_training_photo_is_skipped_said_once_and_the_run_goes_on(
+    photos: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    (data / "p1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
+    samples = Trainer(settings(data), tmp_path / "run").samples()
+    drawn = [samples[i] for i in range(12)]
+    again = [samples[i] for i in range(12)]  # the same samples, from the same photos
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(drawn, again, strict=True))
+    said = capfd.readouterr().err
+    assert said.count("skipping a training photo") == 1 and "p1.png" in said
+
+
+def test_a_full_disk_at_a_checkpoint_keeps_the_previous_one(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = Trainer(settings(photos, steps=2), tmp_path)
+    trainer.run()
+    kept = (tmp_path / "last.pt").read_bytes()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(MeasrError, match=r"no space left .* the previous checkpoint is kept"):
+        trainer.checkpoint()
+    assert (tmp_path / "last.pt").read_bytes() == kept
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("world", "says"), [("abc", "not a number"), ("2", "not under torchrun"), ("0", "not a")]
+)
+def test_a_world_size_without_torchrun_is_one_error(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: str, says: str
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", world)
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(MeasrError, match=says):
+        Trainer(settings(photos), tmp_path)
+
+
+def test_a_patch_no_machine_could_hold_is_refused_before_allocating(
+    photos: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(MeasrError, match=r"would need about .* GB, more than"):
+        Trainer(settings(photos, patch=16384), tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists()

@@ -9,6 +9,7 @@ import torch
 
 from measr.atomic import replacing
 from measr.errors import MeasrError
+from measr.io.oserrors import explain
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -17,8 +18,15 @@ def save_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
     """Write `state` to RUN_DIR/last.pt through a temporary file and a rename, so a stop at any
     moment leaves either the previous checkpoint or the new one, never half of one."""
     path = run_dir / CHECKPOINT_NAME
-    with replacing(path) as temporary:
-        torch.save(state, temporary)
+    try:
+        with replacing(path) as temporary:
+            torch.save(state, temporary)
+    except (OSError, RuntimeError) as error:  # torch.save wraps a full disk in a RuntimeError
+        cause = explain(error)[0] if isinstance(error, OSError) else str(error).splitlines()[0]
+        raise MeasrError(
+            f"cannot write the checkpoint '{path}': {cause}; the previous checkpoint is kept",
+            "free some disk space, then continue with --resume",
+        ) from None
     return path
 
 

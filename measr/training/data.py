@@ -8,6 +8,7 @@ shared state.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -71,20 +72,34 @@ def real_source(folder: Path) -> RealSource:
     return FrameBurst(list_images(folder))
 
 
+class UnreadablePhotoError(Exception):
+    """A training photo that cannot be decoded (`ImageCache.get_uint8`); the sample draws
+    another."""
+
+
 class ImageCache:
-    """Decoded images kept in memory as uint8 (BSD400 is ~185 MB), loaded on first use."""
+    """Decoded images kept in memory as uint8 (BSD400 is ~185 MB), loaded on first use. A photo
+    that cannot be read is said once (on stderr) and remembered as unreadable."""
 
     def __init__(self) -> None:
         self._images: dict[Path, np.ndarray] = {}
+        self.unreadable: set[Path] = set()
 
     def get(self, path: Path) -> np.ndarray:
         """float32 (H, W, 3) RGB in [0, 1]."""
         return self.get_uint8(path).astype(np.float32) / 255.0
 
     def get_uint8(self, path: Path) -> np.ndarray:
-        """uint8 (H, W, 3) RGB, as kept."""
+        """uint8 (H, W, 3) RGB, as kept; UnreadablePhotoError for a photo that cannot be read."""
+        if path in self.unreadable:
+            raise UnreadablePhotoError(path)
         if path not in self._images:
-            self._images[path] = np.round(load_rgb(path) * 255).astype(np.uint8)
+            try:
+                self._images[path] = np.round(load_rgb(path) * 255).astype(np.uint8)
+            except MeasrError as error:
+                self.unreadable.add(path)
+                sys.stderr.write(f"measr train: skipping a training photo: {error}\n")
+                raise UnreadablePhotoError(path) from None
         return self._images[path]
 
 
@@ -150,10 +165,19 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         return degraded[core, core], target[core, core]
 
     def _clean_window(self, rng: np.random.Generator) -> np.ndarray:
-        """A random uint8 crop of a random clean photo, DEGRADE_MARGIN wider than the patch."""
-        image = self.cache.get_uint8(self.clean[int(rng.integers(0, len(self.clean)))])
-        (window,) = random_crop([image], self.patch + 2 * DEGRADE_MARGIN, rng)
-        return window
+        """A random uint8 crop of a random clean photo, DEGRADE_MARGIN wider than the patch. An
+        unreadable photo is skipped: the next photo drawn from the same generator takes its
+        place, so the sample still depends only on the seed, its index and the data."""
+        for _ in range(len(self.clean) + 100):
+            try:
+                image = self.cache.get_uint8(self.clean[int(rng.integers(0, len(self.clean)))])
+            except UnreadablePhotoError:
+                continue
+            (window,) = random_crop([image], self.patch + 2 * DEGRADE_MARGIN, rng)
+            return window
+        raise MeasrError(
+            "none of the training photos drawn could be read", "check the --data folders"
+        )
 
     def _paired_sample(self, task: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         degraded_path, clean_path = self.paired[task][int(rng.integers(0, len(self.paired[task])))]

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from measr.degrade import mix_weights, seeded_rng, task_spec
 from measr.degrade.batched import missing_twins
 from measr.engine.device import resolve_device
+from measr.engine.memory import bytes_per_pixel
 from measr.errors import MeasrError
 from measr.evaluation.prompt import whole_photo_naming
 from measr.model import MEASNet, build_model, get_config
@@ -247,12 +248,52 @@ class Distributed:
 
     @classmethod
     def from_environment(cls) -> Distributed:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        """This process's place from torchrun's environment; a WORLD_SIZE that is not a
+        number, or one above 1 without the rest of torchrun's variables, is one error."""
+        text = os.environ.get("WORLD_SIZE", "1")
+        world = int(text) if text.strip().isdigit() else 0
+        if world < 1:
+            raise MeasrError(
+                f"WORLD_SIZE is {text!r}, not a number of processes",
+                "unset WORLD_SIZE, or launch with torchrun",
+            )
         if world == 1:
             return cls()
+        missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
+        if missing:
+            raise MeasrError(
+                f"WORLD_SIZE is {world} but {', '.join(missing)} are not set: not under torchrun",
+                "launch with torchrun (docs/training.md, Scale out), or unset WORLD_SIZE",
+            )
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
         return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+# What torchrun sets beside WORLD_SIZE, and init_process_group reads.
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+# Training keeps every activation for the backward pass: a step of `small` at batch 8 x 128 px
+# held 9.6 GB (RSS; 7.1 GB of saved tensors), 11 times what the engine plans per pixel for
+# inference (`bytes_per_pixel`).
+TRAINING_MEMORY_FACTOR = 11
+
+
+def check_step_fits(config: TrainConfig, model: MEASNet, device: torch.device) -> None:
+    """Refuse a batch and patch whose step could never fit the device's memory (all of it,
+    not what is free now), before anything is allocated."""
+    total = (
+        torch.cuda.get_device_properties(device).total_memory
+        if device.type == "cuda"
+        else psutil.virtual_memory().total
+    )
+    patch = max(config.patch, config.early_patch)
+    needed = config.batch * patch * patch * bytes_per_pixel(model.config) * TRAINING_MEMORY_FACTOR
+    if needed > total:
+        raise MeasrError(
+            f"a step of {config.batch} patches of {patch} px would need about "
+            f"{needed / 1e9:.0f} GB, more than the {total / 1e9:.0f} GB of {device}",
+            "lower --patch or --batch",
+        )
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -361,6 +402,11 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, resume: bool = False) -> None:
         config.check()
         self.config, self.run_dir = config, run_dir
+        if not resume and (run_dir / TRAIN_CONFIG_NAME).exists():
+            raise MeasrError(
+                f"'{run_dir}' already holds a training run",
+                "add --resume to continue it, or choose another --out",
+            )
         self.dist = Distributed.from_environment()
         self.device = pick_device(config.device, self.dist.local_rank)
         if config.threads:
@@ -369,6 +415,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         torch.manual_seed(config.seed)
         self.model = self._build_model().to(self.device)
+        check_step_fits(config, self.model, self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model.set_activation_checkpointing(config.activation_checkpointing)
