@@ -131,3 +131,15 @@ def test_measr_restore_says_why_a_photo_is_left_as_it_is_and_force_restores_it(
     assert forced.exit_code == 0, forced.output
     assert json.loads(forced.stdout)["left_as_is"] is None
     assert not np.array_equal(read_image(tmp_path / "b.png").pixels, read_image(photo).pixels)
+
+
+def test_the_batch_log_says_which_photos_were_left_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MANIFEST_ENV, str(listed_tiny_weights(tmp_path, -1.9)))
+    monkeypatch.setattr(Restorer, "damage_of", lambda self, prompt: reading(BLUR))
+    write_picture(tmp_path / "in" / "a.png")
+    result = CliRunner().invoke(app, ["batch", str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    (record,) = map(json.loads, (tmp_path / "out" / "measr-batch.jsonl").read_text().splitlines())
+    assert record["left_as_is"] == "blur" and record["status"] == "done"

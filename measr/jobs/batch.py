@@ -102,6 +102,7 @@ class FileResult:
             "strength": self.strength,
             "error": self.error,
             "damage": self.damage.to_dict() if self.damage else None,
+            "left_as_is": self.restoration.left_as_is if self.restoration else None,
             "routing": self.routing.to_dict() if self.routing else None,
         }
 
