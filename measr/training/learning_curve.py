@@ -40,8 +40,8 @@ SETTINGS_NAME = "recipe.json"
 
 # Today's long-run recipe (long-run/state.json), which every recipe starts from: a constant rate
 # (the cosine runs over a million steps), the prompt's supervision, EMA decay 0.995. The warm-up
-# is shortened from the long run's 50 steps to 20: a 45 CPU-minute budget is about a hundred
-# steps of `small` at batch 8 on one thread.
+# is shortened from the long run's 50 steps to 20: a 45 CPU-minute budget is about 140 steps
+# of `small` at batch 8 on one thread (docs/learning-curves.md).
 LONG_RUN_SETTINGS: dict[str, Any] = {
     "tasks": "six:rain=2,blur=2",
     "steps": 1_000_000,
