@@ -25,7 +25,9 @@ case "${1:-}" in
   start)
     if running; then echo "already running (pid $(cat "$pid_file"))"; exit 0; fi
     mkdir -p "$(dirname "$run_dir")"
-    OMP_WAIT_POLICY=PASSIVE nohup nice -n 10 "$measr" train --out "$run_dir" \
+    # glibc's defaults, not measr's keep-freed-memory setting (measr/allocator.py): training
+    # allocates differently sized activations every step, and the kept heap grew to 12 GB.
+    MEASR_KEEP_FREED_MEMORY=0 OMP_WAIT_POLICY=PASSIVE nohup nice -n 10 "$measr" train --out "$run_dir" \
       --continue-from "$handoff" ${STOP_AFTER:+--stop-after "$STOP_AFTER"} >> "$log" 2>&1 &
     echo $! > "$pid_file"
     echo "started (pid $!), log $log"
