@@ -337,7 +337,7 @@ def table_rows(curves: Mapping[str, list[CurvePoint]]) -> list[dict[str, Any]]:
 
 
 def markdown_table(curves: Mapping[str, list[CurvePoint]]) -> str:
-    """The final scores of each recipe (with the change since its start), then every scoring."""
+    """The last scores of each recipe (with the change since its start), then every scoring."""
     tasks = curve_tasks(curves)
     header = ["recipe", "CPU-min", "steps", "patches", "mean", *tasks]
 
@@ -356,8 +356,8 @@ def markdown_table(curves: Mapping[str, list[CurvePoint]]) -> str:
 
     rule = row(["---"] * len(header))
     lines = [
-        "Validation PSNR (dB) of the EMA weights at the end of each recipe's budget "
-        "(change since its start):",
+        "Validation PSNR (dB) of the EMA weights at each recipe's last scoring, the end of its "
+        "budget once it has run (change since its start):",
         "",
         row(header),
         rule,
