@@ -350,9 +350,11 @@ def fft_amplitude_loss(image: Tensor, target: Tensor) -> Tensor:
 
 
 def process_cpu_seconds() -> float:
-    """CPU time of this process and its live children (the data workers), in seconds."""
+    """CPU time of this process and its children (the data workers, live or ended), in
+    seconds: a loader replaced mid-run (`early_patch`) must not take its workers' time away."""
     me = psutil.Process()
-    total = time.process_time()
+    own = me.cpu_times()  # children_*: the ended workers' time (0 where the OS keeps none)
+    total = time.process_time() + own.children_user + own.children_system
     for child in me.children(recursive=True):
         try:
             times = child.cpu_times()
