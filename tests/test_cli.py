@@ -172,6 +172,7 @@ def test_usage_errors_are_exit_code_2(folder: Path) -> None:
 def test_models_lists_entries_and_flags_a_checksum_mismatch(folder: Path) -> None:
     result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
+    assert "every validation photo (192 px centre crops" in result.stdout  # one protocol
     assert "tiny-test" in result.stdout and "ok" in result.stdout
     assert "24.10/0.6100" in result.stdout and "NO" in result.stdout
     weights = folder / "tiny-test.safetensors"

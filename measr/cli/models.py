@@ -9,6 +9,13 @@ from measr.cli.render import stdout
 from measr.errors import WeightsError
 from measr.manifest import WeightsEntry, default_manifest_path, read_manifest, verify
 
+# How every entry's val.* figures are measured: as `measr export` scores weights before it lists
+# them (`measr.training.export.Scoring`: 192 px centre crops of every validation photo).
+VALIDATION_PROTOCOL = (
+    "val PSNR (dB)/SSIM: the mean over every validation photo (192 px centre crops, seeded "
+    "degradations), as measr export scores weights"
+)
+
 
 def file_state(entry: WeightsEntry) -> Text:
     """'ok' when the file is there, a regular file, and matches its checksum, else what is
@@ -94,6 +101,7 @@ def models() -> None:
         out.print(Text(f"no weights listed in {default_manifest_path()}"))
         return
     out.print(Text(f"weights in {default_manifest_path()}"), soft_wrap=True)
+    out.print(Text(VALIDATION_PROTOCOL, style="dim"))
     for entry in entries:
         out.print()
         out.print(heading(entry), soft_wrap=True)
