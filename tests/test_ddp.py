@@ -16,12 +16,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_training import smooth_photo
 
 from measr.model import stp_g_mese
 from measr.training.trainer import TrainConfig, Trainer
@@ -76,15 +73,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        cv2.imwrite(str(root / f"p{i}.png"), smooth_photo(rng, 96))
-    return root
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_training import losses, settings, smooth_photo
+from test_training import losses, settings
+from tiny_weights import smooth_photo
 
 from measr.errors import MeasrError
 from measr.training.data import TrainingSamples
@@ -30,15 +31,6 @@ from measr.training.schedule import warmup_cosine
 from measr.training.sources import FrameBurst, motion_blur_from_frames
 from measr.training.trainer import StepRecord, Trainer, fft_amplitude_loss
 from measr.weights import read_metadata
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        cv2.imwrite(str(root / f"p{i}.png"), smooth_photo(rng, 96))
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tiny_weights import smooth_photo
 from typer.testing import CliRunner
 
 from measr.cli.app import app
@@ -22,23 +23,6 @@ from measr.manifest import read_manifest, sha256_of
 from measr.training.export import export_run
 from measr.training.trainer import METRICS_NAME, StepRecord, TrainConfig, Trainer
 from measr.weights import load_model
-
-
-def smooth_photo(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A photo-like uint8 BGR image: smooth colour gradients plus a few edges."""
-    small = rng.integers(0, 256, (6, 6, 3)).astype(np.uint8)
-    image = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
-    cv2.rectangle(image, (size // 4, size // 4), (size // 2, size // 2), (250, 250, 250), 2)
-    return image
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        cv2.imwrite(str(root / f"p{i}.png"), smooth_photo(rng, 96))
-    return root
 
 
 @pytest.fixture(scope="module")

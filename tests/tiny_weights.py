@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -80,3 +81,11 @@ def write_picture(
         opacity = opacity.astype(samples.dtype)
     write_image(path, image_from_array(samples, alpha=opacity), overwrite=True)
     return path
+
+
+def smooth_photo(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A photo-like uint8 BGR image: smooth colour gradients plus a few edges."""
+    small = rng.integers(0, 256, (6, 6, 3)).astype(np.uint8)
+    image = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+    cv2.rectangle(image, (size // 4, size // 4), (size // 2, size // 2), (250, 250, 250), 2)
+    return image
