@@ -143,3 +143,16 @@ def test_the_batch_log_says_which_photos_were_left_as_they_are(
     assert result.exit_code == 0, result.output
     (record,) = map(json.loads, (tmp_path / "out" / "measr-batch.jsonl").read_text().splitlines())
     assert record["left_as_is"] == "blur" and record["status"] == "done"
+
+
+def test_inspect_experts_runs_the_network_even_on_a_photo_it_would_leave_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MANIFEST_ENV, str(listed_tiny_weights(tmp_path, -1.9)))
+    monkeypatch.setattr(Restorer, "damage_of", lambda self, prompt: reading(BLUR))
+    write_picture(tmp_path / "photos" / "a.png")
+    report = tmp_path / "report.json"
+    args = ["inspect-experts", str(tmp_path / "photos"), "--json", str(report)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "encoder1" in report.read_text()  # the routing of a photo the network ran on

@@ -85,7 +85,9 @@ def inspect_experts(
     report = inspect_routing(
         restorer,
         groups,
-        options=restore_options(tile, tile_overlap, no_shared_context),
+        # Routing is what the network does: every photo runs it, even one the weights would
+        # leave as it is (`measr.engine.harm`).
+        options=restore_options(tile, tile_overlap, no_shared_context, force=True),
         maps_dir=maps,
         map_level=map_level,
         overwrite=overwrite,
