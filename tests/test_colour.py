@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from test_prompt import unsupervised_tiny
-from test_training import photos  # noqa: F401  (module fixture)
 from tiny_weights import random_pixels, stressed_tiny
 from typer.testing import CliRunner
 
@@ -92,7 +91,7 @@ def test_weights_whose_prompt_names_nothing_cannot_take_a_correction() -> None:
 
 def test_fit_colour_writes_weights_that_restore_with_the_fitted_correction(
     tmp_path: Path,
-    photos: Path,  # noqa: F811  (module fixture)
+    photos: Path,
 ) -> None:
     source = tmp_path / "tiny.safetensors"
     save_weights(stressed_tiny(), source, metadata={"steps": "10"})

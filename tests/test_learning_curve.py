@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from test_training import smooth_photo
+from tiny_weights import smooth_photo
 
 from measr.errors import MeasrError
 from measr.training.learning_curve import (

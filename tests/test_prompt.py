@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_training import photos, settings  # noqa: F401  (module fixture)
+from test_training import settings
 from tiny_weights import random_pixels, stressed_tiny
 
 from measr import build_model
@@ -125,7 +125,7 @@ def test_upgrading_collapsed_weights_restores_exactly_as_before() -> None:
 
 
 def test_prompt_only_training_changes_the_prompt_and_nothing_else(
-    photos: Path,  # noqa: F811
+    photos: Path,
     tmp_path: Path,
 ) -> None:
     config = settings(photos, tasks="six", prompt_weight=1.0, prompt_only=True, steps=3, lr=1e-2)
@@ -141,7 +141,7 @@ def test_prompt_only_training_changes_the_prompt_and_nothing_else(
 
 
 def test_full_training_with_supervision_logs_the_prompt_loss_and_accuracy(
-    photos: Path,  # noqa: F811
+    photos: Path,
     tmp_path: Path,
 ) -> None:
     val = tmp_path / "val" / "kodak24" / "clean"
