@@ -131,7 +131,11 @@ def save(trainer: Trainer, out_dir: Path) -> None:
 def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(settings(args), args.run_dir / args.config)
+    # The run folder is scratch on the device (what comes back is written to --out): each call
+    # trains a new run there, so one left by an earlier call on a warm machine goes first.
+    scratch = args.run_dir / args.config
+    shutil.rmtree(scratch, ignore_errors=True)
+    trainer = Trainer(settings(args), scratch)
     saved_at = time.monotonic()
 
     def progress(record: StepRecord) -> None:
