@@ -28,7 +28,12 @@ from measr.manifest import (
 from measr.model import MEASNet, ModelConfig
 from measr.training.checkpoint import load_checkpoint
 from measr.training.trainer import TrainConfig
-from measr.training.validation import default_validation_set, evaluate, framed
+from measr.training.validation import (
+    ValidationItem,
+    default_validation_set,
+    evaluate,
+    framed,
+)
 from measr.weights import load_model, read_metadata, save_weights
 
 # fp16 storage is used only when it moves no validation PSNR by this much (dB).
@@ -107,31 +112,6 @@ def half_rounded(model: MEASNet) -> MEASNet:
     return copy.eval()
 
 
-def score(
-    model: MEASNet, tasks: str, val_root: Path | None, crop: int, per_task: int
-) -> dict[str, tuple[float, float]]:
-    """Validation (PSNR, SSIM) per task of a mix on the validation set under `val_root`."""
-    if val_root is None:
-        return {}
-    items = default_validation_set(val_root, list(mix_weights(tasks)), crop, per_task)
-    model.eval()
-    with torch.no_grad():
-        return evaluate(items, framed(lambda x: model(x).image, model.requirements.edge_margin))
-
-
-def input_score(
-    tasks: str, val_root: Path | None, crop: int, per_task: int
-) -> dict[str, tuple[float, float]]:
-    """The damaged inputs' own (PSNR, SSIM) per task on the photos `score` uses: what the
-    weights must beat to do any good (`measr.engine.harm`). Sets whose input equals its target
-    (clean photos: infinite PSNR) are left out."""
-    if val_root is None:
-        return {}
-    items = default_validation_set(val_root, list(mix_weights(tasks)), crop, per_task)
-    scores = evaluate(items, lambda x: x)
-    return {task: s for task, s in scores.items() if math.isfinite(s[0])}
-
-
 @dataclass(frozen=True)
 class Scoring:
     """Which validation set export scores the weights on: by default every photo (the ship
@@ -142,6 +122,29 @@ class Scoring:
     crop: int = 192
     per_task: int = 0
 
+    def items(self, tasks: str | None = None) -> list[ValidationItem]:
+        """The validation photos of a task mix (this scoring's by default); none without a
+        validation root."""
+        if self.val_root is None:
+            return []
+        mix = list(mix_weights(tasks or self.tasks))
+        return default_validation_set(self.val_root, mix, self.crop, self.per_task)
+
+
+def score(model: MEASNet, items: list[ValidationItem]) -> dict[str, tuple[float, float]]:
+    """Validation (PSNR, SSIM) per task of `model` on the items, run as `measr restore` runs it."""
+    model.eval()
+    with torch.no_grad():
+        return evaluate(items, framed(lambda x: model(x).image, model.requirements.edge_margin))
+
+
+def input_score(items: list[ValidationItem]) -> dict[str, tuple[float, float]]:
+    """The damaged inputs' own (PSNR, SSIM) per task on the items: what the weights must beat
+    to do any good (`measr.engine.harm`). Sets whose input equals its target (clean photos:
+    infinite PSNR) are left out."""
+    scores = evaluate(items, lambda x: x)
+    return {task: s for task, s in scores.items() if math.isfinite(s[0])}
+
 
 def ship_decision(
     scores: dict[str, tuple[float, float]], scoring: Scoring, manifest: Path | None = None
@@ -150,9 +153,7 @@ def ship_decision(
     (the default on its own task mix)."""
     entry = find_entry(None, manifest)
     tasks = entry.fields.get("tasks", scoring.tasks)
-    default_scores = score(
-        load_model(entry.file, entry), tasks, scoring.val_root, scoring.crop, scoring.per_task
-    )
+    default_scores = score(load_model(entry.file, entry), scoring.items(tasks))
     return ShipDecision(scores, default_scores, entry.name)
 
 
@@ -179,8 +180,8 @@ def publish(
     check_export(name, half, scoring.tasks)
     check_listable(WeightsEntry(name, path, "0" * 64), manifest)
     model = model.eval()
-    measure = partial(score, tasks=scoring.tasks, val_root=scoring.val_root,
-                      crop=scoring.crop, per_task=scoring.per_task)  # fmt: skip
+    items = scoring.items()  # read and degraded once for every score below
+    measure = partial(score, items=items)
     scores = measure(model)
     half_scores = measure(half_rounded(model)) if half == "auto" else {}
     use_half = half == "yes" or (
@@ -188,7 +189,7 @@ def publish(
         and all(abs(half_scores[t][0] - scores[t][0]) < HALF_TOLERANCE_DB for t in scores)
     )
     final = half_scores if use_half and half_scores else scores
-    inputs = input_score(scoring.tasks, scoring.val_root, scoring.crop, scoring.per_task)
+    inputs = input_score(items)
     decision = ship_decision(final, scoring, manifest) if ship else None
     default = default or (decision is not None and decision.ships)
     fields = {

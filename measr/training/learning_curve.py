@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import resource
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 
 from measr import atomic
 from measr.degrade import mix_weights
 from measr.errors import MeasrError
 from measr.evaluation.reports import write_csv, write_json, write_text
-from measr.training.trainer import StepRecord, TrainConfig, Trainer
+from measr.training.trainer import StepRecord, TrainConfig, Trainer, process_cpu_seconds
 from measr.training.validation import ValidationItem, default_validation_set
 
 # Every recipe is scored on the tasks of the `six` mix (clean photos included), whatever it
@@ -127,20 +125,6 @@ class Bench:
         return items
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its children: live ones (data workers) and ended ones."""
-    total = time.process_time()
-    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total += ended.ru_utime + ended.ru_stime
-    for child in psutil.Process().children(recursive=True):
-        try:
-            times = child.cpu_times()
-        except psutil.Error:  # ended meanwhile
-            continue
-        total += times.user + times.system
-    return total
-
-
 class BudgetTrainer(Trainer):
     """A `Trainer` that stops when `budget_s` seconds of training CPU are spent; what runs in
     its `not_training` blocks (scoring, reports) is left out. With `anneal`, the learning
@@ -156,13 +140,13 @@ class BudgetTrainer(Trainer):
         anneal: bool = False,
     ) -> None:
         self.budget_s, self.items, self.anneal = budget_s, items, anneal
-        self._cpu_start, self._scoring_cpu = cpu_seconds(), 0.0
+        self._cpu_start, self._scoring_cpu = process_cpu_seconds(), 0.0
         super().__init__(config, run_dir)
-        self._cpu_start = cpu_seconds()  # building the network is not training
+        self._cpu_start = process_cpu_seconds()  # building the network is not training
 
     def training_cpu(self) -> float:
         """CPU seconds spent training so far (scoring left out)."""
-        return cpu_seconds() - self._cpu_start - self._scoring_cpu
+        return process_cpu_seconds() - self._cpu_start - self._scoring_cpu
 
     def spent(self) -> float:
         """The share of the budget spent, in [0, 1]."""
@@ -188,11 +172,11 @@ class BudgetTrainer(Trainer):
     @contextmanager
     def not_training(self) -> Iterator[None]:
         """A block whose CPU time (scoring, reports) is left out of the budget."""
-        start = cpu_seconds()
+        start = process_cpu_seconds()
         try:
             yield
         finally:
-            self._scoring_cpu += cpu_seconds() - start
+            self._scoring_cpu += process_cpu_seconds() - start
 
 
 @dataclass

@@ -86,6 +86,11 @@ def continue_settings(run_dir: Path, handoff: Path) -> tuple[TrainConfig, bool]:
     return settings, False
 
 
+def patches_at(step: int, settings: TrainConfig, base: Totals) -> int:
+    """Patches the run has seen by `step` of a stretch that began at `settings.start_step`."""
+    return base.patches + (step - settings.start_step) * settings.batch
+
+
 def write_handoff(run_dir: Path, handoff: Path) -> HandoffState:
     """Write the run folder's EMA weights (float16), its totals and its validations into the
     hand-off folder; the settings of the next stretch are the run folder's."""
@@ -97,7 +102,7 @@ def write_handoff(run_dir: Path, handoff: Path) -> HandoffState:
     step = int(checkpoint["step"])
     totals = Totals(
         step=step,
-        patches=base.patches + (step - settings.start_step) * settings.batch,
+        patches=patches_at(step, settings, base),
         cpu_hours=round(base.cpu_hours + checkpoint["cpu_seconds"] / 3600, 3),
         wall_hours=round(base.wall_hours + checkpoint["wall_seconds"] / 3600, 3),
         stretches=base.stretches + 1,
@@ -113,25 +118,22 @@ def write_handoff(run_dir: Path, handoff: Path) -> HandoffState:
     }
     handoff.mkdir(parents=True, exist_ok=True)
     save_weights(model, handoff / WEIGHTS_NAME, half=True, metadata=metadata)
-    append_curve(run_dir, handoff / CURVE_NAME, base)
+    append_curve(run_dir, settings, handoff / CURVE_NAME, base)
     state.save(handoff)
     return state
 
 
-def append_curve(run_dir: Path, curve: Path, base: Totals) -> None:
+def append_curve(run_dir: Path, settings: TrainConfig, curve: Path, base: Totals) -> None:
     """Add the run folder's validations not yet in the curve, with the run's totals at each."""
-    known = set()
     lines = curve.read_text().splitlines() if curve.exists() else []
-    for line in lines:
-        known.add(json.loads(line)["step"])
-    settings = TrainConfig.load(run_dir)
+    known = {json.loads(line)["step"] for line in lines}
     metrics = (run_dir / METRICS_NAME).read_text().splitlines()
     for record in map(json.loads, filter(None, metrics)):
         if "val_psnr" not in record or record["step"] in known:
             continue
         point = {
             "step": record["step"],
-            "patches": base.patches + (record["step"] - settings.start_step) * settings.batch,
+            "patches": patches_at(record["step"], settings, base),
             "wall_hours": round(base.wall_hours + record["elapsed_s"] / 3600, 3),
             "val_psnr": record["val_psnr"],
         }
