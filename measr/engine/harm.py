@@ -54,9 +54,12 @@ def gains_by_kind(fields: Mapping[str, str]) -> dict[str, float]:
 
 def kind_left_as_is(damage: DamageReading | None, gains: Mapping[str, float]) -> str | None:
     """The kind of damage to leave as it is: the one the prompt names confidently, when these
-    weights do not improve it (gain at or below 0 dB); None to restore."""
-    if damage is None or not damage.confident:
+    weights do not improve it (gain at or below 0 dB); None to restore. A photo named with
+    several kinds (a presence head) is restored when the weights improve any of them."""
+    if damage is None:
         return None
-    kind = damage.most_likely
-    gain = gains.get(kind)
-    return kind if gain is not None and gain <= 0 else None
+    named = [kind for kind, _ in damage.named()]
+    gained = [gains.get(kind) for kind in named]
+    if not named or any(gain is None or gain > 0 for gain in gained):
+        return None
+    return named[0]

@@ -42,6 +42,10 @@ class ModelConfig:
     prompt_fine_layer: bool = False
     # Each prompt cell's features also see its neighbours' (measr's addition, task_prompt.py).
     prompt_context: bool = False
+    # An independent presence probability per kind of damage (a sigmoid head on the prompt's
+    # pooled features; measr's addition, task_prompt.py): names every kind a photo holds, where
+    # the atoms' softmax names one. Weights without it read with the softmax alone.
+    presence_head: bool = False
     # A gain and offset per colour channel chosen by the damage the prompt names (measr's
     # addition, see colour.py; needs degradation_kinds).
     colour_correction: bool = False
@@ -74,6 +78,8 @@ class ModelConfig:
             raise ValueError("degradation_kinds cannot outnumber prompt_atoms")
         if self.colour_correction and not self.degradation_kinds:
             raise ValueError("colour_correction needs degradation_kinds (the prompt names them)")
+        if self.presence_head and not self.degradation_kinds:
+            raise ValueError("presence_head needs degradation_kinds (one probability per kind)")
 
     @property
     def mee_experts(self) -> int:

@@ -26,6 +26,12 @@ grid of cells, added to the cell's own features; it starts at zero, so weights w
 the same). The outermost ring of cells has no full neighbourhood and is not pooled; strips of a
 large photo then overlap by one cell above and below (`context_cells`), and still add up
 exactly.
+
+The atoms' softmax names one kind, but damage often comes together (a night photo is dark and
+noisy). With `presence=True` a linear head on the same pooled features gives each kind its own
+logit, read through a sigmoid: the probability that the kind is present, independent of the
+others ('clean': none is). It feeds nothing the network restores with, so it can be fitted
+alone on frozen features (`measr.training.presence`) without changing a restored pixel.
 """
 
 from __future__ import annotations
@@ -75,6 +81,14 @@ class PromptReading:
     kind_log_probabilities: Tensor | None  # (B, kinds), when the prompt names kinds of damage
     noise_sigma: Tensor | None  # (B,): estimated Gaussian noise sigma, 0-255 scale
     kinds: tuple[str, ...] = ()  # the names of the kinds, in the order of their probabilities
+    # (B, kinds) logits of each kind's presence, independent of the others, with a presence head
+    presence_logits: Tensor | None = None
+
+    @property
+    def presence_probabilities(self) -> Tensor | None:
+        """(B, kinds) probability that each kind of damage is present, or None."""
+        logits = self.presence_logits
+        return None if logits is None else torch.sigmoid(logits)
 
     @property
     def kind_probabilities(self) -> Tensor | None:
@@ -98,6 +112,7 @@ class TaskPrompt(nn.Module):
         pooling: str = "mean",
         fine: bool = False,
         context: bool = False,
+        presence: bool = False,
     ) -> None:
         super().__init__()
         if kinds and len(kinds) > atoms:
@@ -135,6 +150,9 @@ class TaskPrompt(nn.Module):
         self.dictionary = nn.Parameter(torch.randn(atoms, prompt_dim))
         self.kinds = kinds
         self.noise_level = nn.Linear(pooled, 1) if "noise" in kinds else None
+        if presence and not kinds:
+            raise ValueError("a presence head needs kinds of damage")
+        self.presence = nn.Linear(pooled, len(kinds)) if presence else None
         # (kinds, atoms): 0 where the atom belongs to the kind, -inf elsewhere.
         membership = torch.full((len(kinds), atoms), float("-inf"))
         for atom in range(atoms if kinds else 0):
@@ -187,7 +205,8 @@ class TaskPrompt(nn.Module):
         return self.pool(self.feature_moments(image)).to(image.dtype)
 
     def read(self, pooled: Tensor) -> PromptReading:
-        """The atom weights, kind probabilities and noise level of pooled features (B, 32)."""
+        """The atom weights, kind probabilities, noise level and presence logits of pooled
+        features (B, 32)."""
         logits = self.to_logits(pooled).float()
         kind_logp = None
         if self.kinds:
@@ -196,7 +215,8 @@ class TaskPrompt(nn.Module):
         sigma = None
         if self.noise_level is not None:
             sigma = self.noise_level(pooled).float()[:, 0] * NOISE_SCALE
-        return PromptReading(torch.softmax(logits, dim=-1), kind_logp, sigma, self.kinds)
+        presence = None if self.presence is None else self.presence(pooled).float()
+        return PromptReading(torch.softmax(logits, dim=-1), kind_logp, sigma, self.kinds, presence)
 
     def forward(
         self, image: Tensor, ctx: ForwardContext | None = None
