@@ -153,7 +153,8 @@ def test_full_training_with_supervision_logs_the_prompt_loss_and_accuracy(
         val=str(tmp_path / "val"), val_crop=64, val_every=2,
     )  # fmt: skip
     trainer = Trainer(config, tmp_path / "run")
-    assert [g["lr_scale"] for g in trainer.optimizer.param_groups] == [1.0, 5.0]
+    # the rest, the routers' prompt inputs, and the presence head in a group of its own
+    assert [g["lr_scale"] for g in trainer.optimizer.param_groups] == [1.0, 5.0, 1.0]
     records = []
     trainer.run(records.append)
     assert all(r.prompt is not None and r.prompt > 0 for r in records)

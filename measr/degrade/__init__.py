@@ -42,6 +42,7 @@ from measr.degrade.tasks import (
     pick_task,
     spec_kinds,
     task_kind,
+    task_kinds,
     task_noise_sigma,
     task_spec,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "streak_kernel",
     "streak_layer",
     "task_kind",
+    "task_kinds",
     "task_noise_sigma",
     "task_spec",
     "transmission",

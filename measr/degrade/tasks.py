@@ -11,7 +11,9 @@ prompt. The order of tasks in a mix is part of the data: training numbers tasks 
 position in `mix_weights(mix)`, so keep it stable (new tasks go at the end).
 
 `COMPOSITES` are specs of damage that comes together (CDD-11's combinations that measr's kinds
-cover, and everyday ones); `spec_kinds` names the kinds of damage a spec holds.
+cover, and everyday ones); `spec_kinds` names the kinds of damage a spec holds. Each is also a
+task, named by its spec, and `eight+composites` is `eight` with a fifth of its samples drawn
+evenly from them (`task_kinds` gives every task's kinds, for the prompt's presence head).
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ COMPOSITES = (
     "haze+noise:15",
 )
 
+TASK_SPECS.update({spec: spec for spec in COMPOSITES})
+# Share of composite damage in the `eight+composites` mix.
+COMPOSITE_SHARE = 0.2
+
 MIXES: dict[str, dict[str, float]] = {
     "three": {
         **{task: 1.0 / (3 * len(NOISE_TASKS)) for task in NOISE_TASKS},
@@ -108,17 +114,26 @@ MIXES["eight"] = {
     "darkscene": DARK_SCENE_SHARE,
 }
 
+MIXES["eight+composites"] = {
+    **{task: weight * (1 - COMPOSITE_SHARE) for task, weight in MIXES["eight"].items()},
+    **{spec: COMPOSITE_SHARE / len(COMPOSITES) for spec in COMPOSITES},
+}
+
 
 MIX_HINT = (
     f"a named mix ({', '.join(MIXES)}), optionally reweighted: 'five:rain=2,blur=1.5' "
-    "multiplies those tasks' weights ('noise' names all three sigmas) and renormalises"
+    "multiplies those tasks' weights ('noise' names all three sigmas, 'composites' every "
+    "composite) and renormalises"
 )
+# Names that reweight several tasks of a mix at once.
+GROUPS: dict[str, tuple[str, ...]] = {"noise": NOISE_TASKS, "composites": COMPOSITES}
 
 
 def mix_weights(mix: str) -> dict[str, float]:
     """Task -> weight (summing to 1) of a mix: a named mix ("three" or "five"), or a named mix
     with some tasks reweighted, "five:rain=2,noise=0.5" (each factor multiplies the task's
-    weight, `noise` stands for its three sigmas, then the weights are renormalised). The task
+    weight, `noise` stands for its three sigmas and `composites` for every composite, then the
+    weights are renormalised). The task
     order stays the named mix's, so a reweighted mix numbers its tasks as its base does.
     MeasrError for an unknown mix, task or a bad factor."""
     name, _, overrides = mix.replace(" ", "").partition(":")
@@ -128,7 +143,7 @@ def mix_weights(mix: str) -> dict[str, float]:
     if not overrides:  # the named mix exactly as stored (samples of old runs stay the same)
         return weights
     for task, factor in parse_reweighting(overrides, mix):
-        members = NOISE_TASKS if task == "noise" else (task,)
+        members = GROUPS.get(task, (task,))
         if not set(members) <= set(weights):
             raise MeasrError(
                 f"task '{task}' is not part of the mix '{name}'",
@@ -158,9 +173,20 @@ def parse_reweighting(overrides: str, mix: str) -> list[tuple[str, float]]:
 
 
 def task_kind(task: str) -> str:
-    """The kind of damage of a task ('noise25' -> 'noise'); MeasrError if unknown."""
+    """The kind of damage of a task ('noise25' -> 'noise'); MeasrError if unknown or if the
+    task holds several kinds (a composite: see `task_kinds`)."""
     task_spec(task)
+    if task not in TASK_KINDS:
+        raise MeasrError(f"task '{task}' holds several kinds of damage", hint="use task_kinds")
     return TASK_KINDS[task]
+
+
+def task_kinds(task: str) -> tuple[str, ...]:
+    """Every kind of damage a task holds ('lowlight+noise:15' -> ('lowlight', 'noise'),
+    'darkscene' -> ('noise',), 'clean' -> ('clean',)); MeasrError if unknown."""
+    if task in TASK_KINDS:
+        return (TASK_KINDS[task],)
+    return spec_kinds(task_spec(task)) or ("clean",)
 
 
 def task_noise_sigma(task: str) -> float | None:

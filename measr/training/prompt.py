@@ -1,6 +1,8 @@
 """Supervising the task prompt: every synthetic sample's damage is known, so the prompt is
 trained to name it (cross-entropy on the kinds its atoms are divided among) and to estimate the
-Gaussian noise level (smooth L1), beside the restoration loss. Inference stays blind.
+Gaussian noise level (smooth L1), beside the restoration loss; with a presence head, each
+kind's presence is trained by binary cross-entropy on the set of kinds the sample's spec holds
+(composites name several, `measr.degrade.task_kinds`). Inference stays blind.
 
 Weights trained without this (measr's first ones, whose prompt collapsed to a constant) are
 upgraded by `supervised_prompt`: the same network with kinds of damage configured and a fresh
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from measr.degrade import task_kind, task_noise_sigma
+from measr.degrade import task_kinds, task_noise_sigma
 from measr.model import MEASNet
 from measr.model.configs import DEGRADATION_KINDS
 from measr.model.stp_g_mese import STPGMESE
@@ -33,20 +35,35 @@ __all__ = [
 ]
 
 
+# The softmax target of a sample whose spec holds several kinds of damage: none.
+IGNORED = -100
+
+
 @dataclass(frozen=True)
 class PromptTargets:
     """What the prompt should read off a sample of each task of a mix (indexed like the mix)."""
 
-    kinds: Tensor  # (tasks,) index of the task's kind in the model's degradation_kinds
+    kinds: Tensor  # (tasks,) index of the task's kind in degradation_kinds, IGNORED: several
     sigmas: Tensor  # (tasks,) Gaussian noise sigma, NaN where it is not one known value
+    present: Tensor  # (tasks, kinds) 1 where the task holds the kind, else 0
 
     @classmethod
     def for_tasks(cls, tasks: list[str], kinds: tuple[str, ...]) -> PromptTargets:
         sigmas = [task_noise_sigma(t) for t in tasks]
+        held = [task_kinds(t) for t in tasks]
         return cls(
-            torch.tensor([kinds.index(task_kind(t)) for t in tasks]),
+            torch.tensor([kinds.index(k[0]) if len(k) == 1 else IGNORED for k in held]),
             torch.tensor([float("nan") if s is None else s for s in sigmas]),
+            torch.tensor([[float(kind in k) for kind in kinds] for k in held]),
         )
+
+    def presence_loss(self, reading: PromptReading, task: Tensor) -> Tensor:
+        """Binary cross-entropy of each kind's presence (0 without a presence head)."""
+        logits = reading.presence_logits
+        if logits is None:
+            return reading.atom_weights.new_zeros(())
+        target = self.present.to(logits.device)[task.to(logits.device)]
+        return F.binary_cross_entropy_with_logits(logits, target)
 
     def loss(self, reading: PromptReading, task: Tensor) -> tuple[Tensor, Tensor]:
         """(cross-entropy of the kinds, smooth L1 of sigma / NOISE_SCALE) for a batch whose
@@ -55,7 +72,11 @@ class PromptTargets:
             raise ValueError("this network's prompt names no kinds of damage")
         logp = reading.kind_log_probabilities
         kind = self.kinds.to(logp.device)[task.to(logp.device)]
-        cross_entropy = F.nll_loss(logp, kind)
+        # A composite names no single kind: the softmax learns from the others (a mask, as for
+        # sigma below, so that a batch of composites alone is no 0 / 0).
+        single = kind != IGNORED
+        each = F.nll_loss(logp, torch.where(single, kind, 0), reduction="none")
+        cross_entropy = (each * single).sum() / single.sum().clamp(min=1)
         if reading.noise_sigma is None:
             return cross_entropy, logp.new_zeros(())
         # The mean over the samples whose sigma is known, by a mask rather than by indexing:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from measr.engine.memory import bytes_per_pixel
 from measr.errors import MeasrError
 from measr.evaluation.prompt import whole_photo_naming
 from measr.model import MEASNet, build_model, get_config
+from measr.model.depth import reshaped
 from measr.model.task_prompt import PromptReading
 from measr.training.checkpoint import load_checkpoint, save_checkpoint
 from measr.training.data import (
@@ -44,6 +46,12 @@ from measr.training.data import (
     SampleIndices,
     TrainingSamples,
     on_device,
+)
+from measr.training.presence import (
+    load_allowing_new_head,
+    presence_parameters,
+    with_new_group,
+    with_presence_head,
 )
 from measr.training.prompt import (
     PromptTargets,
@@ -455,13 +463,17 @@ class Trainer:
         if self.config.init:
             model = load_model(self.config.init)
             if model.config.name != self.config.config:
-                raise MeasrError(
-                    f"--init weights are for '{model.config.name}', not '{self.config.config}'"
+                model, reuse = reshaped(model, get_config(self.config.config))
+                sys.stderr.write(
+                    f"measr train: a '{self.config.config}' network from --init's "
+                    f"'{self.config.init}': {reuse.words()}\n"
                 )
         else:
             model = build_model(self.config.config)
         if self.config.prompt_weight > 0 and not model.config.degradation_kinds:
             model = supervised_prompt(model, self._anchor_images())
+        if self.config.prompt_weight > 0:  # weights and hand-offs from before the head gain it
+            model = with_presence_head(model)
         return model
 
     def _anchor_images(self, count: int = 32) -> Tensor:
@@ -471,17 +483,27 @@ class Trainer:
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
         """One group of parameters, or two when the routers' prompt inputs learn at their own
-        rate (the `lr_scale` of a group multiplies the schedule's rate)."""
-        if self.config.prompt_only:
-            return [{"params": prompt_parameters(self.model)}]
-        if self.config.prompt_lr_scale == 1.0:
-            return [{"params": list(self.model.parameters())}]
+        rate (the `lr_scale` of a group multiplies the schedule's rate); the presence head,
+        when there is one, in a group of its own, last, so that a checkpoint from before it
+        still loads (`with_new_group`)."""
+        head = presence_parameters(self.model)
+        kept = {id(p) for p in head}
+        trained = (
+            prompt_parameters(self.model)
+            if self.config.prompt_only
+            else list(self.model.parameters())
+        )
+        own = [p for p in trained if id(p) not in kept]
+        tail = [{"params": head, "lr_scale": 1.0}] if head else []
+        if self.config.prompt_only or self.config.prompt_lr_scale == 1.0:
+            return [{"params": own}, *tail]
         readers = {id(p) for p in router_prompt_parameters(self.model)}
-        rest = [p for p in self.model.parameters() if id(p) not in readers]
-        reading = [p for p in self.model.parameters() if id(p) in readers]
+        rest = [p for p in own if id(p) not in readers]
+        reading = [p for p in own if id(p) in readers]
         return [
             {"params": rest, "lr_scale": 1.0},
             {"params": reading, "lr_scale": self.config.prompt_lr_scale},
+            *tail,
         ]
 
     # -- state ---------------------------------------------------------------------------------
@@ -501,9 +523,13 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # A checkpoint from before the presence head: the head starts as initialised.
+        added = load_allowing_new_head(self.model, state["model"])
+        load_allowing_new_head(self.ema, state["ema"])
+        optimizer = state["optimizer"]
+        self.optimizer.load_state_dict(
+            with_new_group(optimizer, self.optimizer) if added else optimizer
+        )
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -671,7 +697,7 @@ class Trainer:
         prompt = zero
         if self.targets is not None and reading is not None:
             cross_entropy, noise = self.targets.loss(reading, task)
-            prompt = cross_entropy + noise
+            prompt = cross_entropy + noise + self.targets.presence_loss(reading, task)
         loss = l1 + c.fft_loss_weight * spectral + c.balance_weight * balance
         loss = loss + c.prompt_weight * prompt
         self.optimizer.zero_grad(set_to_none=True)
