@@ -20,7 +20,7 @@ done
 sets+=(--set "gopro-like-blur=$val/deblur-gopro-like:blur")
 sets+=(--set "camshake-blur=$val/deblur-camshake:blur")
 sets+=(--set "its-haze=$val/dehaze-its-sample:haze")
-measr benchmark quality "${sets[@]}" $weights $limit --methods input,measr,ffdnet,dcp,autogamma \
+measr benchmark quality "${sets[@]}" $weights $limit --methods input,measr,ffdnet,nlm,dcp,autogamma,stretch \
   --json "$out.json" --csv "$out.csv" --markdown "$out.md" | tee "$out.txt"
 # CBM3D takes about 45 s per image: only the set the issue compares against, and by default
 # only its first 6 images (CBM3D_LIMIT=18 for all of McMaster).

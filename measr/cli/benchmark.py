@@ -162,6 +162,27 @@ def quality_table(report: QualityReport) -> Table:
     return table
 
 
+def pattern_table(report: QualityReport) -> Table:
+    """Rows: sets; columns: the clean images, then the methods; each cell the periodic pattern
+    in flat regions at period 2 over period 8 (grey levels), blank without flat blocks."""
+    table = Table(
+        title="Periodic pattern in flat regions: amplitude at period 2 / 8 px (grey levels)",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("set")
+    for column in ("clean", *report.methods):
+        table.add_column(column, justify="right")
+    for summary in report.sets:
+        patterns = [summary.clean_pattern]
+        patterns += [report.score(summary.name, method).pattern for method in report.methods]
+        cells = ["" if p is None else f"{p.period2:.2f}\n{p.period8:.2f}" for p in patterns]
+        table.add_row(Text(summary.name), *cells)
+    return table
+
+
 def _footnotes(report: QualityReport) -> list[str]:
     """Why some cells are empty: missing packages (with the install hint), and what each
     baseline that did not apply somewhere is for."""
@@ -170,7 +191,7 @@ def _footnotes(report: QualityReport) -> list[str]:
         if score.status is Status.UNAVAILABLE:
             line = f"{score.method} unavailable: {score.note}"
         elif score.status is Status.NOT_APPLICABLE and score.method in BASELINES:
-            line = f"n/a: {score.method} is only for {BASELINES[score.method].task}"
+            line = f"n/a: {score.method} is only for {BASELINES[score.method].for_tasks}"
         else:
             continue
         if line not in notes:
@@ -238,6 +259,10 @@ def quality(
         write_text(markdown_path, quality_markdown(report))
     out = stdout()
     out.print(quality_table(report))
+    verdict = report.cheap_verdict()
+    if verdict is not None:
+        out.print(Text(verdict, style="bold"), soft_wrap=True)
+    out.print(pattern_table(report))
     for note in _footnotes(report):
         # Text, not markup: a note such as "pip install measr[baselines]" holds brackets.
         out.print(Text(note, style="dim"), soft_wrap=True)

