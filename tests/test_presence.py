@@ -3,18 +3,31 @@ training beside the prompt's supervision, and restoring in several passes."""
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_training import settings
+from tiny_weights import smooth_photo
+from typer.testing import CliRunner
 
 from measr import build_model
-from measr.degrade import COMPOSITES, mix_weights, task_kinds
+from measr.cli.app import app
+from measr.degrade import COMPOSITES, apply_degradation, mix_weights, spec_kinds, task_kinds
+from measr.engine import Restorer
+from measr.engine.options import MAX_PASSES, RestoreOptions
+from measr.errors import MeasrError
+from measr.io import image_from_array, write_image
+from measr.jobs.batch import LOG_NAME
+from measr.model import MEASNet
 from measr.training.checkpoint import CHECKPOINT_NAME
-from measr.training.presence import with_presence_head
+from measr.training.presence import fit_presence_head, with_presence_head
 from measr.training.prompt import IGNORED, PromptTargets
 from measr.training.trainer import Trainer
+from measr.weights import save_weights
 
 KINDS = ("clean", "noise", "rain", "haze", "blur", "lowlight")
 
@@ -72,3 +85,101 @@ def test_a_checkpoint_from_before_the_head_resumes_with_the_head_trained(
     resumed.run()
     assert resumed.step == 4
     assert not torch.equal(resumed.model.task_prompt.presence.weight, head_before)  # type: ignore[union-attr]
+
+
+def photo(seed: int, size: int = 96) -> np.ndarray:
+    """A generated photo-like RGB image, float32 in [0, 1]."""
+    bgr = smooth_photo(np.random.default_rng(seed), size)
+    return np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.float32) / 255
+
+
+def fitted_tiny() -> MEASNet:
+    """The tiny network (untrained: it restores nearly as the identity) with its presence head
+    fitted on generated photos that are clean, dark, noisy, hazy, or dark and noisy."""
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    specs = ["none", "lowlight", "noise:40", "haze", "lowlight+noise:40", "haze+noise:40"]
+    features, present = [], []
+    for seed in range(32):
+        for spec in specs:
+            degraded = apply_degradation(photo(seed), spec, np.random.default_rng(seed))
+            x = torch.from_numpy(degraded.transpose(2, 0, 1).copy())[None]
+            with torch.no_grad():
+                features.append(model.task_prompt.pooled_features(x)[0])
+            kinds = spec_kinds(spec) or ("clean",)
+            present.append([float(kind in kinds) for kind in KINDS])
+    return fit_presence_head(model, torch.stack(features), torch.tensor(present))
+
+
+@pytest.fixture(scope="module")
+def restorer() -> Restorer:
+    return Restorer(fitted_tiny(), device="cpu", threads=1, backend="torch")
+
+
+def test_a_dark_noisy_photo_is_named_dark_and_noisy(restorer: Restorer) -> None:
+    rng = np.random.default_rng(99)
+    dark_noisy = apply_degradation(photo(100), "lowlight+noise:40", rng)
+    damage = restorer.restore(dark_noisy).damage
+    assert damage is not None and damage.presence is not None
+    assert {kind for kind, _ in damage.named()} == {"lowlight", "noise"}
+    words = damage.words()
+    assert "low light" in words and " and noise " in words and "(sigma ~" in words
+    assert damage.to_dict()["named"] == [kind for kind, _ in damage.named()]
+    assert set(damage.to_dict()["presence"]) == set(KINDS)
+    clean = restorer.read_damage(photo(101))
+    assert clean is not None and clean.named() == [] and clean.words().startswith("looks clean")
+
+
+def test_auto_passes_stop_after_one_pass_on_a_clean_photo(restorer: Restorer) -> None:
+    clean = photo(102)
+    restoration = restorer.restore(clean, passes=None)
+    assert len(restoration.passes) == 1
+    assert restoration.passes[0].after is not None and restoration.passes[0].after.named() == []
+    assert np.array_equal(restoration.pixels, restorer.restore(clean).pixels)  # as one pass
+
+
+def test_auto_passes_never_exceed_the_limit(restorer: Restorer) -> None:
+    model = copy.deepcopy(restorer.model)
+    head = model.task_prompt.presence
+    assert head is not None
+    with torch.no_grad():  # a prompt that always finds noise: it is never satisfied
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([-9.0, 9.0, -9.0, -9.0, -9.0, -9.0]))
+    never_satisfied = Restorer(model, device="cpu", threads=1, backend="torch")
+    restoration = never_satisfied.restore(photo(103), passes=None)
+    assert len(restoration.passes) == MAX_PASSES
+    assert all(p.kept and p.found is not None for p in restoration.passes)
+    assert [p.found.named()[0][0] for p in restoration.passes] == ["noise"] * MAX_PASSES  # type: ignore[union-attr]
+    with pytest.raises(MeasrError, match="passes must be 1 to 3 or auto"):
+        RestoreOptions(passes=MAX_PASSES + 1)
+
+
+def test_restore_and_batch_say_every_kind_found_and_each_pass(
+    restorer: Restorer, tmp_path: Path
+) -> None:
+    weights = tmp_path / "named.safetensors"
+    save_weights(restorer.model, weights)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    dark_noisy = apply_degradation(photo(100), "lowlight+noise:40", np.random.default_rng(99))
+    source = folder / "night.png"
+    write_image(source, image_from_array(np.rint(dark_noisy * 255).astype(np.uint8)))
+    common = ["--weights", str(weights), "--device", "cpu", "--backend", "torch"]
+    line = CliRunner().invoke(
+        app, ["restore", str(source), "-o", str(tmp_path / "a.png"), "--passes", "auto", *common]
+    )
+    assert line.exit_code == 0, line.output
+    assert "found low light" in line.output and " and noise " in line.output
+    assert "after " in line.output and " pass" in line.output
+    second = ["restore", str(source), "-o", str(tmp_path / "b.png"), "--json", "--passes", "2"]
+    printed = CliRunner().invoke(app, [*second, *common])
+    record = json.loads(printed.output.splitlines()[-1])
+    assert {"lowlight", "noise"} <= set(record["damage"]["named"])
+    assert len(record["passes"]) == 2 and record["passes"][0]["found"]["presence"]
+    args = ["batch", str(folder), str(tmp_path / "out"), "--passes", "auto", *common]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    logged = json.loads((tmp_path / "out" / LOG_NAME).read_text().splitlines()[0])
+    assert {"lowlight", "noise"} <= set(logged["damage"]["named"])
+    assert 1 <= len(logged["passes"]) <= MAX_PASSES
+    refused = CliRunner().invoke(app, ["restore", str(source), "--passes", "4", *common])
+    assert refused.exit_code == 2 and "passes must be 1 to 3 or auto" in refused.output

@@ -20,6 +20,7 @@ from measr.cli.options import (
     HalfOption,
     MaxMemoryOption,
     NoSharedContextOption,
+    PassesOption,
     StrengthOption,
     ThreadsOption,
     TileOption,
@@ -112,6 +113,7 @@ def batch(
     strength: StrengthOption = 1.0,
     force: ForceOption = False,
     max_memory: MaxMemoryOption = None,
+    passes: PassesOption = "1",
 ) -> None:
     """Restore every image below IN_DIR into OUT_DIR. Existing outputs are skipped, so an
     interrupted run resumes; a bad file is reported and the rest go on (exit code 1)."""
@@ -158,7 +160,7 @@ def batch(
                 restorer,
                 jobs,
                 options=restore_options(
-                    tile, tile_overlap, no_shared_context, strength, max_memory, force
+                    tile, tile_overlap, no_shared_context, strength, max_memory, force, passes
                 ),
                 overwrite=overwrite,
                 quality=quality,

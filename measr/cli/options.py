@@ -10,7 +10,12 @@ import typer
 from measr.cli.render import note_backend, warn_if_unverified
 from measr.engine import Restorer
 from measr.engine.backends import BACKEND_ENV
-from measr.engine.options import DEFAULT_TILE_OVERLAP, RestoreOptions, RuntimeOptions
+from measr.engine.options import (
+    DEFAULT_TILE_OVERLAP,
+    MAX_PASSES,
+    RestoreOptions,
+    RuntimeOptions,
+)
 from measr.engine.restorer import MAX_THREADS
 from measr.engine.strength import FULL_STRENGTH
 from measr.errors import ExitCode, MeasrError, quoted
@@ -148,6 +153,34 @@ ForceOption = Annotated[
 ]
 
 
+PassesOption = Annotated[
+    str,
+    typer.Option(
+        "--passes",
+        metavar="N|auto",
+        help=f"Restore in 1 to {MAX_PASSES} passes, or auto: again while the prompt still "
+        "names damage in the output, at most "
+        f"{MAX_PASSES}, keeping a pass only when the prompt reads its output as no more damaged "
+        "(for damage that comes together, docs/prompt.md).",
+    ),
+]
+
+
+def parse_passes(text: str) -> int | None:
+    """'1' to 'MAX_PASSES' -> that many passes; 'auto' -> None."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise MeasrError(
+            f"--passes must be 1 to {MAX_PASSES} or auto, not {quoted(text)}",
+            "auto restores again while the prompt still names damage",
+            ExitCode.USAGE,
+            option="passes",
+        ) from None
+
+
 MaxMemoryOption = Annotated[
     str | None,
     typer.Option(
@@ -187,8 +220,9 @@ def restore_options(
     strength: float = FULL_STRENGTH,
     max_memory: str | None = None,
     force: bool = False,
+    passes: str = "1",
 ) -> RestoreOptions:
-    """The tiling, strength, memory and do-no-harm options as the engine's."""
+    """The tiling, strength, memory, do-no-harm and passes options as the engine's."""
     return RestoreOptions(
         tile,
         tile_overlap,
@@ -196,4 +230,5 @@ def restore_options(
         strength=strength,
         max_memory=parse_size(max_memory),
         force=force,
+        passes=parse_passes(passes),
     )

@@ -23,6 +23,7 @@ from measr.cli.options import (
     HalfOption,
     MaxMemoryOption,
     NoSharedContextOption,
+    PassesOption,
     StrengthOption,
     ThreadsOption,
     TileOption,
@@ -174,6 +175,7 @@ def json_record(job: Job, image: Image, restoration: Restoration, restorer: Rest
         "memory_estimate_bytes": restoration.memory_estimate,
         "damage": restoration.damage.to_dict() if restoration.damage else None,
         "left_as_is": restoration.left_as_is,
+        "passes": [p.to_dict() for p in restoration.passes],
         "routing": restoration.routing.to_dict() if restoration.routing else None,
     }
     return json.dumps(record)
@@ -304,6 +306,7 @@ def restore(
     strength: StrengthOption = 1.0,
     max_memory: MaxMemoryOption = None,
     force: ForceOption = False,
+    passes: PassesOption = "1",
 ) -> None:
     """Restore images; prints one sentence per image: what was written, its size, the time,
     the device, the weights and what damage was found."""
@@ -316,7 +319,9 @@ def restore(
         check_output(routing_map, overwrite=overwrite)
     # A routing map shows what the network does, so the photo is restored to draw it.
     force = force or routing_map is not None
-    options = restore_options(tile, tile_overlap, no_shared_context, strength, max_memory, force)
+    options = restore_options(
+        tile, tile_overlap, no_shared_context, strength, max_memory, force, passes
+    )
     runtime = RuntimeOptions(weights, device, threads, half, compile, backend, float32)
 
     @functools.cache

@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from measr.engine.strength import FULL_STRENGTH, check_strength
+from measr.errors import MeasrError
 
 DEFAULT_TILE_OVERLAP = 32
+# The most passes a photo is restored in (`RestoreOptions.passes`; `measr.engine.passes`).
+MAX_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,17 @@ class RestoreOptions:
     max_memory: int | None = None  # bytes the memory plan may use at most
     # Restore even a kind of damage these weights do not improve (`measr.engine.harm`).
     force: bool = False
+    # Passes of restoration, 1 to MAX_PASSES; None: auto, again while the prompt still names
+    # damage in the output and the pass made it no worse by its reading (`measr.engine.passes`).
+    passes: int | None = 1
 
     def __post_init__(self) -> None:
-        """Refuse a strength outside [0, 1] before any photo is restored."""
+        """Refuse a strength outside [0, 1], or passes outside 1..MAX_PASSES, before any photo
+        is restored."""
         check_strength(self.strength)
+        if self.passes is not None and not 1 <= self.passes <= MAX_PASSES:
+            raise MeasrError(
+                f"passes must be 1 to {MAX_PASSES} or auto, not {self.passes}",
+                "auto restores again while the prompt still names damage",
+                option="passes",
+            )

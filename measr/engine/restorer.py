@@ -41,6 +41,7 @@ from measr.engine.inference import (
 from measr.engine.memory import MemoryPlan, plan_memory, planned_peak
 from measr.engine.options import RestoreOptions, RuntimeOptions
 from measr.engine.padding import check_not_too_thin, with_edge_margin, without_edge_margin
+from measr.engine.passes import RestorePass, restore_in_passes
 from measr.engine.progress import progress_within_tiles
 from measr.engine.routing import RoutingCollector, RoutingSummary
 from measr.engine.strength import blend
@@ -73,6 +74,8 @@ class Restoration:
     # The kind of damage left as it is: named confidently, and these weights do not improve it
     # (`measr.engine.harm`); the pixels are then the input's. None: restored.
     left_as_is: str | None = None
+    # Each pass of a restoration in passes (`measr.engine.passes`); empty for one pass.
+    passes: tuple[RestorePass, ...] = ()
 
 
 class Restorer:
@@ -294,8 +297,18 @@ class Restorer:
         the shared-context pass), then in fractions of a pass as the network's blocks finish,
         and after every pass. `max_memory` caps the bytes the plan may use (default: a share of
         free memory). The network runs on the image framed by its mirrored edge margin
-        (`InputRequirements.edge_margin`), cropped after."""
+        (`InputRequirements.edge_margin`), cropped after. `options.passes` other than 1
+        restores in passes (`measr.engine.passes`)."""
         options = replace(options or RestoreOptions(), **changes)
+        if options.passes != 1:
+            return restore_in_passes(
+                self,
+                pixels,
+                options,
+                record_routing=record_routing,
+                tile_batch=tile_batch,
+                progress=progress,
+            )
         tile, tile_overlap = options.tile, options.tile_overlap
         shared_context = options.shared_context
         started = time.perf_counter()
@@ -428,6 +441,13 @@ class Restorer:
             half=self.half,
             striped=self.acceleration.row_strips,
         )
+
+    def read_damage(self, pixels: np.ndarray) -> DamageReading | None:
+        """What the prompt reads off (H, W, C) pixels in [0, 1], as `restore` reads a photo;
+        None when these weights' prompt names no kinds of damage."""
+        image = torch.from_numpy(checked_pixels(pixels))
+        with torch.inference_mode():
+            return self.damage_of(prompt_features(self.model, image, self.device, self.dtype))
 
     def damage_of(self, prompt: SharedStats) -> DamageReading | None:
         """What the prompt reads off pooled features (`prompt_features`); None when these

@@ -103,6 +103,7 @@ class FileResult:
             "error": self.error,
             "damage": self.damage.to_dict() if self.damage else None,
             "left_as_is": self.restoration.left_as_is if self.restoration else None,
+            "passes": [p.to_dict() for p in self.restoration.passes] if self.restoration else [],
             "routing": self.routing.to_dict() if self.routing else None,
         }
 

@@ -7,7 +7,7 @@ degraded images. Paired sets (real blur, real haze) are used as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,17 @@ from measr.evaluation.sets import list_items, load_item, paired_set, synthesise_
 from measr.io import read_image
 
 VALIDATION_SEED = 2024
+# The paired sets of real damage, (label, folder under the validation root), in their order.
+REAL_SETS = (
+    ("blur", "deblur-gopro-like"),
+    ("blur", "deblur-camshake"),
+    ("haze-its", "dehaze-its-sample"),
+)
+
+
+def label_task(label: str) -> str:
+    """The task a set's label belongs to ('haze-its' -> 'haze')."""
+    return label.split("-")[0]
 
 
 @dataclass(frozen=True)
@@ -58,13 +69,18 @@ def spec_items(
     folder: Path, specs: dict[str, str], crop: int, per_task: int, seed: int = VALIDATION_SEED
 ) -> list[ValidationItem]:
     """`synthetic_items` for specs by label ({"lowlight+haze": "lowlight+haze"})."""
-    items = []
+    return list(iter_spec_items(folder, specs, crop, per_task, seed))
+
+
+def iter_spec_items(
+    folder: Path, specs: dict[str, str], crop: int, per_task: int, seed: int = VALIDATION_SEED
+) -> Iterator[ValidationItem]:
+    """`spec_items` one at a time (whole photos of a set do not all fit in memory at once)."""
     for item in list_items(synthetic_set(folder, "noise"), limit_of(per_task)):
         clean = centre_crop(as_rgb(read_image(item.clean).pixels), crop)
         for label, spec in specs.items():
             degraded, target = synthesise_pair(clean, parse_spec(spec), seed, item.name)
-            items.append(ValidationItem(label, item.name, degraded, target))
-    return items
+            yield ValidationItem(label, item.name, degraded, target)
 
 
 def composite_validation_set(
@@ -73,24 +89,24 @@ def composite_validation_set(
     """Damage that comes together (`measr.degrade.COMPOSITES`, labelled by spec, such as
     "lowlight+haze") on the Kodak24 and McMaster crops of `root`, with the fixed seeds of the
     single-damage sets; not part of the default validation, pass it where it is wanted."""
-    items: list[ValidationItem] = []
+    return list(composite_items(root, crop, per_task))
+
+
+def composite_items(root: Path, crop: int = 192, per_task: int = 4) -> Iterator[ValidationItem]:
+    """`composite_validation_set` one item at a time."""
     for name in ("kodak24", "mcmaster"):
         if (root / name / "clean").is_dir():
             specs = {spec: spec for spec in COMPOSITES}
-            items += spec_items(root / name / "clean", specs, crop, per_task)
-    return items
+            yield from iter_spec_items(root / name / "clean", specs, crop, per_task)
 
 
-def paired_items(task: str, folder: Path, crop: int, limit: int) -> list[ValidationItem]:
-    """Centre crops of up to `limit` pairs of a paired folder (`degraded/`, `clean/`; 0: all)."""
+def paired_items(task: str, folder: Path, crop: int, limit: int) -> Iterator[ValidationItem]:
+    """Centre crops of up to `limit` pairs of a paired folder (`degraded/`, `clean/`; 0: all),
+    one at a time."""
     pairs = paired_set(folder)
-    items = []
     for item in list_items(pairs, limit_of(limit)):
         degraded, clean = load_item(pairs, item, seed=0)
-        items.append(
-            ValidationItem(task, item.name, centre_crop(degraded, crop), centre_crop(clean, crop))
-        )
-    return items
+        yield ValidationItem(task, item.name, centre_crop(degraded, crop), centre_crop(clean, crop))
 
 
 def default_validation_set(
@@ -104,14 +120,9 @@ def default_validation_set(
     for name in ("kodak24", "mcmaster"):
         if (root / name / "clean").is_dir():
             items += synthetic_items(root / name / "clean", synthetic, crop, per_task)
-    real = {"blur": ["deblur-gopro-like", "deblur-camshake"], "haze": ["dehaze-its-sample"]}
-    for task, folders in real.items():
-        if task not in tasks:
-            continue
-        for folder in folders:
-            if (root / folder / "degraded").is_dir():
-                label = "haze-its" if task == "haze" else task
-                items += paired_items(label, root / folder, crop, per_task)
+    for label, folder in REAL_SETS:
+        if label_task(label) in tasks and (root / folder / "degraded").is_dir():
+            items += paired_items(label, root / folder, crop, per_task)
     return items
 
 
@@ -119,16 +130,25 @@ def prompt_validation_set(root: Path, crop: int = 192, per_task: int = 0) -> lis
     """Images whose damage is known, for `measr benchmark prompt`: every synthetic task of the
     `six` mix (synthetic blur labelled 'blur-synthetic'; clean photos as 'clean') on the
     Kodak24 and McMaster crops, then the real blur ('blur') and indoor haze ('haze-its') pairs."""
+    return list(prompt_validation_items(root, crop, per_task))
+
+
+def prompt_validation_items(
+    root: Path, crop: int = 192, per_task: int = 0
+) -> Iterator[ValidationItem]:
+    """`prompt_validation_set` one item at a time, in the same order (whole photos of every
+    task do not fit in memory at once)."""
     tasks = list(mix_weights("six"))
-    items = default_validation_set(root, tasks, crop, per_task)
-    synthetic_blur = []
-    for name in ("kodak24", "mcmaster"):
-        if (root / name / "clean").is_dir():
-            synthetic_blur += synthetic_items(root / name / "clean", ["blur"], crop, per_task)
-    relabelled = [
-        ValidationItem("blur-synthetic", i.name, i.degraded, i.clean) for i in synthetic_blur
-    ]
-    return items + relabelled
+    synthetic = {task: task_spec(task) for task in tasks if task != "blur"}
+    folders = [root / name / "clean" for name in ("kodak24", "mcmaster")]
+    for folder in filter(Path.is_dir, folders):
+        yield from iter_spec_items(folder, synthetic, crop, per_task)
+    for label, paired in REAL_SETS:
+        if (root / paired / "degraded").is_dir():
+            yield from paired_items(label, root / paired, crop, per_task)
+    for folder in filter(Path.is_dir, folders):
+        for item in iter_spec_items(folder, {"blur": task_spec("blur")}, crop, per_task):
+            yield ValidationItem("blur-synthetic", item.name, item.degraded, item.clean)
 
 
 Restore = Callable[[torch.Tensor], torch.Tensor]

@@ -1,0 +1,97 @@
+"""Restoring in passes: restore, let the task prompt read the output, and restore again while it
+still names damage (AutoDIR's restore-then-look-again loop, with measr's own prompt as the
+judge).
+
+A photo with two kinds of damage may come out of one pass with one of them left: the prompt
+reads the output as it reads any photo, and names what is left. `passes=None` (auto) goes on
+while the output's reading names damage, for at most MAX_PASSES, and keeps a later pass only if
+the prompt finds its output no more damaged than its input (`DamageReading.damage_score`);
+the first pass is what one pass gives. A fixed number of passes runs them all. The strength
+blends the last output with the original photo, once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from measr.engine.damage import DamageReading
+from measr.engine.options import MAX_PASSES, RestoreOptions
+from measr.engine.strength import FULL_STRENGTH, blend
+
+if TYPE_CHECKING:
+    from measr.engine.restorer import Restoration, Restorer
+
+
+@dataclass(frozen=True)
+class RestorePass:
+    """One pass of a restoration in passes: what the prompt read on its input and on its output,
+    and whether its output was kept."""
+
+    found: DamageReading | None  # the prompt's reading of the pass's input
+    after: DamageReading | None  # ... and of its output
+    seconds: float
+    kept: bool = True  # False: the prompt read its output as more damaged; the input stays
+    left_as_is: str | None = None  # the kind the do-no-harm gate held back (`measr.engine.harm`)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain numbers and words, for JSON."""
+        return {
+            "found": None if self.found is None else self.found.to_dict(),
+            "after": None if self.after is None else self.after.to_dict(),
+            "seconds": round(self.seconds, 3),
+            "kept": self.kept,
+            "left_as_is": self.left_as_is,
+        }
+
+
+def names_damage(reading: DamageReading | None) -> bool:
+    """Whether a reading names some kind of damage (None: a prompt that names no kinds)."""
+    return reading is not None and bool(reading.named())
+
+
+def made_worse(found: DamageReading | None, after: DamageReading | None) -> bool:
+    """Whether the prompt reads a pass's output as more damaged than its input."""
+    if found is None or after is None:
+        return False
+    return after.damage_score > found.damage_score
+
+
+def restore_in_passes(
+    restorer: Restorer, pixels: np.ndarray, options: RestoreOptions, **keywords: Any
+) -> Restoration:
+    """`restorer.restore` in passes as `options.passes` asks (None: auto; see the module's
+    docstring); the result's `passes` records each one, and its other fields are the first
+    pass's, with the total time and the last kept output blended at `options.strength`."""
+    started = time.perf_counter()
+    once = replace(options, passes=1, strength=FULL_STRENGTH)
+    limit = MAX_PASSES if options.passes is None else options.passes
+    first: Restoration | None = None
+    current = pixels
+    passes: list[RestorePass] = []
+    for number in range(limit):
+        restoration = restorer.restore(current, once, **keywords)
+        held = restoration.left_as_is
+        after = None if held is not None else restorer.read_damage(restoration.pixels)
+        worse = number > 0 and options.passes is None and made_worse(restoration.damage, after)
+        kept = held is None and not worse
+        passes.append(RestorePass(restoration.damage, after, restoration.seconds, kept, held))
+        if first is None:
+            first = restoration
+        if kept:
+            current = restoration.pixels
+        if not kept or (options.passes is None and not names_damage(after)):
+            break
+    assert first is not None  # limit >= 1
+    original = np.ascontiguousarray(pixels, dtype=np.float32)
+    if original.shape != current.shape:  # a gray photo's output is gray, as its input
+        original = original.reshape(current.shape)
+    return replace(
+        first,
+        pixels=blend(original, current, options.strength),
+        seconds=time.perf_counter() - started,
+        passes=tuple(passes),
+    )
