@@ -7,14 +7,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_tables import assert_reads_at
 
-from measr.evaluation import build_methods, parse_set, run_quality
-from measr.evaluation.pattern import flat_blocks, periodic_pattern
+from measr.cli.benchmark import pattern_table, quality_table
+from measr.evaluation import (
+    DEFAULT_METHODS,
+    PROTOCOL,
+    ColourShift,
+    MethodScore,
+    QualityReport,
+    SetSummary,
+    Status,
+    build_methods,
+    parse_set,
+    run_quality,
+)
+from measr.evaluation.pattern import PeriodicPattern, flat_blocks, periodic_pattern
 from measr.evaluation.quality import quality_markdown
 from measr.io import image_from_array, write_image
 
 SIDE = 128
 LEVEL = 1 / 255  # one grey level
+PATTERN = PeriodicPattern(12.345, 0.05, 40)
 
 
 def flat_image() -> np.ndarray:
@@ -72,3 +86,20 @@ def test_the_quality_report_sets_a_restoration_s_pattern_beside_the_clean_one(
     assert report.rows()[0]["pattern_period2"] == round(pattern.period2, 3)
     markdown = quality_markdown(report)
     assert f"| sky | 1 | {summary.clean_pattern.words()} | {pattern.words()} |" in markdown
+
+
+def test_the_quality_and_pattern_tables_read_at_80_columns_with_the_default_methods() -> None:
+    sets = (
+        SetSummary("kodak24-noise25", "data/val/kodak24", "noise:25", 24, PATTERN),
+        SetSummary("mcmaster-noise15", "data/val/mcmaster", "noise:15", 18, None),
+    )
+    shift = ColourShift(-1.2, 0.4, 3.1, -4.3, -12.5, 10.25)
+    scores = tuple(
+        MethodScore(s.name, m, Status.OK, 32.37, 0.9123, s.count, 12.34, "", shift, PATTERN)
+        for s in sets
+        for m in DEFAULT_METHODS
+    )
+    report = QualityReport(PROTOCOL, 0, DEFAULT_METHODS, DEFAULT_METHODS, sets, scores, ())
+    assert "32.37" in assert_reads_at(quality_table(report))
+    text = assert_reads_at(pattern_table(report))
+    assert "12.35" in text and "0.05" in text and "stretch" in text
