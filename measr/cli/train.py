@@ -48,7 +48,7 @@ def _progress(total: int, minutes: float = 0.0) -> Callable[[StepRecord], None]:
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics.jsonl).")],
     config: Annotated[
-        str, typer.Option(help="Model configuration: full, small, tiny.")
+        str, typer.Option(help="Model configuration: full, small, lean, tiny.")
     ] = TrainConfig.config,
     tasks: Annotated[
         str,

@@ -78,6 +78,12 @@ RECIPES: dict[str, Recipe] = {
             "weak-tasks", "rain and blur weighted 3x (2x in base)", {"tasks": "six:rain=3,blur=3"}
         ),
         Recipe("batch16", "batch 16", {"batch": 16}),
+        Recipe(
+            "lean",
+            "the lean configuration (one block a stage at full resolution), from the start's "
+            "weights cut to its depth",
+            {"config": "lean"},
+        ),
     )
 }
 
@@ -106,9 +112,9 @@ class Bench:
     def train_config(self, recipe: Recipe) -> TrainConfig:
         """The recipe's settings for this bench. The trainer neither validates (the bench
         scores) nor checkpoints before the end."""
-        settings = {**LONG_RUN_SETTINGS, **recipe.overrides}
+        settings = {"config": self.config, **LONG_RUN_SETTINGS, **recipe.overrides}
         shared = dict(
-            config=self.config, init=self.init, data=list(self.data), seed=self.seed,
+            init=self.init, data=list(self.data), seed=self.seed,
             threads=self.threads, workers=self.workers, log_every=1, val=None,
             checkpoint_minutes=1e9, activation_checkpointing=self.activation_checkpointing,
         )  # fmt: skip
