@@ -103,6 +103,12 @@ COMMANDS = {
         "fit_colour",
         "Example: measr fit-colour runs/r1 --data /data/bsd400 --out weights/r1-colour.safetensors",
     ),
+    "fit-presence": LazyCommand(
+        "measr.cli.train",
+        "fit_presence",
+        "Example: measr fit-presence weights/small-5task-named.safetensors --data /data/bsd400 "
+        "--out weights/named-every-kind.safetensors",
+    ),
     "export": LazyCommand(
         "measr.cli.train", "export", "Example: measr export runs/r1 --name my-weights --ship"
     ),

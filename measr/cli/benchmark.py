@@ -38,13 +38,24 @@ from measr.evaluation import (
     write_text,
 )
 from measr.evaluation.methods import MEASR
-from measr.evaluation.prompt import run_prompt_report, whole_photo_naming
+from measr.evaluation.prompt import (
+    NamingReport,
+    PromptReport,
+    presence_naming,
+    read_whole_photos,
+    run_prompt_report,
+    softmax_naming,
+)
 from measr.evaluation.quality import quality_markdown
 from measr.evaluation.sets import SET_EXAMPLES, SET_SYNTAX, list_items
 from measr.evaluation.speed import Mode
 from measr.jobs.writes import Write, check_destination, check_writes
 from measr.model import NAMED_REQUIREMENTS
-from measr.training.validation import prompt_validation_set
+from measr.training.validation import (
+    composite_items,
+    prompt_validation_items,
+    prompt_validation_set,
+)
 
 benchmark_app = typer.Typer(
     help="Measure restoration quality (PSNR/SSIM against clean images) and speed.",
@@ -290,26 +301,54 @@ def prompt(
     markdown_path: Annotated[
         Path | None, typer.Option("--markdown", help="Write the report as markdown here.")
     ] = None,
+    naming_only: Annotated[
+        bool,
+        typer.Option(
+            "--naming-only",
+            help="Only the naming of whole photos, single damage and composites (the prompt "
+            "alone: minutes, where the crops' routing measures run the network).",
+        ),
+    ] = False,
 ) -> None:
     """Does the task prompt name the damage, and do the routers use it? Accuracy, atom entropy,
-    task/expert mutual information and a prompt-shuffling test on the validation images."""
+    task/expert mutual information and a prompt-shuffling test on the validation images; on
+    whole photos, with one kind of damage and with several, whether every kind is named."""
     check_reports({"--json": json_path, "--markdown": markdown_path})
-    images = prompt_validation_set(val, crop, per_task)
-    if not images:
+    images = [] if naming_only else prompt_validation_set(val, crop, per_task)
+    if not naming_only and not images:
         raise MeasrError(f"no validation images under '{val}'", "point --val at the data")
     restorer = open_restorer(RuntimeOptions(weights, device))
     with Progress(console=stderr(), transient=True) as progress:
-        task = progress.add_task("reading images", total=len(images))
-        report = run_prompt_report(
-            restorer.model,
-            images,
-            restorer.name,
-            lambda done, total: progress.update(task, completed=done, total=total),
+        task = progress.add_task("reading images", total=len(images) or None)
+        report: PromptReport | NamingReport | None = None
+        if images:
+            report = run_prompt_report(
+                restorer.model,
+                images,
+                restorer.name,
+                lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        progress.update(task, description="naming whole photos", total=None)
+
+        def show(done: int) -> None:
+            progress.update(task, completed=done)
+
+        whole = read_whole_photos(
+            restorer.model, prompt_validation_items(val, WHOLE_PHOTO, per_task), show
         )
-        progress.update(task, description="naming whole photos")
-        whole = prompt_validation_set(val, WHOLE_PHOTO, per_task)
-        accuracy, by_task = whole_photo_naming(restorer.model, whole)
-        report.whole_photo_accuracy, report.whole_photo_accuracy_by_task = accuracy, by_task
+        if not whole:
+            raise MeasrError(f"no validation images under '{val}'", "point --val at the data")
+        progress.update(task, description="naming whole photos with composite damage")
+        composite = read_whole_photos(
+            restorer.model, composite_items(val, WHOLE_PHOTO, per_task), show
+        )
+        accuracy, by_task = softmax_naming(whole)
+        every_kind = presence_naming(whole + composite)
+        if report is None:
+            report = NamingReport(restorer.name, accuracy, by_task, every_kind)
+        else:
+            report.whole_photo_accuracy, report.whole_photo_accuracy_by_task = accuracy, by_task
+            report.every_kind = every_kind
     if json_path is not None:
         write_json(json_path, report.to_dict())
     if markdown_path is not None:

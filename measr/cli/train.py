@@ -1,4 +1,5 @@
-"""`measr train`, `measr fit-colour` and `measr export`: thin commands over `measr.training`."""
+"""`measr train`, `measr fit-colour`, `measr fit-presence` and `measr export`: thin commands over
+`measr.training`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from measr.model import NAMED_REQUIREMENTS
 from measr.training.colour import fit_weights_file
 from measr.training.export import Scoring, export_run, export_weights_file, note_provenance
 from measr.training.long_run import continue_settings
+from measr.training.presence import PRESENCE_HIDDEN
+from measr.training.presence import fit_weights_file as fit_presence_file
 from measr.training.trainer import StepRecord, TrainConfig, Trainer
 
 
@@ -326,20 +329,24 @@ def export(
     console.print(f"wrote {result.entry.file} ({dtype}), sha256 {result.entry.sha256[:16]}...")
 
 
+# The weights a fit-* command starts from, and the file it writes.
+FittedSource = Annotated[
+    Path,
+    typer.Argument(
+        help="A run folder of `measr train`, or a .safetensors file, whose prompt names the damage."
+    ),
+]
+FittedOut = Annotated[
+    Path, typer.Option(help="The fitted .safetensors (list it with `measr export`).")
+]
+
+
 def fit_colour(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="A run folder of `measr train`, or a .safetensors file, whose prompt names the "
-            "damage."
-        ),
-    ],
+    source: FittedSource,
     data: Annotated[
         Path, typer.Option(help="A folder of clean training photos (never the validation ones).")
     ],
-    out: Annotated[
-        Path, typer.Option(help="The fitted .safetensors (list it with `measr export`).")
-    ],
+    out: FittedOut,
     tasks: Annotated[str, typer.Option(help="Task mix the photos are degraded with.")] = "six",
     photos: Annotated[int, typer.Option(min=1, help="Photos of DATA, each in every task.")] = 24,
     crop: Annotated[int, typer.Option(min=64, help="Centre crop of each photo, pixels.")] = 256,
@@ -367,4 +374,39 @@ def fit_colour(
             f"{kind:10s} gain {' '.join(f'{g:+.3f}' for g in gain.tolist())}  "
             f"offset {' '.join(f'{o * 255:+.1f}' for o in offset.tolist())} /255"
         )
+    console.print(f"wrote {out}")
+
+
+def fit_presence(
+    source: FittedSource,
+    data: Annotated[
+        list[Path],
+        typer.Option(help="A folder of clean training photos, never the validation ones (repeat)."),
+    ],
+    out: FittedOut,
+    real: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="TASK=FOLDER",
+            help="Real damage for a share of a task's samples, as `measr train --real` takes "
+            "it (repeat).",
+        ),
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Degraded crops to fit on.")] = 16000,
+    patch: Annotated[int, typer.Option(min=64, help="Side of each crop, pixels.")] = 256,
+    hidden: Annotated[
+        int, typer.Option(min=0, help="Hidden units of the head (0: linear).")
+    ] = PRESENCE_HIDDEN,
+) -> None:
+    """Fit the prompt's presence head (a probability per kind of damage, so that damage that
+    comes together is named in full) on the frozen prompt features of degraded training crops:
+    single kinds, clean photos and composites. Every restored pixel stays the same."""
+    console = stderr()
+    sources = [(task, Path(folder)) for task, _, folder in (r.partition("=") for r in real or [])]
+
+    def show(done: int, total: int) -> None:
+        if done % 1000 == 0 or done == total:
+            console.print(f"{done}/{total} crops read")
+
+    fit_presence_file(source, data, out, samples, patch, sources, hidden, show)
     console.print(f"wrote {out}")

@@ -25,7 +25,7 @@ CONFIDENT = 0.7
 ALSO = 0.25
 # With a presence head, every kind of damage whose presence probability reaches this is named.
 # Calibrated on the validation photos, whole, single damage and composites (docs/prompt.md).
-PRESENT = 0.5
+PRESENT = 0.6
 # Shown as a kind's name in words.
 KIND_WORDS = {"lowlight": "low light"}
 CLEAN = "clean"

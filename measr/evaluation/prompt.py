@@ -11,22 +11,27 @@ On labelled images (validation crops whose damage is known) this measures:
 * the **mutual information** between task and expert choice at each STP-G-MESE level (each pixel's
   top-k selections) and FD-MEE band (each image's top-k), in bits;
 * whether the routers **use** the prompt: the same images routed with the prompt shuffled across
-  them, the share of pixels whose expert choice stays the same and the change of PSNR.
+  them, the share of pixels whose expert choice stays the same and the change of PSNR;
+* **every kind named** (`presence_naming`), on whole photos with one kind of damage and with
+  several (`measr.degrade.COMPOSITES`): the share of photos whose every kind the reading names,
+  and of single-damage photos named exactly, by the presence head where the weights have one,
+  else by the softmax's words (its first kind, and a second from ALSO).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from measr.degrade import task_kind, task_noise_sigma
-from measr.degrade.tasks import NOISE_TASKS
+from measr.degrade import spec_kinds, task_kind, task_noise_sigma
+from measr.degrade.tasks import COMPOSITES, NOISE_TASKS
+from measr.engine.damage import ALSO, CLEAN, PRESENT, DamageReading
 from measr.evaluation.metrics import psnr
 from measr.model import ForwardContext, MEASNet, RoutingRecord
 
@@ -203,6 +208,8 @@ class PromptReport:
     # Naming on the whole photos (the prompt alone, as `measr restore` reads a photo).
     whole_photo_accuracy: float | None = None
     whole_photo_accuracy_by_task: dict[str, float] = field(default_factory=dict)
+    # Every kind named, on whole photos with one kind of damage and with several.
+    every_kind: PresenceNaming | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -223,6 +230,7 @@ class PromptReport:
             f"- damage named right: {named}",
             f"- on the whole photos: {'-' if whole is None else f'{whole:.1%}'}"
             + "".join(f", {t} {a:.0%}" for t, a in self.whole_photo_accuracy_by_task.items()),
+            *([] if self.every_kind is None else [self.every_kind.markdown()]),
             f"- probe (nearest centroid of log atom weights, other photos): "
             f"{self.probe_accuracy:.1%}",
             f"- atom entropy: uniform is {self.uniform_entropy:.3f} nats",
@@ -256,24 +264,27 @@ class PromptReport:
         return "\n".join(lines) + "\n"
 
 
-@torch.no_grad()
 def whole_photo_naming(
-    model: MEASNet, images: Sequence[LabelledImage], device: torch.device | None = None
+    model: MEASNet, images: Iterable[LabelledImage], device: torch.device | None = None
 ) -> tuple[float | None, dict[str, float]]:
     """Share of the images (whole photos, any size) whose kind of damage the prompt alone
-    names, overall and per task; (None, {}) when the prompt names no kinds."""
-    kinds = model.config.degradation_kinds
-    if not kinds or not images:
+    names (the softmax's most probable kind), overall and per task; (None, {}) when the prompt
+    names no kinds."""
+    if not model.config.degradation_kinds:
         return None, {}
-    model.eval()
+    return softmax_naming(read_whole_photos(model, images, device=device))
+
+
+def softmax_naming(readings: Sequence[PhotoReading]) -> tuple[float | None, dict[str, float]]:
+    """Share of whole-photo readings whose softmax names the label's kind, overall and per
+    label; (None, {}) without readings."""
     right: dict[str, list[bool]] = {}
-    for image in images:
-        x = torch.from_numpy(image.degraded.transpose(2, 0, 1).copy())[None].to(device)
-        _, reading = model.task_prompt(x)
-        assert reading.kind_log_probabilities is not None
-        named = kinds[int(reading.kind_log_probabilities.argmax())]
-        right.setdefault(image.task, []).append(named == label_kind(image.task))
+    for reading in readings:
+        named = reading.damage.most_likely
+        right.setdefault(reading.label, []).append(named == label_kind(reading.label))
     overall = [r for rights in right.values() for r in rights]
+    if not overall:
+        return None, {}
     return float(np.mean(overall)), {t: float(np.mean(r)) for t, r in right.items()}
 
 
@@ -395,3 +406,155 @@ def run_prompt_report(
                 progress(done, len(images))
     tasks = list(dict.fromkeys(image.task for image in images))
     return summarise(readings, model.config.degradation_kinds, weights, tasks)
+
+
+def true_kinds(label: str) -> frozenset[str]:
+    """The kinds of damage of a validation label (a task, 'haze-its', or a composite spec such
+    as 'lowlight+haze'); empty for clean photos."""
+    kinds = spec_kinds(label) if label in COMPOSITES else (label_kind(label),)
+    return frozenset(kinds) - {CLEAN}
+
+
+@dataclass(frozen=True)
+class PhotoReading:
+    """What the prompt read off one whole labelled photo."""
+
+    label: str
+    damage: DamageReading
+
+
+@torch.no_grad()
+def read_whole_photos(
+    model: MEASNet,
+    images: Iterable[LabelledImage],
+    progress: Callable[[int], None] | None = None,
+    device: torch.device | None = None,
+) -> list[PhotoReading]:
+    """The prompt's reading of each image (whole, any size), as `measr restore` reads it;
+    `images` may be a generator (whole photos need not all be in memory at once)."""
+    model.eval()
+    readings = []
+    for done, image in enumerate(images, 1):
+        x = torch.from_numpy(image.degraded.transpose(2, 0, 1).copy())[None].to(device)
+        _, reading = model.task_prompt(x)
+        damage = DamageReading.from_prompt(reading)
+        if damage is not None:
+            readings.append(PhotoReading(image.task, damage))
+        if progress is not None:
+            progress(done)
+    return readings
+
+
+def named_kinds(damage: DamageReading, threshold: float = PRESENT) -> frozenset[str]:
+    """The kinds of damage a reading names: with a presence head every kind from `threshold`;
+    else the softmax's words (its first kind when confident, and a second from ALSO)."""
+    if damage.presence is not None:
+        return frozenset(k for k, p in damage.presence.items() if k != CLEAN and p >= threshold)
+    named = {kind for kind, _ in damage.named()}
+    if named:
+        second, share = damage.ranked()[1]
+        if share >= ALSO:
+            named.add(second)
+    return frozenset(named) - {CLEAN}
+
+
+@dataclass
+class PresenceNaming:
+    """How many whole photos the reading names rightly, at one threshold of presence."""
+
+    threshold: float | None  # None: the softmax's words (weights without a presence head)
+    single_exact: float  # single damage (or clean): exactly its kind named (nothing, if clean)
+    single_exact_by_task: dict[str, float]
+    single_first: float  # single damage: the most present kind (or the softmax's) is the true one
+    two_all: float  # two kinds of damage: both named
+    composite_all: float  # two kinds or more: every one named
+    composite_exact: float  # ... and nothing else
+    composite_all_by_spec: dict[str, float]
+    photos: dict[str, int]  # single, two, composite
+
+    def markdown(self) -> str:
+        how = "softmax words" if self.threshold is None else f"presence >= {self.threshold:g}"
+        by_spec = ", ".join(f"{s} {a:.0%}" for s, a in self.composite_all_by_spec.items())
+        by_task = ", ".join(f"{t} {a:.0%}" for t, a in self.single_exact_by_task.items())
+        return "\n".join(
+            [
+                f"- every kind named ({how}), whole photos:",
+                f"  - two kinds of damage: {self.two_all:.1%} of {self.photos['two']} photos "
+                f"have both named; every composite: {self.composite_all:.1%} all named, "
+                f"{self.composite_exact:.1%} exactly ({self.photos['composite']} photos)",
+                f"  - by composite (all named): {by_spec}",
+                f"  - one kind or clean: {self.single_exact:.1%} of {self.photos['single']} "
+                f"photos named exactly ({by_task}); the first kind right: "
+                f"{self.single_first:.1%}",
+            ]
+        )
+
+
+def first_kind(damage: DamageReading) -> str:
+    """The kind a reading names first: the most present (clean when none reaches PRESENT and
+    the clean presence is highest), or the softmax's most probable."""
+    if damage.presence is None:
+        return damage.most_likely
+    return max(damage.presence.items(), key=lambda item: item[1])[0]
+
+
+def presence_naming(
+    readings: Sequence[PhotoReading], threshold: float | None = PRESENT
+) -> PresenceNaming:
+    """The naming measures of whole-photo readings at `threshold` (None: each reading's own
+    rule, the softmax's words for weights without a presence head)."""
+    single: dict[str, list[bool]] = {}
+    first: list[bool] = []
+    every: dict[str, list[bool]] = {}
+    exact: list[bool] = []
+    two: list[bool] = []
+    for reading in readings:
+        truth = true_kinds(reading.label)
+        named = named_kinds(reading.damage, PRESENT if threshold is None else threshold)
+        if len(truth) <= 1:
+            single.setdefault(reading.label, []).append(named == truth)
+            first.append(first_kind(reading.damage) == (next(iter(truth)) if truth else CLEAN))
+            continue
+        every.setdefault(reading.label, []).append(truth <= named)
+        exact.append(truth == named)
+        if len(truth) == 2:
+            two.append(truth <= named)
+    all_single = [r for rights in single.values() for r in rights]
+    all_every = [r for rights in every.values() for r in rights]
+
+    def share(values: list[bool]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
+    return PresenceNaming(
+        threshold=threshold if readings and readings[0].damage.presence is not None else None,
+        single_exact=share(all_single),
+        single_exact_by_task={t: share(r) for t, r in single.items()},
+        single_first=share(first),
+        two_all=share(two),
+        composite_all=share(all_every),
+        composite_exact=share(exact),
+        composite_all_by_spec={s: share(r) for s, r in every.items()},
+        photos={"single": len(all_single), "two": len(two), "composite": len(all_every)},
+    )
+
+
+@dataclass
+class NamingReport:
+    """The prompt's naming of whole photos alone (`measr benchmark prompt --naming-only`)."""
+
+    weights: str
+    whole_photo_accuracy: float | None
+    whole_photo_accuracy_by_task: dict[str, float]
+    every_kind: PresenceNaming
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def markdown(self) -> str:
+        whole = self.whole_photo_accuracy
+        by_task = "".join(f", {t} {a:.0%}" for t, a in self.whole_photo_accuracy_by_task.items())
+        return (
+            f"# Naming of whole photos: {self.weights}\n\n"
+            f"- the softmax's most probable kind right: {'-' if whole is None else f'{whole:.1%}'}"
+            f"{by_task}\n{self.every_kind.markdown()}\n"
+        )

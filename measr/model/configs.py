@@ -46,6 +46,10 @@ class ModelConfig:
     # pooled features; measr's addition, task_prompt.py): names every kind a photo holds, where
     # the atoms' softmax names one. Weights without it read with the softmax alone.
     presence_head: bool = False
+    # Hidden units of the presence head: 0 a linear map of the pooled features, else one hidden
+    # layer (GELU) of this many units (the pooled features of frozen weights separate the kinds
+    # that come together better so, docs/prompt.md).
+    presence_hidden: int = 0
     # A gain and offset per colour channel chosen by the damage the prompt names (measr's
     # addition, see colour.py; needs degradation_kinds).
     colour_correction: bool = False
@@ -167,6 +171,7 @@ FIELD_LIMITS: dict[str, tuple[float, float]] = {
     "prompt_atoms": (1, 1024),
     "prompt_dim": (1, 4096),
     "prompt_hidden": (1, 4096),
+    "presence_hidden": (0, 4096),
     "pixel_experts": (1, 64),
     "pixel_top_k": (1, 64),
     "pixel_expert_expansion": (0.25, 8.0),

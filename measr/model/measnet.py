@@ -85,6 +85,7 @@ class MEASNet(nn.Module):
             c.prompt_fine_layer,
             c.prompt_context,
             c.presence_head,
+            c.presence_hidden,
         )
         self.patch_embed = nn.Conv2d(c.in_channels, d, 3, padding=1, bias=c.bias)
 

@@ -28,10 +28,11 @@ large photo then overlap by one cell above and below (`context_cells`), and stil
 exactly.
 
 The atoms' softmax names one kind, but damage often comes together (a night photo is dark and
-noisy). With `presence=True` a linear head on the same pooled features gives each kind its own
-logit, read through a sigmoid: the probability that the kind is present, independent of the
-others ('clean': none is). It feeds nothing the network restores with, so it can be fitted
-alone on frozen features (`measr.training.presence`) without changing a restored pixel.
+noisy). With `presence=True` a head on the same pooled features (linear, or with
+`presence_hidden` units one hidden layer) gives each kind its own logit, read through a
+sigmoid: the probability that the kind is present, independent of the others ('clean': none
+is). It feeds nothing the network restores with, so it can be fitted alone on frozen features
+(`measr.training.presence`) without changing a restored pixel.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class TaskPrompt(nn.Module):
         fine: bool = False,
         context: bool = False,
         presence: bool = False,
+        presence_hidden: int = 0,
     ) -> None:
         super().__init__()
         if kinds and len(kinds) > atoms:
@@ -152,7 +154,17 @@ class TaskPrompt(nn.Module):
         self.noise_level = nn.Linear(pooled, 1) if "noise" in kinds else None
         if presence and not kinds:
             raise ValueError("a presence head needs kinds of damage")
-        self.presence = nn.Linear(pooled, len(kinds)) if presence else None
+        self.presence: nn.Module | None = None
+        if presence:
+            self.presence = (
+                nn.Sequential(
+                    nn.Linear(pooled, presence_hidden),
+                    nn.GELU(),
+                    nn.Linear(presence_hidden, len(kinds)),
+                )
+                if presence_hidden
+                else nn.Linear(pooled, len(kinds))
+            )
         # (kinds, atoms): 0 where the atom belongs to the kind, -inf elsewhere.
         membership = torch.full((len(kinds), atoms), float("-inf"))
         for atom in range(atoms if kinds else 0):

@@ -1,18 +1,19 @@
 """The prompt's presence head (`measr.model.task_prompt`): one probability per kind of damage, so
 that a photo that is dark *and* noisy is named both.
 
-The head is a linear map of the prompt's pooled features and feeds nothing the network restores
-with. So it can be fitted alone, on the features of frozen weights, by logistic regression:
-degraded crops of clean training photos (never the validation ones), each labelled with every
-kind its damage holds (`measr.degrade.task_kinds`: single kinds, clean photos and every
-composite), their pooled features read once, then each kind's logistic regression solved
-(L-BFGS, convex). Every restored pixel stays what it was; only the naming changes. `measr
-train` also trains the head, by binary cross-entropy, whenever it supervises the prompt
+The head is a small map of the prompt's pooled features and feeds nothing the network restores
+with. So it can be fitted alone, on the features of frozen weights: degraded crops of clean
+training photos (never the validation ones), each labelled with every kind its damage holds
+(`measr.degrade.task_kinds`: single kinds, clean photos and every composite), their pooled
+features read once, then the head fitted to them (L-BFGS; for a linear head that is each
+kind's logistic regression). Every restored pixel stays what it was; only the naming changes.
+`measr train` also trains the head, by binary cross-entropy, whenever it supervises the prompt
 (`PromptTargets.presence_loss`), and adds it to weights and checkpoints that lack it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -33,26 +34,32 @@ PRESENCE_FIT_SEED = 11
 # The fit's mix: the long run's eight tasks, composites weighted so that about two samples in
 # five hold two kinds of damage or more (the head must learn that kinds come together).
 FIT_MIX = "eight+composites:composites=3"
-# L2 penalty on the standardised weights, per sample: keeps a kind the samples hardly separate
-# from growing large weights.
+# Hidden units of the heads measr fits and trains (0 would be linear): on the default weights'
+# frozen features one hidden layer names more photos rightly than a linear map (docs/prompt.md).
+PRESENCE_HIDDEN = 32
+# L2 penalty on the standardised weights: keeps a kind the samples hardly separate from
+# growing large weights.
 L2 = 1e-3
+FIT_ITERATIONS = 1000
 PRESENCE_PREFIX = "task_prompt.presence."
 
 
-def with_presence_head(model: MEASNet) -> MEASNet:
-    """The same network with a presence head (freshly initialised; `model` itself when it has
-    one). Nothing it restores changes: the head feeds nothing else."""
-    if model.config.presence_head:
+def with_presence_head(model: MEASNet, hidden: int = PRESENCE_HIDDEN) -> MEASNet:
+    """The same network with a presence head of `hidden` units (0: linear; freshly
+    initialised), or `model` itself when it has one of that size. Nothing it restores changes:
+    the head feeds nothing else."""
+    if model.config.presence_head and model.config.presence_hidden == hidden:
         return model
     if not model.config.degradation_kinds:
         raise MeasrError(
             "these weights' prompt names no kinds of damage, which the presence head needs",
             "train the prompt first (measr train --prompt-only --prompt-weight 1)",
         )
-    config = dataclasses.replace(model.config, presence_head=True)
+    config = dataclasses.replace(model.config, presence_head=True, presence_hidden=hidden)
     parameter = next(model.parameters())
     upgraded = MEASNet(config).to(parameter.device)
-    missing, unexpected = upgraded.load_state_dict(model.state_dict(), strict=False)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(PRESENCE_PREFIX)}
+    missing, unexpected = upgraded.load_state_dict(state, strict=False)
     if any(not name.startswith(PRESENCE_PREFIX) for name in missing) or unexpected:
         raise RuntimeError(f"unexpected tensors adding the presence head: {missing} {unexpected}")
     return upgraded.train(model.training)
@@ -122,46 +129,54 @@ def present_targets(tasks: list[str], kinds: tuple[str, ...]) -> Tensor:
     return torch.tensor([[float(kind in task_kinds(task)) for kind in kinds] for task in tasks])
 
 
-def fit_logistic(features: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-    """(weight (K, F), bias (K,)) of each kind's logistic regression on raw features (N, F)
-    and 0/1 targets (N, K). Positives and negatives of each kind weigh alike (composites are
-    rarer than single damage); the features are standardised for the solver and the solution
-    mapped back, so the head reads the raw pooled features."""
+def fit_head(head: nn.Module, features: Tensor, present: Tensor) -> None:
+    """Fit `head` (a Linear, or Linear-GELU-Linear) in place to features (N, F) and 0/1
+    targets (N, K), from a seeded start: weighted binary cross-entropy in which positives and
+    negatives of each kind weigh alike (composites are rarer than single damage), plus an L2
+    penalty, by full-batch L-BFGS (for a Linear head: logistic regression, convex). The
+    features are standardised for the solver and the standardisation folded into the first
+    layer after, so the head reads the raw pooled features."""
     x = features.double()
     mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mean) / scale
     y = present.double()
-    positives = y.sum(0).clamp_min(1)
-    negatives = (1 - y).sum(0).clamp_min(1)
-    weights = y / positives + (1 - y) / negatives  # each kind's two classes sum to 1 each
-    w = torch.zeros(y.shape[1], z.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(y.shape[1], dtype=torch.float64, requires_grad=True)
-    solver = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+    weights = y / y.sum(0).clamp_min(1) + (1 - y) / (1 - y).sum(0).clamp_min(1)
+    work = copy.deepcopy(head).double()
+    layers = [m for m in work.modules() if isinstance(m, nn.Linear)]
+    with torch.random.fork_rng():
+        torch.manual_seed(PRESENCE_FIT_SEED)
+        for layer in layers:
+            layer.reset_parameters()
+    solver = torch.optim.LBFGS(
+        list(work.parameters()), max_iter=FIT_ITERATIONS, line_search_fn="strong_wolfe"
+    )
 
     def objective() -> Tensor:
         solver.zero_grad()
-        logits = z @ w.T + b
-        bce = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        loss = (bce * weights).sum() / 2 + L2 * w.square().sum()
+        bce = nn.functional.binary_cross_entropy_with_logits(work(z), y, reduction="none")
+        penalty = sum(layer.weight.square().sum() for layer in layers)
+        loss = (bce * weights).sum() / 2 + L2 * penalty
         loss.backward()
         return loss
 
     solver.step(objective)
-    weight = (w / scale).detach()
-    bias = (b - (w * mean / scale).sum(1)).detach()
-    return weight.float(), bias.float()
+    first = layers[0]
+    with torch.no_grad():
+        assert first.bias is not None
+        first.bias.sub_((first.weight * mean / scale).sum(1))
+        first.weight.div_(scale)
+    head.load_state_dict(work.float().state_dict())
 
 
-def fit_presence_head(model: MEASNet, features: Tensor, present: Tensor) -> MEASNet:
-    """`model` with a presence head fitted on pooled features (N, F) and their kinds (N, K);
-    every other weight unchanged."""
-    fitted = with_presence_head(model)
+def fit_presence_head(
+    model: MEASNet, features: Tensor, present: Tensor, hidden: int = PRESENCE_HIDDEN
+) -> MEASNet:
+    """`model` with a presence head (`hidden` units; 0: linear) fitted on pooled features
+    (N, F) and their kinds (N, K); every other weight unchanged."""
+    fitted = with_presence_head(model, hidden)
     head = fitted.task_prompt.presence
     assert head is not None
-    weight, bias = fit_logistic(features, present)
-    with torch.no_grad():
-        head.weight.copy_(weight)
-        head.bias.copy_(bias)
+    fit_head(head, features, present)
     return fitted.eval()
 
 
@@ -172,6 +187,7 @@ def fit_weights_file(
     count: int,
     patch: int,
     real: list[tuple[str, Path]] | None = None,
+    hidden: int = PRESENCE_HIDDEN,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> MEASNet:
     """Fit the presence head of `source`'s network (a run folder or .safetensors) on `count`
@@ -181,8 +197,8 @@ def fit_weights_file(
     samples, tasks = presence_samples(data, count, patch, real)
     features, task = read_features(model, samples, count, progress)
     present = present_targets(tasks, model.config.degradation_kinds)[task]
-    fitted = fit_presence_head(model, features, present)
+    fitted = fit_presence_head(model, features, present, hidden)
     folders = "+".join(f.parent.name if f.name == "clean" else f.name for f in data)
-    provenance["presence_fit"] = f"{folders}:{count}crops:{FIT_MIX}:{patch}px"
+    provenance["presence_fit"] = f"{folders}:{count}crops:{FIT_MIX}:{patch}px:hidden{hidden}"
     save_weights(fitted, out, metadata=provenance)
     return fitted
