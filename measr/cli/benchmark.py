@@ -14,7 +14,14 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from measr.cli.options import DeviceOption, TileOption, WeightsOption, open_restorer
+from measr.cli.options import (
+    DeviceOption,
+    PassesOption,
+    TileOption,
+    WeightsOption,
+    open_restorer,
+    parse_passes,
+)
 from measr.cli.render import stderr, stdout, warn_if_untrained
 from measr.engine.options import RuntimeOptions
 from measr.errors import MeasrError
@@ -231,6 +238,7 @@ def quality(
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images per set.")] = None,
     tile: TileOption = None,
     device: DeviceOption = "auto",
+    passes: PassesOption = "1",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     csv_path: Annotated[
         Path | None, typer.Option("--csv", help="Write one row per set and method here.")
@@ -253,7 +261,9 @@ def quality(
     restorer = open_restorer(RuntimeOptions(weights, device)) if MEASR in names else None
     if restorer is not None:
         warn_if_untrained(restorer)
-    chosen = build_methods(names, tile=tile, device=device, restorer=restorer)
+    chosen = build_methods(
+        names, tile=tile, device=device, restorer=restorer, passes=parse_passes(passes)
+    )
     with Progress(console=stderr(), transient=True) as progress:
         task = progress.add_task("benchmark", total=None)
 

@@ -73,17 +73,20 @@ class MeasrMethod(RunsOnEverySet):
     restorer: Restorer
     tile: int | None = None
     name: str = MEASR
+    passes: int | None = 1  # None: auto (`measr.engine.passes`)
 
     def describe(self) -> str:
         restorer = self.restorer
         trained = {True: "trained", False: "UNTRAINED", None: "training unknown"}
+        passes = "" if self.passes == 1 else f", passes {self.passes or 'auto'}"
         return (
             f"MEASNet weights '{restorer.name}' ({restorer.config.name}, "
             f"{trained[restorer.is_trained]}) on {restorer.device}, tile {self.tile or 'auto'}"
+            f"{passes}"
         )
 
     def restore(self, degraded: np.ndarray, spec: Spec | None) -> np.ndarray:
-        restoration = self.restorer.restore(degraded, tile=self.tile)
+        restoration = self.restorer.restore(degraded, tile=self.tile, passes=self.passes)
         return np.asarray(restoration.pixels, dtype=np.float32)
 
 
@@ -141,9 +144,10 @@ def build_methods(
     tile: int | None = None,
     device: str | None = None,
     restorer: Restorer | None = None,
+    passes: int | None = 1,
 ) -> list[Method]:
     """The methods named, ready to run; the Restorer is loaded only when `measr` is asked for
-    (pass `restorer` to reuse one already loaded)."""
+    (pass `restorer` to reuse one already loaded), and restores in `passes` (None: auto)."""
     names = parse_method_names(list(names))
     # Network baselines run where MEASNet does; "auto" picks CUDA when there is one.
     resolved = str(resolve_device(device or "auto"))
@@ -152,7 +156,8 @@ def build_methods(
         if name == INPUT:
             methods.append(InputMethod())
         elif name == MEASR:
-            methods.append(MeasrMethod(restorer or load_restorer(weights, device), tile))
+            loaded = restorer or load_restorer(weights, device)
+            methods.append(MeasrMethod(loaded, tile, passes=passes))
         else:
             methods.append(BaselineMethod(BASELINES[name], resolved))
     return methods
