@@ -50,12 +50,15 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=192)
     parser.add_argument("--per-task", type=int, default=2)
     parser.add_argument("--singles", default="", help="also these single tasks, e.g. noise25,haze")
+    parser.add_argument("--no-composites", action="store_true", help="the single tasks alone")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     restorer = Restorer.from_spec(args.weights, device="cpu", backend="torch")
-    items = composite_validation_set(args.val, args.crop, args.per_task)
+    items = (
+        [] if args.no_composites else composite_validation_set(args.val, args.crop, args.per_task)
+    )
     if args.singles:
         tasks = args.singles.split(",")
         items += default_validation_set(args.val, tasks, args.crop, args.per_task)
