@@ -18,6 +18,7 @@ from measr import build_model
 from measr.cli.app import app
 from measr.degrade import COMPOSITES, apply_degradation, mix_weights, spec_kinds, task_kinds
 from measr.engine import Restorer
+from measr.engine.damage import PRESENT
 from measr.engine.options import MAX_PASSES, RestoreOptions
 from measr.errors import MeasrError
 from measr.io import image_from_array, write_image
@@ -189,3 +190,24 @@ def test_restore_and_batch_say_every_kind_found_and_each_pass(
     assert 1 <= len(logged["passes"]) <= MAX_PASSES
     refused = CliRunner().invoke(app, ["restore", str(source), "--passes", "4", *common])
     assert refused.exit_code == 2 and "passes must be 1 to 3 or auto" in refused.output
+
+
+def test_benchmark_prompt_measures_every_kind_named_on_composites(
+    restorer: Restorer, tmp_path: Path
+) -> None:
+    weights = tmp_path / "named.safetensors"
+    save_weights(restorer.model, weights)
+    clean = tmp_path / "val" / "kodak24" / "clean"
+    clean.mkdir(parents=True)
+    for seed in range(2):
+        pixels = np.rint(photo(200 + seed) * 255).astype(np.uint8)
+        write_image(clean / f"p{seed}.png", image_from_array(pixels))
+    report = tmp_path / "naming.json"
+    args = ["benchmark", "prompt", "--val", str(tmp_path / "val"), "--naming-only"]
+    result = CliRunner().invoke(app, [*args, "--weights", str(weights), "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "two kinds of damage" in result.output
+    every = json.loads(report.read_text())["every_kind"]
+    assert every["photos"] == {"single": 2 * 8, "two": 2 * 6, "composite": 2 * 7}
+    assert set(every["composite_all_by_spec"]) == set(COMPOSITES)
+    assert 0 <= every["two_all"] <= 1 and every["threshold"] == PRESENT
