@@ -18,7 +18,8 @@ from measr import build_model
 from measr.cli.app import app
 from measr.degrade import COMPOSITES, apply_degradation, mix_weights, spec_kinds, task_kinds
 from measr.engine import Restorer
-from measr.engine.damage import PRESENT
+from measr.engine.damage import PRESENT, DamageReading
+from measr.engine.harm import kind_left_as_is
 from measr.engine.options import MAX_PASSES, RestoreOptions
 from measr.errors import MeasrError
 from measr.io import image_from_array, write_image
@@ -211,3 +212,17 @@ def test_benchmark_prompt_measures_every_kind_named_on_composites(
     assert every["photos"] == {"single": 2 * 8, "two": 2 * 6, "composite": 2 * 7}
     assert set(every["composite_all_by_spec"]) == set(COMPOSITES)
     assert 0 <= every["two_all"] <= 1 and every["threshold"] == PRESENT
+
+
+def test_a_photo_named_with_several_kinds_is_left_as_is_only_if_none_improves() -> None:
+    softmax = {kind: 1 / len(KINDS) for kind in KINDS}
+
+    def reading(**present: float) -> DamageReading:
+        return DamageReading(softmax, None, {kind: present.get(kind, 0.0) for kind in KINDS})
+
+    gains = {"rain": -0.6, "blur": -5.5, "haze": 5.0}
+    assert kind_left_as_is(reading(rain=0.9), gains) == "rain"
+    assert kind_left_as_is(reading(rain=0.9, blur=0.8), gains) == "rain"
+    assert kind_left_as_is(reading(rain=0.9, haze=0.7), gains) is None
+    assert kind_left_as_is(reading(clean=0.9), gains) is None
+    assert reading(rain=0.9, haze=0.7).words() == "rain 90 % and haze 70 %"
