@@ -45,6 +45,7 @@ from measr.degrade import (
     spec_kinds,
     streak_kernel,
     streak_layer,
+    task_kinds,
     task_spec,
     transmission,
 )
@@ -723,7 +724,7 @@ def test_task_specs_parse_and_mixes_sum_to_one() -> None:
     for spec in TASK_SPECS.values():
         parse_spec(spec)
     tasks = {"noise15", "noise25", "noise50", "rain", "haze", "blur", "lowlight", "clean"}
-    tasks |= {"camnoise", "darkscene"}
+    tasks |= {"camnoise", "darkscene"} | set(COMPOSITES)  # a composite is a task named by its spec
     assert set(TASK_SPECS) == tasks
     assert task_spec("noise25") == "noise:25"
     for mix in MIXES.values():
@@ -740,8 +741,10 @@ def test_task_specs_parse_and_mixes_sum_to_one() -> None:
 
 
 def test_every_task_maps_to_a_kind_the_prompt_names() -> None:
-    assert set(TASK_KINDS) == set(TASK_SPECS)
+    assert set(TASK_KINDS) == set(TASK_SPECS) - set(COMPOSITES)
     assert set(TASK_KINDS.values()) <= set(DEGRADATION_KINDS)
+    for spec in COMPOSITES:  # several kinds each, every one a kind the prompt names
+        assert len(task_kinds(spec)) >= 2 and set(task_kinds(spec)) <= set(DEGRADATION_KINDS)
     assert TASK_KINDS["camnoise"] == TASK_KINDS["darkscene"] == "noise"
 
 
