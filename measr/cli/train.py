@@ -56,8 +56,9 @@ def train(
     tasks: Annotated[
         str,
         typer.Option(
-            help="Task mix: three or five, optionally reweighted: 'five:rain=2' doubles "
-            "rain's weight ('noise' names all three sigmas); validation scores every task."
+            help="Task mix: three, five, six, eight or eight+composites, optionally "
+            "reweighted: 'five:rain=2' doubles rain's weight ('noise' names all three "
+            "sigmas); validation scores every task."
         ),
     ] = TrainConfig.tasks,
     data: Annotated[

@@ -9,7 +9,7 @@ from measr.model.measnet import InputRequirements, MEASNet, ModelOutput
 
 
 def build_model(name_or_config: str | ModelConfig) -> MEASNet:
-    """The network for a named configuration ('full', 'small', 'lean', 'tiny') or an explicit one."""
+    """The network for a named configuration (full, small, lean, tiny) or an explicit one."""
     config = get_config(name_or_config) if isinstance(name_or_config, str) else name_or_config
     return MEASNet(config)
 

@@ -49,6 +49,8 @@ LONG_RUN_SETTINGS: dict[str, Any] = {
     "warmup": 20,
     "prompt_weight": 0.1,
     "ema_decay": 0.995,
+    "early_patch": 0,  # pinned: `measr train`'s defaults are now the chosen recipe's
+    "early_patch_fraction": 0.0,
 }
 
 
