@@ -166,7 +166,7 @@ def test_prompt_only_needs_a_prompt_weight() -> None:
     from measr.errors import MeasrError
 
     with pytest.raises(MeasrError, match="prompt-weight"):
-        TrainConfig(config="tiny", data=["x"], prompt_only=True).check()
+        TrainConfig(config="tiny", data=["x"], prompt_only=True, prompt_weight=0).check()
 
 
 @pytest.mark.parametrize(
