@@ -44,7 +44,7 @@ def settings(photos: Path, batch: int) -> TrainConfig:
     return TrainConfig(
         config="tiny", tasks="three", data=[str(photos)], steps=3, batch=batch, patch=64,
         lr=1e-3, warmup=1, balance_weight=0.0, workers=0, log_every=3, checkpoint_minutes=1e9,
-        threads=1, deterministic=True, device="cpu",
+        threads=1, deterministic=True, device="cpu", prompt_weight=0.0, early_patch=0,
     )  # fmt: skip
 
 
