@@ -265,17 +265,6 @@ CONFIGS: dict[str, ModelConfig] = {
         prompt_pooling="mean+std",
         notes="CPU configuration: about a sixth of full's FLOPs at 256x256",
     ),
-    "lean": ModelConfig(
-        name="lean",
-        dim=24,
-        encoder_blocks=(1, 3, 4, 6),
-        decoder_blocks=(4, 3, 1),
-        refinement_blocks=0,
-        degradation_kinds=DEGRADATION_KINDS,
-        prompt_pooling="mean+std",
-        notes="small with one block at full resolution a stage and no refinement: 17 % fewer "
-        "FLOPs, every part of the paper kept; starts from small's weights (measr/model/depth.py)",
-    ),
     "tiny": ModelConfig(
         name="tiny",
         dim=8,
@@ -292,6 +281,17 @@ CONFIGS: dict[str, ModelConfig] = {
         notes="for tests only",
     ),
 }
+
+
+CONFIGS["lean"] = dataclasses.replace(
+    CONFIGS["small"],
+    name="lean",
+    encoder_blocks=(1, 3, 4, 6),
+    decoder_blocks=(4, 3, 1),
+    refinement_blocks=0,
+    notes="small with one block at full resolution a stage and no refinement: 17 % fewer FLOPs, "
+    "every part of the paper kept; starts from small's weights (measr/model/depth.py)",
+)
 
 
 def get_config(name: str) -> ModelConfig:
