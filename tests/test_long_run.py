@@ -255,3 +255,11 @@ def test_a_patch_no_machine_could_hold_is_refused_before_allocating(
     with pytest.raises(MeasrError, match=r"would need about .* GB, more than"):
         Trainer(settings(photos, patch=16384), tmp_path)
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_a_prompt_only_run_is_not_held_to_the_whole_networks_memory(
+    photos: Path, tmp_path: Path
+) -> None:
+    """The prompt net alone trains at batches the whole network could not hold."""
+    big = settings(photos, batch=256, patch=512, prompt_only=True, prompt_weight=1.0)
+    Trainer(big, tmp_path)

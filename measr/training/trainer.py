@@ -291,7 +291,10 @@ TRAINING_MEMORY_FACTOR = 11
 
 def check_step_fits(config: TrainConfig, model: MEASNet, device: torch.device) -> None:
     """Refuse a batch and patch whose step could never fit the device's memory (all of it,
-    not what is free now), before anything is allocated."""
+    not what is free now), before anything is allocated. A prompt-only step runs the small
+    prompt net alone, not the network this estimate is for, so it is not checked."""
+    if config.prompt_only:
+        return
     total = (
         torch.cuda.get_device_properties(device).total_memory
         if device.type == "cuda"
