@@ -277,9 +277,12 @@ def whole_photo_naming(
 
 def softmax_naming(readings: Sequence[PhotoReading]) -> tuple[float | None, dict[str, float]]:
     """Share of whole-photo readings whose softmax names the label's kind, overall and per
-    label; (None, {}) without readings."""
+    label; (None, {}) without readings. Photos with several kinds of damage (composites) are
+    left out: the softmax names one kind, and `presence_naming` measures them."""
     right: dict[str, list[bool]] = {}
     for reading in readings:
+        if len(true_kinds(reading.label)) > 1:
+            continue
         named = reading.damage.most_likely
         right.setdefault(reading.label, []).append(named == label_kind(reading.label))
     overall = [r for rights in right.values() for r in rights]
