@@ -13,7 +13,7 @@ import torch
 from tiny_weights import random_pixels, stressed_tiny, write_weights
 
 from measr import MeasrError, Restorer, build_model
-from measr.engine import acceleration, merge_summaries
+from measr.engine import acceleration, memory, merge_summaries
 from measr.engine.memory import PLAN_STEP, plan_memory, rounded_side
 from measr.engine.row_strips import stripe_blocks
 from measr.errors import ExitCode, WeightsError
@@ -209,6 +209,24 @@ def test_memory_plan_sides_do_not_follow_small_changes_of_free_memory() -> None:
     assert plans[0] == plans[1]
     assert plans[0].tile % PLAN_STEP == 0 and plans[0].context_side % PLAN_STEP == 0
     assert rounded_side(100) == 100 and rounded_side(300) == 256
+
+
+def test_how_busy_the_machine_is_changes_the_tiles_not_the_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The context's size changes what the network computes; free memory may only cut the
+    work into smaller tiles. An explicit cap (--max-memory) still lowers both."""
+    config = build_model("small").config
+    cpu = torch.device("cpu")
+    plans = []
+    for free in (1_250_000_000, 20_000_000_000):
+        monkeypatch.setattr(memory, "free_memory", lambda device, free=free: free)
+        plans.append(plan_memory(config, cpu))
+    busy, idle = plans
+    assert busy.tile < idle.tile
+    assert busy.context_side == idle.context_side
+    capped = plan_memory(config, cpu, cap=200_000_000)
+    assert capped.context_side < idle.context_side
 
 
 def test_striped_blocks_plan_larger_tiles() -> None:

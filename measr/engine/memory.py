@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
 import torch
 
 from measr.allocator import KEEPS_FREED_MEMORY, available_memory, c_library
@@ -68,6 +69,13 @@ def bytes_per_pixel(config: ModelConfig, half: bool = False, striped: bool = Fal
     return per_pixel // 2 if half else per_pixel
 
 
+def total_memory(device: torch.device) -> int:
+    """Bytes of memory the device has in all, used or not."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return int(psutil.virtual_memory().total)
+
+
 def plan_memory(
     config: ModelConfig,
     device: torch.device,
@@ -77,18 +85,29 @@ def plan_memory(
     budget: int | None = None,
     cap: int | None = None,
 ) -> MemoryPlan:
-    """Tile side, tile batch and context side that fit `budget` bytes (default: a share of the
-    device's free memory), and never more than `cap` bytes (`--max-memory`)."""
-    budget = budget if budget is not None else int(free_memory(device) * MEMORY_SHARE)
+    """Tile side, tile batch and context side that fit `budget` bytes, and never more than
+    `cap` bytes (`--max-memory`). Without a `budget`, tiles fit a share of the device's free
+    memory and the context a share of all its memory: the context's size changes what the
+    network computes (a 620 px photo whose context fell to 256 px while a training run held
+    the memory lost 5 dB), so how busy the machine is must not decide it; tiles only change
+    where the work is cut."""
+    bytes_per = bytes_per_pixel(config, half, striped)
+    tile_budget = budget if budget is not None else int(free_memory(device) * MEMORY_SHARE)
+    context_budget = budget if budget is not None else int(total_memory(device) * MEMORY_SHARE)
     if cap is not None:
-        budget = min(budget, cap)
-    pixels = budget // bytes_per_pixel(config, half, striped)
-    side = rounded_side(math.isqrt(max(pixels, 1)))
-    tile = min(side, MAX_AUTO_TILE)
+        tile_budget, context_budget = min(tile_budget, cap), min(context_budget, cap)
+    pixels = tile_budget // bytes_per
+    tile = min(side_for(pixels), MAX_AUTO_TILE)
     batch = 1
     if device.type == "cuda":
         batch = max(1, min(MAX_GPU_TILE_BATCH, pixels // tile**2))
-    return MemoryPlan(tile=tile, tile_batch=batch, context_side=min(side, MAX_CONTEXT_SIDE))
+    context_side = min(side_for(context_budget // bytes_per), MAX_CONTEXT_SIDE)
+    return MemoryPlan(tile=tile, tile_batch=batch, context_side=context_side)
+
+
+def side_for(pixels: int) -> int:
+    """The planned side of a square of at most `pixels` pixels."""
+    return rounded_side(math.isqrt(max(pixels, 1)))
 
 
 def planned_peak(
