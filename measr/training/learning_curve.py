@@ -70,6 +70,7 @@ RECIPES: dict[str, Recipe] = {
     for recipe in (
         Recipe("base", "today's long-run recipe: lr 2e-4, batch 8, 128 px"),
         Recipe("lr1e-3-cosine", "lr 1e-3", {"lr": 1e-3}, anneal=True),
+        Recipe("lr5e-5", "lr 5e-5, a quarter of base's: a fine-tune's rate", {"lr": 5e-5}),
         Recipe("fft-loss", "L1 plus 0.1 x L1 of FFT amplitudes", {"fft_loss_weight": 0.1}),
         Recipe(
             "early-patch64",
