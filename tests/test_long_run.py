@@ -29,7 +29,7 @@ from measr.training.long_run import (
 )
 from measr.training.schedule import warmup_cosine
 from measr.training.sources import FrameBurst, motion_blur_from_frames
-from measr.training.trainer import StepRecord, Trainer, fft_amplitude_loss
+from measr.training.trainer import StepRecord, Trainer, fft_amplitude_loss, grid_loss
 from measr.weights import read_metadata
 
 
@@ -173,6 +173,25 @@ def test_the_fft_amplitude_loss_ignores_where_content_is_only_how_much() -> None
     shifted = torch.roll(image, shifts=(5, 7), dims=(2, 3))  # the same spectrum's amplitudes
     assert fft_amplitude_loss(shifted, image) < 1e-5 < float(torch.abs(shifted - image).mean())
     assert fft_amplitude_loss(image * 0.5, image) > 0.01
+
+
+def test_the_grid_loss_sees_a_fixed_grid_and_nothing_else() -> None:
+    torch.manual_seed(0)
+    clean = torch.rand(2, 3, 64, 64)
+    rows, cols = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = ((rows + cols) % 2 * 2 - 1).float() * 0.01  # a 2 px grid of amplitude 0.01
+    assert grid_loss(clean + checker, clean) > 0.009  # seen at period 2 (and again at 8)
+    assert grid_loss(clean + 0.2, clean) < 1e-6  # a uniform offset is no grid
+    noise = 0.1 * torch.randn_like(clean)  # noise averages out over the cells
+    assert grid_loss(clean + noise, clean) < 0.2 * float(noise.abs().mean())
+
+
+def test_training_with_the_grid_loss_logs_it_in_the_loss(photos: Path, tmp_path: Path) -> None:
+    Trainer(settings(photos, steps=2), tmp_path / "plain").run()
+    Trainer(settings(photos, steps=2, grid_loss_weight=100.0), tmp_path / "grid").run()
+    plain, grid = losses(tmp_path / "plain"), losses(tmp_path / "grid")
+    assert all(np.isfinite(loss) for _, loss in grid)
+    assert grid[0][1] > plain[0][1]  # same first batch and weights: the grid term adds
 
 
 def test_early_patches_are_smaller_then_the_run_s_own(photos: Path, tmp_path: Path) -> None:

@@ -101,6 +101,13 @@ def train(
         float,
         typer.Option(help="Weight of an L1 loss on FFT amplitudes beside the pixel L1 (0: off)."),
     ] = TrainConfig.fft_loss_weight,
+    grid_loss_weight: Annotated[
+        float,
+        typer.Option(
+            help="Weight of an L1 loss on the error's grid at periods 2 and 8 px (the "
+            "upsamplers' pattern, docs/pattern.md) beside the pixel L1 (0: off)."
+        ),
+    ] = TrainConfig.grid_loss_weight,
     early_patch: Annotated[
         int,
         typer.Option(help="Patch side early in the run (0: --patch throughout)."),
@@ -236,7 +243,8 @@ def train(
             prompt_only=prompt_only, prompt_lr_scale=prompt_lr_scale,
             ema_decay=ema_decay, val_per_task=val_per_task, degrade_on_device=degrade_on_device,
             lr_reference_batch=lr_reference_batch, start_step=start_step,
-            fft_loss_weight=fft_loss_weight, early_patch=early_patch,
+            fft_loss_weight=fft_loss_weight, grid_loss_weight=grid_loss_weight,
+            early_patch=early_patch,
             early_patch_fraction=early_patch_fraction, cpu_budget_minutes=cpu_minutes,
         )  # fmt: skip
     trainer = Trainer(settings, out, resume=resume)

@@ -73,6 +73,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe("lr5e-5", "lr 5e-5, a quarter of base's: a fine-tune's rate", {"lr": 5e-5}),
         Recipe("fft-loss", "L1 plus 0.1 x L1 of FFT amplitudes", {"fft_loss_weight": 0.1}),
         Recipe(
+            "grid-loss",
+            "L1 plus 1 x L1 of the error's grid at 2 and 8 px (docs/pattern.md)",
+            {"grid_loss_weight": 1.0},
+        ),
+        Recipe(
             "early-patch64",
             "64 px patches for the first half of the budget, then 128",
             {"early_patch": 64, "early_patch_fraction": 0.5},

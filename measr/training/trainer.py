@@ -131,6 +131,10 @@ class TrainConfig:
     # Weight of an L1 loss between the FFT amplitudes of output and target, beside the pixel
     # L1 (0: off); MoCE-IR, SymUNet and R2R train with 0.1.
     fft_loss_weight: float = 0.0
+    # Weight of an L1 loss on the output's grid: the part of its error that repeats every 2 and
+    # every 8 pixels at fixed positions (docs/pattern.md: the pixel-shuffle upsamplers leave
+    # such a grid in flat areas), beside the pixel L1 (0: off).
+    grid_loss_weight: float = 0.0
     # Smaller patches while the network is young: `early_patch` pixels for the first
     # `early_patch_fraction` of the run (by its progress), then `patch` (0: `patch` throughout).
     early_patch: int = 64
@@ -354,6 +358,33 @@ def update_ema(ema: AveragedModel, model: nn.Module, decay: float, updates: int)
         for i in others:
             averaged[i].copy_(current[i])
     ema.n_averaged += 1
+
+
+# The periods of the grid the network's upsamplers leave (docs/pattern.md): 2 px from the last
+# pixel shuffle, 8 px from the first.
+GRID_PERIODS = (2, 8)
+
+
+def grid_loss(image: Tensor, target: Tensor, periods: tuple[int, ...] = GRID_PERIODS) -> Tensor:
+    """L1 size of the error's fixed-phase grid: for each period p, the error of (B, C, H, W)
+    images averaged over every p x p cell by position in the cell, less its mean over the
+    positions; summed over the periods. Zero for an error with no such grid (a uniform offset,
+    noise that averages out), whatever the error's size; rows and columns beyond the last
+    whole cell are left out."""
+    error = image - target
+    total = error.new_zeros(())
+    for p in periods:
+        height, width = error.shape[-2] // p * p, error.shape[-1] // p * p
+        if height == 0 or width == 0:
+            continue
+        cells = (
+            error[..., :height, :width]
+            .unflatten(-1, (width // p, p))
+            .unflatten(-3, (height // p, p))
+        )
+        by_position = cells.mean(dim=(-4, -2))  # (B, C, p, p): the mean error at each position
+        total = total + (by_position - by_position.mean(dim=(-2, -1), keepdim=True)).abs().mean()
+    return total
 
 
 def fft_amplitude_loss(image: Tensor, target: Tensor) -> Tensor:
@@ -688,7 +719,7 @@ class Trainer:
         degraded = degraded.to(self.device, non_blocking=True, memory_format=memory)
         clean = clean.to(self.device, non_blocking=True)
         zero = degraded.new_zeros(())
-        spectral = zero
+        spectral = grid = zero
         reading: PromptReading | None
         with self._autocast():
             if c.prompt_only:
@@ -699,12 +730,15 @@ class Trainer:
                 l1 = F.l1_loss(image.float(), clean)
                 if c.fft_loss_weight > 0:
                     spectral = fft_amplitude_loss(image.float(), clean)
+                if c.grid_loss_weight > 0:
+                    grid = grid_loss(image.float(), clean)
                 balance = balance.float()
         prompt = zero
         if self.targets is not None and reading is not None:
             cross_entropy, noise = self.targets.loss(reading, task)
             prompt = cross_entropy + noise + self.targets.presence_loss(reading, task)
-        loss = l1 + c.fft_loss_weight * spectral + c.balance_weight * balance
+        loss = l1 + c.fft_loss_weight * spectral + c.grid_loss_weight * grid
+        loss = loss + c.balance_weight * balance
         loss = loss + c.prompt_weight * prompt
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
