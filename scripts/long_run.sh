@@ -7,6 +7,8 @@
 #   scripts/long_run.sh status    # its last lines and validation
 #   scripts/long_run.sh stop      # SIGTERM: it ends its step, checkpoints and stops
 #   scripts/long_run.sh handoff   # long-run/ from the run folder's last checkpoint: commit it
+#   scripts/long_run.sh adopt DIR # a lent GPU's stretch (gpu_run.sh's files in DIR) becomes the
+#                                 # run's: long-run/ from its weights; the run folder moves aside
 #
 # MEASR_LONG_RUN_DIR is the run folder, outside the work tree (default ../runs/long); its log
 # is the folder's name + .log beside it. The training threads are the run's settings; the
@@ -44,11 +46,25 @@ case "${1:-}" in
     while kill -0 "$pid" 2> /dev/null; do sleep 2; done
     echo "stopped; $(tail -n 1 "$log")"
     ;;
+  adopt)
+    if running; then echo "stop the run first: scripts/long_run.sh stop" >&2; exit 2; fi
+    dir=${2:?adopt DIR: the folder gpu_run.sh filled}
+    config=$(${PYTHON:-python} -c 'import json; print(json.load(open("long-run/state.json"))["settings"]["config"])')
+    weights=$dir/${config}_ema.safetensors
+    if [ ! -f "$weights" ]; then  # brought back in pieces
+      joined=$(mktemp -d)/${config}_ema.safetensors
+      cat "$weights".part* > "$joined"
+      weights=$joined
+    fi
+    ${PYTHON:-python} -m measr.training.long_run --adopt "$weights" "$handoff"
+    # The next stretch starts from the adopted weights, not from the CPU's own branch.
+    if [ -d "$run_dir" ]; then mv "$run_dir" "$run_dir-before-gpu-$(date +%Y%m%d-%H%M)"; fi
+    ;;
   handoff)  # from the last checkpoint (every few minutes): the run may go on meanwhile
     ${PYTHON:-python} -m measr.training.long_run "$run_dir" "$handoff"
     ;;
   *)
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,16p' "$0" >&2
     exit 2
     ;;
 esac

@@ -209,3 +209,29 @@ def test_weights_over_the_part_size_come_back_in_parts_that_join(
     assert sorted(out.iterdir()) == parts  # the older copy is gone
     assert b"".join(p.read_bytes() for p in parts) == source.read_bytes()
     assert max(p.stat().st_size for p in parts) <= 1000
+
+
+def test_prepare_data_fills_what_the_device_tool_carries_and_no_more(tmp_path: Path) -> None:
+    """The validation subset first, then the training collections in turn, within the budget
+    of what may travel (the tracked files count too)."""
+    shared = tmp_path / "shared"
+    for folder, count in (("train/bsd400/clean", 5), ("train/sunhays80/clean", 5)):
+        (shared / folder).mkdir(parents=True)
+        for i in range(count):
+            (shared / folder / f"{i}.jpg").write_bytes(bytes(1000))
+    (shared / "val/kodak24/clean").mkdir(parents=True)
+    for i in range(6):
+        (shared / "val/kodak24/clean" / f"k{i}.png").write_bytes(bytes(1000))
+    work = tmp_path / "work"
+    shutil.copytree(ROOT / "scripts", work / "scripts")
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    env = {**os.environ, "BUDGET_BYTES": "7500", "PER_SET": "4"}
+    result = subprocess.run(
+        ["bash", "scripts/device/prepare_data.sh", str(shared)], cwd=work, env=env,
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    data = work / ".device/data"
+    assert len(list((data / "val/kodak24/clean").iterdir())) == 4
+    trained = sorted(str(p.relative_to(data / "train")) for p in (data / "train").rglob("*.jpg"))
+    assert trained == ["bsd400/clean/0.jpg", "bsd400/clean/1.jpg", "sunhays80/clean/0.jpg"]
+    assert "3 training photos" in result.stdout

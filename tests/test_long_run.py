@@ -24,13 +24,14 @@ from measr.training.long_run import (
     STATE_NAME,
     WEIGHTS_NAME,
     HandoffState,
+    adopt,
     continue_settings,
     write_handoff,
 )
 from measr.training.schedule import warmup_cosine
 from measr.training.sources import FrameBurst, motion_blur_from_frames
 from measr.training.trainer import StepRecord, Trainer, fft_amplitude_loss, grid_loss
-from measr.weights import read_metadata
+from measr.weights import load_model, read_metadata, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,32 @@ def test_stretches_go_on_from_the_hand_off_with_the_run_s_totals(
 
     config, resume = continue_settings(second, handoff)  # the same machine resumes its folder
     assert resume and config.start_step == 1
+
+
+def test_a_gpu_stretch_from_the_hand_off_becomes_the_run_s(photos: Path, tmp_path: Path) -> None:
+    handoff = tmp_path / "handoff"
+    Trainer(settings(photos, steps=1000, warmup=2), tmp_path / "cpu").run(stop_after_minutes=1e-9)
+    before = write_handoff(tmp_path / "cpu", handoff)  # step 1, batch 2
+    gpu = load_model(handoff / WEIGHTS_NAME)
+    with torch.no_grad():
+        next(gpu.parameters()).add_(0.5)  # what the GPU's training changed
+    trained = tmp_path / "tiny_ema.safetensors"
+    metadata = {"steps": "3", "batch": "16", "gpu_minutes": "4.5", "long_run_from_step": "1"}
+    save_weights(gpu, trained, half=True, metadata=metadata)
+
+    state = adopt(trained, handoff)
+    # 48 patches: 24 of the run's own batches of 2, so the next stretch's data follow them
+    assert (state.totals.step, state.totals.patches) == (1 + 24, before.totals.patches + 48)
+    assert (state.totals.stretches, state.totals.gpu_minutes) == (2, 4.5)
+    assert HandoffState.load(handoff).totals == state.totals
+    adopted = load_model(handoff / WEIGHTS_NAME).state_dict()
+    assert all(torch.equal(adopted[k], v) for k, v in load_model(trained).state_dict().items())
+    assert read_metadata(handoff / WEIGHTS_NAME)["long_run_step"] == "25"
+    config, _ = continue_settings(tmp_path / "next", handoff)
+    assert config.start_step == 25 and config.init == str(handoff / WEIGHTS_NAME)
+
+    with pytest.raises(MeasrError, match="started from step 1 of the long run"):
+        adopt(trained, handoff)  # the hand-off has moved on: another branch
 
 
 def test_a_stretch_continues_the_samples_where_the_run_left_them(

@@ -9,6 +9,7 @@ stretch trains with) and `curve.jsonl` (every validation of the run, for its lea
 
     measr train --out RUN_DIR --continue-from HANDOFF [--minutes M]   # a stretch
     python -m measr.training.long_run RUN_DIR HANDOFF                  # after it: the hand-off
+    python -m measr.training.long_run --adopt WEIGHTS HANDOFF          # a lent GPU's stretch
 
 A stretch resumes RUN_DIR where it holds a checkpoint, else starts there from the hand-off's
 weights at its step (`continue_settings`).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from measr.errors import MeasrError
 from measr.training.checkpoint import CHECKPOINT_NAME
 from measr.training.export import ema_model, run_provenance
 from measr.training.trainer import METRICS_NAME, TrainConfig
-from measr.weights import save_weights
+from measr.weights import CONFIG_KEY, load_model, read_config, read_metadata, save_weights
 
 WEIGHTS_NAME = "ema.safetensors"
 STATE_NAME = "state.json"
@@ -46,6 +48,7 @@ class Totals:
     cpu_hours: float = 0.0
     wall_hours: float = 0.0
     stretches: int = 0
+    gpu_minutes: float = 0.0  # the run's own, on lent GPUs (`adopt`)
 
 
 @dataclass
@@ -106,6 +109,7 @@ def write_handoff(run_dir: Path, handoff: Path) -> HandoffState:
         cpu_hours=round(base.cpu_hours + checkpoint["cpu_seconds"] / 3600, 3),
         wall_hours=round(base.wall_hours + checkpoint["wall_seconds"] / 3600, 3),
         stretches=base.stretches + 1,
+        gpu_minutes=base.gpu_minutes,
     )
     # The next stretch is a new run folder: its own settings, not this folder's resume-only ones.
     next_settings = dataclasses.replace(settings, init=None, start_step=0, time_budget_minutes=0)
@@ -121,6 +125,52 @@ def write_handoff(run_dir: Path, handoff: Path) -> HandoffState:
     append_curve(run_dir, settings, handoff / CURVE_NAME, base)
     state.save(handoff)
     return state
+
+
+# Written by scripts/device/train_timed.py into weights started from a hand-off: its step.
+FROM_STEP_KEY = "long_run_from_step"
+
+
+def adopt(weights: Path, handoff: Path) -> HandoffState:
+    """Make weights trained on the run's behalf elsewhere (a lent GPU's stretch,
+    scripts/device/gpu_run.sh, started from this hand-off) the run's: they become the hand-off's
+    weights, and the totals go on by their patches and GPU minutes; the run's step advances by
+    as many of its own batches, so the next stretch's data go on after the GPU's. Refused when
+    they did not start from this hand-off's step (the CPU's branch was handed off since: two
+    branches cannot both be the run) or are another network."""
+    state = HandoffState.load(handoff)
+    metadata = read_metadata(weights)
+    start = metadata.get(FROM_STEP_KEY)
+    if start is None or int(start) != state.totals.step:
+        raise MeasrError(
+            f"'{weights}' started from step {start} of the long run, and '{handoff}' is at step "
+            f"{state.totals.step}",
+            "adopt weights that started from this hand-off (scripts/device/gpu_run.sh starts "
+            "from the committed one), or keep the CPU's branch",
+        )
+    model = load_model(weights)
+    if model.config != read_config(handoff / WEIGHTS_NAME):
+        raise MeasrError(f"'{weights}' is not the long run's network", "adopt the run's own")
+    patches = int(metadata["steps"]) * int(metadata["batch"])
+    before = float(read_metadata(handoff / WEIGHTS_NAME).get("gpu_minutes", 0))
+    own_minutes = float(metadata.get("gpu_minutes", 0)) - before
+    totals = dataclasses.replace(
+        state.totals,
+        step=state.totals.step + math.ceil(patches / int(state.settings["batch"])),
+        patches=state.totals.patches + patches,
+        stretches=state.totals.stretches + 1,
+        gpu_minutes=round(state.totals.gpu_minutes + own_minutes, 2),
+    )
+    metadata.pop(CONFIG_KEY, None)
+    metadata.update(
+        long_run_step=str(totals.step),
+        long_run_patches=str(totals.patches),
+        long_run_cpu_hours=str(totals.cpu_hours),
+    )
+    save_weights(model, handoff / WEIGHTS_NAME, half=True, metadata=metadata)
+    adopted = HandoffState(totals, state.settings)
+    adopted.save(handoff)
+    return adopted
 
 
 def append_curve(run_dir: Path, settings: TrainConfig, curve: Path, base: Totals) -> None:
@@ -145,18 +195,24 @@ def append_curve(run_dir: Path, settings: TrainConfig, curve: Path, base: Totals
 
 
 def main(argv: list[str]) -> int:
+    adopting = argv[:1] == ["--adopt"]
+    argv = argv[1:] if adopting else argv
     if len(argv) != 2:
         sys.stderr.write(__doc__ or "")
         return 2
     try:
-        state = write_handoff(Path(argv[0]), Path(argv[1]))
+        if adopting:
+            state = adopt(Path(argv[0]), Path(argv[1]))
+        else:
+            state = write_handoff(Path(argv[0]), Path(argv[1]))
     except MeasrError as error:
         sys.stderr.write(f"error: {error}\n")
         return 1
     totals = state.totals
     print(
         f"hand-off written to {argv[1]}: step {totals.step}, {totals.patches} patches, "
-        f"{totals.cpu_hours} CPU-hours, {totals.stretches} stretches"
+        f"{totals.cpu_hours} CPU-hours, {totals.gpu_minutes} GPU-minutes, "
+        f"{totals.stretches} stretches"
     )
     return 0
 

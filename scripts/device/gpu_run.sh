@@ -7,9 +7,10 @@
 #
 # 1. times the whole training loop of `small` and `full` at 128 px against a bf16 matrix product
 #    (benchmarks/train_throughput.py; BENCH=0 skips it), into $OUT/throughput.json;
-# 2. trains CONFIG (small) from the default weights (INIT) with the prompt's supervision
-#    (PROMPT_WEIGHT), bf16, fused AdamW and degradation on the device, for MINUTES, writing the EMA
-#    weights, metrics and validation scores to $OUT every SAVE_MINUTES (scripts/device/train_timed.py).
+# 2. trains CONFIG (small) with the prompt's supervision (PROMPT_WEIGHT), bf16, fused AdamW and
+#    degradation on the device, for MINUTES, writing the EMA weights, metrics and validation
+#    scores to $OUT every SAVE_MINUTES (scripts/device/train_timed.py): by default it continues
+#    the long run from long-run/ (below); INIT=default starts from the default weights instead.
 #
 # Data: the device machine sees only the repository, not ../shared: first, on the CPU,
 # scripts/device/prepare_data.sh copies the training photos and a validation subset into
@@ -32,6 +33,22 @@ data=${DATA:-.device/data}
 python=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+# Unless INIT is given, the GPU continues the long run (docs/training.md): from the committed
+# hand-off's weights, with its task mix, rate (at its batch, scaled to BATCH) and prompt weight;
+# back on the CPU, `scripts/long_run.sh adopt FILES_AT` makes what comes back the run's.
+handoff_setting() {
+  "$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["settings"][sys.argv[2]])' \
+    long-run/state.json "$1"
+}
+if [ -z "${INIT+set}" ] && [ -f long-run/ema.safetensors ] \
+    && [ "$config" = "$(handoff_setting config)" ]; then
+  INIT=long-run/ema.safetensors
+  TASKS=${TASKS:-$(handoff_setting tasks)}
+  LR=${LR:-$(handoff_setting lr)}
+  LR_REFERENCE_BATCH=${LR_REFERENCE_BATCH:-$(handoff_setting batch)}
+  PROMPT_WEIGHT=${PROMPT_WEIGHT:-$(handoff_setting prompt_weight)}
+  echo "continuing the long run from long-run/ (tasks $TASKS, lr $LR at batch $LR_REFERENCE_BATCH)"
+fi
 if [ ! -d "$data/train" ] || [ ! -d "$data/val" ]; then
   echo "no $data/train or $data/val: run scripts/device/prepare_data.sh and carry .device" >&2
   exit 2

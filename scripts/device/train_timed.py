@@ -96,6 +96,8 @@ def provenance(trainer: Trainer) -> dict[str, str]:
     lineage = lineage_totals(own, init)
     before = float(lineage.pop("gpu_minutes", "0"))
     own["init"] = f"{Path(c.init).stem}({init.get('steps', '?')}steps)"
+    if "long_run_step" in init:  # a stretch of the long run: `long_run.py --adopt` takes it back
+        own["long_run_from_step"] = init["long_run_step"]
     return {**own, **lineage, "gpu_minutes": f"{before + minutes:.2f}"}
 
 
