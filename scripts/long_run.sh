@@ -20,12 +20,21 @@ handoff=long-run
 log="$run_dir.log"
 pid_file="$run_dir.pid"
 measr=${MEASR:-measr}
+python=${PYTHON:-python}
+# Without an activated environment, the project's own (.venv) where there is one.
+if ! command -v "$measr" > /dev/null && [ -x .venv/bin/measr ]; then
+  measr=.venv/bin/measr python=.venv/bin/python
+fi
 
 running() { [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2> /dev/null; }
 
 case "${1:-}" in
   start)
     if running; then echo "already running (pid $(cat "$pid_file"))"; exit 0; fi
+    if ! command -v "$measr" > /dev/null; then
+      echo "no '$measr' command: activate the environment (docs/development.md) or set MEASR" >&2
+      exit 2
+    fi
     mkdir -p "$(dirname "$run_dir")"
     # glibc's defaults, not measr's keep-freed-memory setting (measr/allocator.py): training
     # allocates differently sized activations every step, and the kept heap grew to 12 GB.
@@ -49,19 +58,19 @@ case "${1:-}" in
   adopt)
     if running; then echo "stop the run first: scripts/long_run.sh stop" >&2; exit 2; fi
     dir=${2:?adopt DIR: the folder gpu_run.sh filled}
-    config=$(${PYTHON:-python} -c 'import json; print(json.load(open("long-run/state.json"))["settings"]["config"])')
+    config=$("$python" -c 'import json; print(json.load(open("long-run/state.json"))["settings"]["config"])')
     weights=$dir/${config}_ema.safetensors
     if [ ! -f "$weights" ]; then  # brought back in pieces
       joined=$(mktemp -d)/${config}_ema.safetensors
       cat "$weights".part* > "$joined"
       weights=$joined
     fi
-    ${PYTHON:-python} -m measr.training.long_run --adopt "$weights" "$handoff"
+    "$python" -m measr.training.long_run --adopt "$weights" "$handoff"
     # The next stretch starts from the adopted weights, not from the CPU's own branch.
     if [ -d "$run_dir" ]; then mv "$run_dir" "$run_dir-before-gpu-$(date +%Y%m%d-%H%M)"; fi
     ;;
   handoff)  # from the last checkpoint (every few minutes): the run may go on meanwhile
-    ${PYTHON:-python} -m measr.training.long_run "$run_dir" "$handoff"
+    "$python" -m measr.training.long_run "$run_dir" "$handoff"
     ;;
   *)
     sed -n '2,16p' "$0" >&2
