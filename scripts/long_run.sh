@@ -32,7 +32,7 @@ case "${1:-}" in
   start)
     if running; then echo "already running (pid $(cat "$pid_file"))"; exit 0; fi
     if ! command -v "$measr" > /dev/null; then
-      echo "no '$measr' command: activate the environment (docs/development.md) or set MEASR" >&2
+      echo "no '$measr' command: activate the project's environment (README: Run the tests) or set MEASR" >&2
       exit 2
     fi
     mkdir -p "$(dirname "$run_dir")"
