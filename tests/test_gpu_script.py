@@ -23,6 +23,7 @@ from tiny_weights import smooth_photo
 from measr import build_model
 from measr.manifest import read_manifest, sha256_of
 from measr.training.data import DEGRADE_MARGIN, RecipeSamples, dihedral, on_device
+from measr.training.long_run import write_handoff
 from measr.training.schedule import batch_scaled_lr
 from measr.training.trainer import METRICS_NAME, StepRecord, TrainConfig, Trainer
 from measr.weights import load_model, read_metadata, save_weights
@@ -235,3 +236,44 @@ def test_prepare_data_fills_what_the_device_tool_carries_and_no_more(tmp_path: P
     trained = sorted(str(p.relative_to(data / "train")) for p in (data / "train").rglob("*.jpg"))
     assert trained == ["bsd400/clean/0.jpg", "bsd400/clean/1.jpg", "sunhays80/clean/0.jpg"]
     assert "3 training photos" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_gpu_stretch_continues_the_long_run_and_comes_back_into_it(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """Without INIT, gpu_run.sh starts from the hand-off with its settings; `long_run.sh adopt`
+    then makes what it brought back the run's, and moves the CPU's run folder aside."""
+    work = tmp_path / "work"
+    shutil.copytree(ROOT / "scripts", work / "scripts")
+    cpu_run = tmp_path / "runs" / "long"
+    own = settings(data_root, steps=1000, prompt_weight=0.0, early_patch=0)
+    Trainer(own, cpu_run).run(stop_after_minutes=1e-9)
+    write_handoff(cpu_run, work / "long-run")  # step 1
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {
+        **os.environ,
+        "OUT": str(out), "DATA": str(data_root), "DEVICE": "cpu", "CONFIG": "tiny",
+        "STEPS": "2", "BATCH": "2", "PATCH": "64", "WORKERS": "0", "BENCH": "0",
+        "LOG_EVERY": "1", "SAVE_MINUTES": "0", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
+        "MEASR_LONG_RUN_DIR": str(cpu_run),
+    }  # fmt: skip
+    env.pop("INIT", None)
+    run = subprocess.run(
+        ["bash", "scripts/device/gpu_run.sh", "1"], cwd=work, env=env, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "continuing the long run" in run.stdout
+    meta = read_metadata(out / "tiny_ema.safetensors")
+    assert meta["long_run_from_step"] == "1" and meta["train_tasks"] == "five"
+
+    back = subprocess.run(
+        ["bash", "scripts/long_run.sh", "adopt", str(out)], cwd=work, env=env,
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert back.returncode == 0, back.stdout[-2000:] + back.stderr[-2000:]
+    totals = json.loads((work / "long-run/state.json").read_text())["totals"]
+    assert (totals["step"], totals["patches"], totals["stretches"]) == (3, 2 + 4, 2)
+    assert not cpu_run.exists() and list(cpu_run.parent.glob("long-before-gpu-*"))
