@@ -59,12 +59,7 @@ case "${1:-}" in
     if running; then echo "stop the run first: scripts/long_run.sh stop" >&2; exit 2; fi
     dir=${2:?adopt DIR: the folder gpu_run.sh filled}
     config=$("$python" -c 'import json; print(json.load(open("long-run/state.json"))["settings"]["config"])')
-    weights=$dir/${config}_ema.safetensors
-    if [ ! -f "$weights" ]; then  # brought back in pieces
-      joined=$(mktemp -d)/${config}_ema.safetensors
-      cat "$weights".part* > "$joined"
-      weights=$joined
-    fi
+    weights=$(bash scripts/device/weights_back.sh "$dir" "$config")
     "$python" -m measr.training.long_run --adopt "$weights" "$handoff"
     # The next stretch starts from the adopted weights, not from the CPU's own branch.
     if [ -d "$run_dir" ]; then mv "$run_dir" "$run_dir-before-gpu-$(date +%Y%m%d-%H%M)"; fi

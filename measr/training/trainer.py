@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from measr.degrade import mix_weights, seeded_rng, task_spec
 from measr.degrade.batched import missing_twins
 from measr.engine.device import resolve_device
-from measr.engine.memory import bytes_per_pixel
+from measr.engine.memory import bytes_per_pixel, total_memory
 from measr.errors import MeasrError
 from measr.evaluation.prompt import whole_photo_naming
 from measr.model import MEASNet, build_model, get_config
@@ -299,11 +299,7 @@ def check_step_fits(config: TrainConfig, model: MEASNet, device: torch.device) -
     prompt net alone, not the network this estimate is for, so it is not checked."""
     if config.prompt_only:
         return
-    total = (
-        torch.cuda.get_device_properties(device).total_memory
-        if device.type == "cuda"
-        else psutil.virtual_memory().total
-    )
+    total = total_memory(device)
     patch = max(config.patch, config.early_patch)
     needed = config.batch * patch * patch * bytes_per_pixel(model.config) * TRAINING_MEMORY_FACTOR
     if needed > total:

@@ -10,13 +10,7 @@
 set -euo pipefail
 dir=$1 name=$2 val=${3:-../shared/data/val} config=${4:-small}
 measr=${MEASR:-measr}
-weights=$dir/${config}_ema.safetensors
-if [ ! -f "$weights" ]; then
-  compgen -G "$weights.part*" > /dev/null || { echo "no $weights(.partNN) in $dir" >&2; exit 2; }
-  joined=$(mktemp -d)/${config}_ema.safetensors
-  cat "$weights".part* > "$joined"
-  weights=$joined
-fi
+weights=$(bash "$(dirname "$0")/weights_back.sh" "$dir" "$config")
 tasks=$(python3 -c 'import sys; from measr.weights import read_metadata
 print(read_metadata(sys.argv[1]).get("train_tasks", "five"))' "$weights")
 $measr export "$weights" --name "$name" --ship --val "$val" --tasks "$tasks" \
