@@ -199,19 +199,33 @@ def test_benchmark_prompt_measures_every_kind_named_on_composites(
     weights = tmp_path / "named.safetensors"
     save_weights(restorer.model, weights)
     clean = tmp_path / "val" / "kodak24" / "clean"
-    clean.mkdir(parents=True)
-    for seed in range(2):
-        pixels = np.rint(photo(200 + seed) * 255).astype(np.uint8)
-        write_image(clean / f"p{seed}.png", image_from_array(pixels))
+    elsewhere = tmp_path / "other-source"
+    for folder, seeds in ((clean, range(2)), (elsewhere, range(7, 10))):
+        folder.mkdir(parents=True)
+        for seed in seeds:
+            pixels = np.rint(photo(200 + seed) * 255).astype(np.uint8)
+            write_image(folder / f"p{seed}.png", image_from_array(pixels))
     report = tmp_path / "naming.json"
     args = ["benchmark", "prompt", "--val", str(tmp_path / "val"), "--naming-only"]
-    result = CliRunner().invoke(app, [*args, "--weights", str(weights), "--json", str(report)])
+    args += ["--photos", str(elsewhere), "--weights", str(weights), "--json", str(report)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "two kinds of damage" in result.output
-    every = json.loads(report.read_text())["every_kind"]
+    assert f"Photos from other sources ({elsewhere})" in result.output
+    written = json.loads(report.read_text())
+    every = written["every_kind"]
     assert every["photos"] == {"single": 2 * 8, "two": 2 * 6, "composite": 2 * 7}
     assert set(every["composite_all_by_spec"]) == set(COMPOSITES)
     assert 0 <= every["two_all"] <= 1 and every["threshold"] == PRESENT
+    # The photos of another source: each single damage of the six mix, and each composite.
+    other = written["other_sources"]
+    assert other["folders"] == [str(elsewhere)]
+    assert other["every_kind"]["photos"] == {"single": 3 * 8, "two": 3 * 6, "composite": 3 * 7}
+    assert set(other["whole_photo_accuracy_by_task"]) == {
+        "noise15", "noise25", "noise50", "rain", "haze", "blur-synthetic", "lowlight", "clean"
+    }  # fmt: skip
+    missing = CliRunner().invoke(app, [*args[:-6], "--photos", str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and "is not a folder" in missing.output
 
 
 def test_a_photo_named_with_several_kinds_is_left_as_is_only_if_none_improves() -> None:

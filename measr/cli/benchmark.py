@@ -48,6 +48,7 @@ from measr.evaluation.methods import MEASR
 from measr.evaluation.prompt import (
     NamingReport,
     PromptReport,
+    name_other_sources,
     presence_naming,
     read_whole_photos,
     run_prompt_report,
@@ -60,6 +61,7 @@ from measr.jobs.writes import Write, check_destination, check_writes
 from measr.model import NAMED_REQUIREMENTS
 from measr.training.validation import (
     composite_items,
+    other_source_items,
     prompt_validation_items,
     prompt_validation_set,
 )
@@ -319,11 +321,22 @@ def prompt(
             "alone: minutes, where the crops' routing measures run the network).",
         ),
     ] = False,
+    photos: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--photos",
+            help="Also name these clean photos (a folder; repeatable) from sources the "
+            "training never saw, with every single damage and composite, reported apart.",
+        ),
+    ] = None,
 ) -> None:
     """Does the task prompt name the damage, and do the routers use it? Accuracy, atom entropy,
     task/expert mutual information and a prompt-shuffling test on the validation images; on
     whole photos, with one kind of damage and with several, whether every kind is named."""
     check_reports({"--json": json_path, "--markdown": markdown_path})
+    for folder in photos or []:
+        if not folder.is_dir():
+            raise MeasrError(f"--photos '{folder}' is not a folder", "pass a folder of photos")
     images = [] if naming_only else prompt_validation_set(val, crop, per_task)
     if not naming_only and not images:
         raise MeasrError(f"no validation images under '{val}'", "point --val at the data")
@@ -359,6 +372,12 @@ def prompt(
         else:
             report.whole_photo_accuracy, report.whole_photo_accuracy_by_task = accuracy, by_task
             report.every_kind = every_kind
+        if photos:
+            progress.update(task, description="naming photos from other sources")
+            elsewhere = (item for f in photos for item in other_source_items(f, WHOLE_PHOTO))
+            report.other_sources = name_other_sources(
+                restorer.model, [str(f) for f in photos], elsewhere, show
+            )
     if json_path is not None:
         write_json(json_path, report.to_dict())
     if markdown_path is not None:

@@ -210,6 +210,8 @@ class PromptReport:
     whole_photo_accuracy_by_task: dict[str, float] = field(default_factory=dict)
     # Every kind named, on whole photos with one kind of damage and with several.
     every_kind: PresenceNaming | None = None
+    # The same on photos from sources the training never saw (`--photos`).
+    other_sources: SourceNaming | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -261,7 +263,8 @@ class PromptReport:
                 lines.append(
                     f"| {task} | " + " | ".join(str(row.get(k, 0)) for k in self.kinds) + " |"
                 )
-        return "\n".join(lines) + "\n"
+        elsewhere = "" if self.other_sources is None else self.other_sources.markdown()
+        return "\n".join(lines) + "\n" + elsewhere
 
 
 def whole_photo_naming(
@@ -542,6 +545,40 @@ def presence_naming(
 
 
 @dataclass
+class SourceNaming:
+    """Naming on whole photos from sources the training never saw (`--photos`): the softmax's
+    first kind and every kind named, on each single damage and composite of those photos."""
+
+    folders: list[str]
+    whole_photo_accuracy: float | None
+    whole_photo_accuracy_by_task: dict[str, float]
+    every_kind: PresenceNaming
+
+    def markdown(self) -> str:
+        whole = self.whole_photo_accuracy
+        by_task = "".join(f", {t} {a:.0%}" for t, a in self.whole_photo_accuracy_by_task.items())
+        return (
+            f"\n## Photos from other sources ({', '.join(self.folders)})\n\n"
+            f"- the softmax's most probable kind right: {'-' if whole is None else f'{whole:.1%}'}"
+            f"{by_task}\n{self.every_kind.markdown()}\n"
+        )
+
+
+def name_other_sources(
+    model: MEASNet,
+    folders: Sequence[str],
+    images: Iterable[LabelledImage],
+    progress: Callable[[int], None] | None = None,
+) -> SourceNaming:
+    """The naming of `images`: whole photos of `folders` (sources the training never saw),
+    each with single damage or several."""
+    readings = read_whole_photos(model, images, progress)
+    single = [r for r in readings if len(true_kinds(r.label)) <= 1]
+    accuracy, by_task = softmax_naming(single)
+    return SourceNaming(list(folders), accuracy, by_task, presence_naming(readings))
+
+
+@dataclass
 class NamingReport:
     """The prompt's naming of whole photos alone (`measr benchmark prompt --naming-only`)."""
 
@@ -549,6 +586,7 @@ class NamingReport:
     whole_photo_accuracy: float | None
     whole_photo_accuracy_by_task: dict[str, float]
     every_kind: PresenceNaming
+    other_sources: SourceNaming | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -556,8 +594,9 @@ class NamingReport:
     def markdown(self) -> str:
         whole = self.whole_photo_accuracy
         by_task = "".join(f", {t} {a:.0%}" for t, a in self.whole_photo_accuracy_by_task.items())
+        elsewhere = "" if self.other_sources is None else self.other_sources.markdown()
         return (
             f"# Naming of whole photos: {self.weights}\n\n"
             f"- the softmax's most probable kind right: {'-' if whole is None else f'{whole:.1%}'}"
-            f"{by_task}\n{self.every_kind.markdown()}\n"
+            f"{by_task}\n{self.every_kind.markdown()}\n{elsewhere}"
         )

@@ -151,6 +151,17 @@ def prompt_validation_items(
             yield ValidationItem("blur-synthetic", item.name, item.degraded, item.clean)
 
 
+def other_source_items(
+    folder: Path, crop: int = 192, per_task: int = 0
+) -> Iterator[ValidationItem]:
+    """Clean photos of `folder`, from a source the training never saw, with each single damage
+    of the `six` mix (synthetic blur labelled `blur-synthetic`, as in `prompt_validation_items`)
+    and each composite, seeded as the validation sets."""
+    specs = {("blur-synthetic" if t == "blur" else t): task_spec(t) for t in mix_weights("six")}
+    specs.update({spec: spec for spec in COMPOSITES})
+    yield from iter_spec_items(folder, specs, crop, per_task)
+
+
 Restore = Callable[[torch.Tensor], torch.Tensor]
 
 
