@@ -78,6 +78,11 @@ RECIPES: dict[str, Recipe] = {
             {"grid_loss_weight": 1.0},
         ),
         Recipe(
+            "grid-loss-lr5e-5",
+            "lr5e-5 plus 1 x L1 of the error's grid at 2 and 8 px",
+            {"lr": 5e-5, "grid_loss_weight": 1.0},
+        ),
+        Recipe(
             "early-patch64",
             "64 px patches for the first half of the budget, then 128",
             {"early_patch": 64, "early_patch_fraction": 0.5},
