@@ -555,13 +555,18 @@ class SourceNaming:
     every_kind: PresenceNaming
 
     def markdown(self) -> str:
-        whole = self.whole_photo_accuracy
-        by_task = "".join(f", {t} {a:.0%}" for t, a in self.whole_photo_accuracy_by_task.items())
         return (
             f"\n## Photos from other sources ({', '.join(self.folders)})\n\n"
-            f"- the softmax's most probable kind right: {'-' if whole is None else f'{whole:.1%}'}"
-            f"{by_task}\n{self.every_kind.markdown()}\n"
+            f"{softmax_line(self.whole_photo_accuracy, self.whole_photo_accuracy_by_task)}\n"
+            f"{self.every_kind.markdown()}\n"
         )
+
+
+def softmax_line(accuracy: float | None, by_task: dict[str, float]) -> str:
+    """A Markdown item: how often the softmax's most probable kind is right, and by task."""
+    overall = "-" if accuracy is None else f"{accuracy:.1%}"
+    tasks = "".join(f", {t} {a:.0%}" for t, a in by_task.items())
+    return f"- the softmax's most probable kind right: {overall}{tasks}"
 
 
 def name_other_sources(
@@ -592,11 +597,9 @@ class NamingReport:
         return dataclasses.asdict(self)
 
     def markdown(self) -> str:
-        whole = self.whole_photo_accuracy
-        by_task = "".join(f", {t} {a:.0%}" for t, a in self.whole_photo_accuracy_by_task.items())
         elsewhere = "" if self.other_sources is None else self.other_sources.markdown()
         return (
             f"# Naming of whole photos: {self.weights}\n\n"
-            f"- the softmax's most probable kind right: {'-' if whole is None else f'{whole:.1%}'}"
-            f"{by_task}\n{self.every_kind.markdown()}\n{elsewhere}"
+            f"{softmax_line(self.whole_photo_accuracy, self.whole_photo_accuracy_by_task)}\n"
+            f"{self.every_kind.markdown()}\n{elsewhere}"
         )
