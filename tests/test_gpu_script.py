@@ -182,7 +182,9 @@ def test_gpu_script_dry_run_on_cpu_brings_back_weights_that_ship_back(
     back = subprocess.run(
         ["bash", "scripts/device/ship_back.sh", str(parts), "tiny-gpu", str(data_root / "val"),
          "tiny"],
-        cwd=ROOT, env={**env, "MEASR": measr, "WEIGHTS_DIR": str(tmp_path / "weights")},
+        cwd=ROOT,
+        env={**env, "MEASR": measr, "PYTHON": sys.executable,
+             "WEIGHTS_DIR": str(tmp_path / "weights")},
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert back.returncode == 0, back.stdout[-2000:] + back.stderr[-2000:]

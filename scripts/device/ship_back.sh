@@ -7,11 +7,17 @@
 #   scripts/device/ship_back.sh DIR NAME [VAL_ROOT] [CONFIG]
 #     DIR: the device tool's files_at; NAME: the entry's name in weights.txt;
 #     VAL_ROOT: default ../shared/data/val; CONFIG: default small.
+# $MEASR and $PYTHON name the measr command and the Python that has measr; without them and
+# without an activated environment, the project's own .venv where there is one.
 set -euo pipefail
 dir=$1 name=$2 val=${3:-../shared/data/val} config=${4:-small}
 measr=${MEASR:-measr}
+python=${PYTHON:-python3}
+if ! command -v "$measr" > /dev/null && [ -x .venv/bin/measr ]; then
+  measr=.venv/bin/measr python=.venv/bin/python
+fi
 weights=$(bash "$(dirname "$0")/weights_back.sh" "$dir" "$config")
-tasks=$(python3 -c 'import sys; from measr.weights import read_metadata
+tasks=$("$python" -c 'import sys; from measr.weights import read_metadata
 print(read_metadata(sys.argv[1]).get("train_tasks", "five"))' "$weights")
 $measr export "$weights" --name "$name" --ship --val "$val" --tasks "$tasks" \
   --out-dir "${WEIGHTS_DIR:-weights}"
