@@ -62,10 +62,11 @@ def mean_pattern(amplitudes: dict[str, list[tuple[float, float]]]) -> dict[str, 
     return means
 
 
-def pattern_of(image_of: dict[int, np.ndarray], found: list[Crop]) -> dict[str, list[float]]:
+def pattern_of(images: list[np.ndarray], found: list[Crop]) -> dict[str, list[float]]:
+    """The mean pattern of `images`, one per crop of `found`, over each crop's flat blocks."""
     amplitudes: dict[str, list[tuple[float, float]]] = {}
-    for index, (kind, _, clean) in enumerate(found):
-        pattern = periodic_pattern(image_of[index], clean)
+    for image, (kind, _, clean) in zip(images, found, strict=True):
+        pattern = periodic_pattern(image, clean)
         assert pattern is not None  # crops() keeps crops with flat blocks
         amplitudes.setdefault(kind, []).append((pattern.period2, pattern.period8))
     return mean_pattern(amplitudes)
@@ -81,11 +82,11 @@ def main() -> None:
     kinds = dict.fromkeys(kind for kind, _, _ in found)
     counts = {kind: sum(c[0] == kind for c in found) for kind in kinds}
     report: dict[str, object] = {"crops": counts}
-    report["clean"] = pattern_of({i: clean for i, (_, _, clean) in enumerate(found)}, found)
+    report["clean"] = pattern_of([clean for _, _, clean in found], found)
     print("clean", report["clean"], counts, flush=True)
     for spec in options.weights:
         model = Restorer.from_spec(spec, device="cpu", backend="torch").model.float().eval()
-        outputs = {i: restore(model, degraded) for i, (_, degraded, _) in enumerate(found)}
+        outputs = [restore(model, degraded) for _, degraded, _ in found]
         report[spec] = pattern_of(outputs, found)
         print(spec, report[spec], flush=True)
     if options.json is not None:
