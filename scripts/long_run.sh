@@ -19,12 +19,7 @@ run_dir=${MEASR_LONG_RUN_DIR:-../runs/long}
 handoff=long-run
 log="$run_dir.log"
 pid_file="$run_dir.pid"
-measr=${MEASR:-measr}
-python=${PYTHON:-python}
-# Without an activated environment, the project's own (.venv) where there is one.
-if ! command -v "$measr" > /dev/null && [ -x .venv/bin/measr ]; then
-  measr=.venv/bin/measr python=.venv/bin/python
-fi
+source scripts/measr_command.sh  # $measr and $python
 
 running() { [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2> /dev/null; }
 

@@ -11,11 +11,7 @@
 # without an activated environment, the project's own .venv where there is one.
 set -euo pipefail
 dir=$1 name=$2 val=${3:-../shared/data/val} config=${4:-small}
-measr=${MEASR:-measr}
-python=${PYTHON:-python3}
-if ! command -v "$measr" > /dev/null && [ -x .venv/bin/measr ]; then
-  measr=.venv/bin/measr python=.venv/bin/python
-fi
+source "$(dirname "$0")/../measr_command.sh"  # $measr and $python
 weights=$(bash "$(dirname "$0")/weights_back.sh" "$dir" "$config")
 tasks=$("$python" -c 'import sys; from measr.weights import read_metadata
 print(read_metadata(sys.argv[1]).get("train_tasks", "five"))' "$weights")
