@@ -7,8 +7,7 @@
 #   scripts/device/ship_back.sh DIR NAME [VAL_ROOT] [CONFIG]
 #     DIR: the device tool's files_at; NAME: the entry's name in weights.txt;
 #     VAL_ROOT: default ../shared/data/val; CONFIG: default small.
-# $MEASR and $PYTHON name the measr command and the Python that has measr; without them and
-# without an activated environment, the project's own .venv where there is one.
+# $MEASR and $PYTHON: see scripts/measr_command.sh.
 set -euo pipefail
 dir=$1 name=$2 val=${3:-../shared/data/val} config=${4:-small}
 source "$(dirname "$0")/../measr_command.sh"  # $measr and $python
