@@ -525,18 +525,45 @@ def test_camera_noise_is_phone_like_and_stronger_with_the_shot_gain() -> None:
 # --- dark scenes -----------------------------------------------------------------------------
 
 
-def test_a_dark_scene_is_darkened_as_a_whole_and_stays_its_own_target() -> None:
+def test_a_dark_scene_is_darkened_to_its_level_and_stays_its_own_target() -> None:
     img = gradient_image()
     for seed in range(5):
         noisy, target = degrade_pair(img, "dark+camnoise", seeded_rng(seed))
         assert DARK_SCENE.level.low - 0.01 <= target.mean() <= DARK_SCENE.level.high + 0.01
-        # one factor for every pixel: the ratio to the clean photo is the same everywhere
-        bright = img > 0.3
-        ratio = target[bright] / img[bright]
-        assert np.ptp(ratio) < 0.1 * ratio.mean() + 2 / 255 / 0.3
         assert abs(float(noisy.mean() - target.mean())) < 0.03  # not brightened
         np.testing.assert_array_equal(target, darken_scene(img, seeded_rng(seed)))
     assert task_spec("darkscene") == "dark+camnoise"
+
+
+def test_a_dark_scene_keeps_its_highlights_where_low_light_has_none() -> None:
+    """A dark scene is exposed for its bright parts; under-exposure (low light) darkens them
+    with the rest. The top of the range tells the two apart."""
+    img = gradient_image()
+    img[:8, :8] = 1.0  # a lamp
+    scene = darken_scene(img, seeded_rng(0), level=0.1)
+    assert scene.mean() == pytest.approx(0.1, abs=1 / 255)
+    assert scene[:8, :8].min() > 0.85  # the lamp stays bright
+    under = [add_low_light(img, seeded_rng(seed)) for seed in range(10)]
+    assert max(float(np.percentile(u, 99.5)) for u in under) < 0.6
+    assert float(np.percentile(scene, 99.5)) > 0.9
+
+
+def test_a_dark_scene_keeps_the_order_of_brightness_and_each_pixel_s_colour() -> None:
+    img = gradient_image()
+    scene = darken_scene(img, seeded_rng(1), level=0.12).astype(np.float64)
+    weights = np.asarray(DARK_SCENE.luma_weights)
+    order = np.argsort((img.astype(np.float64) @ weights).ravel())
+    darkened = (scene @ weights).ravel()
+    assert np.all(np.diff(darkened[order]) >= -2 / 255)  # brighter stays brighter
+    lit = scene.min(axis=2) > 20 / 255  # away from 8-bit rounding's relative error
+    ratio = scene[lit] / scene[lit].sum(axis=1, keepdims=True)
+    clean = img[lit] / img[lit].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ratio, clean, atol=0.03)  # the colour kept, only darker
+
+
+def test_a_photo_too_bright_for_the_curve_is_scaled_the_rest_of_the_way() -> None:
+    white = np.ones((16, 16, 3), np.float32)  # no tone curve darkens white
+    np.testing.assert_allclose(darken_scene(white, seeded_rng(0), level=0.1), 26 / 255)
 
 
 def test_a_photo_already_dark_is_not_darkened_further_nor_brightened() -> None:

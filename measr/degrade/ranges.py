@@ -222,9 +222,14 @@ class CameraNoiseRanges:
 
 @dataclass(frozen=True)
 class DarkSceneRanges:
-    """A scene that is dark itself (night, a dim room): the whole photo scaled down."""
+    """A scene that is dark itself (night, a dim room), exposed so that its highlights stay
+    bright: a tone curve that sinks the mid-tones and keeps the white end, then (for photos
+    too bright for the curve alone) one exposure factor."""
 
     level: Span = Span(0.07, 0.19)  # mean display level of the dark scene (18 to 48 of 255)
+    luma_weights: tuple[float, float, float] = (0.2126, 0.7152, 0.0722)  # Rec. 709, display values
+    max_power: float = 4.0  # the steepest tone curve, luma -> luma ** power
+    power_steps: int = 30  # bisection steps for the power (a 2 ** -30 bracket)
 
 
 NOISE = NoiseRanges()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from measr.degrade.ranges import HAZE, LOW_LIGHT
+from measr.degrade.ranges import DARK_SCENE, HAZE, LOW_LIGHT
 
 
 def per_image(values: Tensor) -> Tensor:
@@ -156,11 +156,33 @@ def haze(x: Tensor, depth: Tensor, beta: Tensor, airlight: Tensor) -> Tensor:
     return (x * trans + per_image(airlight) * (1.0 - trans)).clamp(0.0, 1.0)
 
 
+def scene_power(x: Tensor, level: Tensor) -> Tensor:
+    """(B,) powers of the dark-scene tone curve that bring each image's mean to `level` (B,),
+    by the bisection of `measr.degrade.scene.scene_power`, in float64 as it is."""
+    x = x.double()
+    level = level.double()
+    weights = torch.tensor(DARK_SCENE.luma_weights, dtype=x.dtype, device=x.device)
+    luma = torch.einsum("bchw,c->bhw", x, weights)
+    brightness = x.mean(dim=1)
+    low = torch.ones_like(level)
+    high = torch.full_like(level, DARK_SCENE.max_power)
+    for _ in range(DARK_SCENE.power_steps):
+        middle = 0.5 * (low + high)
+        above = (brightness * luma ** (middle - 1.0)[:, None, None]).mean(dim=(1, 2)) > level
+        low, high = torch.where(above, middle, low), torch.where(above, high, middle)
+    return torch.where(brightness.mean(dim=(1, 2)) <= level, torch.ones_like(high), high)
+
+
 def darken_scene(x: Tensor, level: Tensor) -> Tensor:
-    """Each image scaled so its mean is `level` (B,) (never brightened), in 8 bits."""
-    mean = x.mean(dim=(1, 2, 3))
-    scale = torch.where(mean > 0, (level / mean.clamp_min(1e-12)).clamp(max=1.0), 1.0)
-    return quantize_8bit(x * per_image(scale))
+    """Each image as a dark scene of mean `level` (B,): the luma tone curve of `scene_power`
+    (colour ratios kept), then one factor where the curve alone leaves it brighter; 8 bits."""
+    power = scene_power(x, level)
+    weights = torch.tensor(DARK_SCENE.luma_weights, dtype=torch.float64, device=x.device)
+    luma = torch.einsum("bchw,c->bhw", x.double(), weights)
+    toned = x.double() * (luma ** (power - 1.0)[:, None, None])[:, None]
+    mean = toned.mean(dim=(1, 2, 3))
+    scale = torch.where(mean > 0, (level.double() / mean.clamp_min(1e-12)).clamp(max=1.0), 1.0)
+    return quantize_8bit((toned * per_image(scale)).to(x.dtype))
 
 
 def streak_seeds(
