@@ -3,7 +3,7 @@
 # and the classical baselines on the validation data (../shared/data/val layout, or $VAL).
 # Synthetic sets use measr's seeded degradations (seed 0); paired sets are used as they are.
 # Usage: bash benchmarks/quality_val.sh [OUT_PREFIX]   (writes OUT_PREFIX.json/.csv/.txt)
-# PASSES=auto restores in passes (measr restore --passes).
+# PASSES=N restores in that many passes (measr restore --passes; auto by default).
 # QUALITY_LIMIT=N scores only the first N images of each set (default: all; on 2 CPU cores all
 # of it takes over an hour).
 set -euo pipefail

@@ -143,23 +143,38 @@ def test_auto_passes_stop_after_one_pass_on_a_clean_photo(restorer: Restorer) ->
     clean = photo(102)
     restoration = restorer.restore(clean, passes=None)
     assert len(restoration.passes) == 1
-    assert restoration.passes[0].after is not None and restoration.passes[0].after.named() == []
-    assert np.array_equal(restoration.pixels, restorer.restore(clean).pixels)  # as one pass
+    assert restoration.passes[0].after is None  # nothing found: no second look
+    assert np.array_equal(restoration.pixels, restorer.restore(clean, passes=1).pixels)
+    assert RestoreOptions().passes is None  # auto is the default
+
+
+def always_finding(restorer: Restorer, *kinds: str) -> Restorer:
+    """The restorer with a prompt that finds `kinds` in every photo: it is never satisfied."""
+    model = copy.deepcopy(restorer.model)
+    head = last_layer(model)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([9.0 if kind in kinds else -9.0 for kind in KINDS]))
+    return Restorer(model, device="cpu", threads=1, backend="torch")
 
 
 def test_auto_passes_never_exceed_the_limit(restorer: Restorer) -> None:
-    model = copy.deepcopy(restorer.model)
-    head = last_layer(model)
-    with torch.no_grad():  # a prompt that always finds noise: it is never satisfied
-        head.weight.zero_()
-        head.bias.copy_(torch.tensor([-9.0, 9.0, -9.0, -9.0, -9.0, -9.0]))
-    never_satisfied = Restorer(model, device="cpu", threads=1, backend="torch")
+    never_satisfied = always_finding(restorer, "noise", "haze")
     restoration = never_satisfied.restore(photo(103), passes=None)
     assert len(restoration.passes) == MAX_PASSES
     assert all(p.kept and p.found is not None for p in restoration.passes)
-    assert [p.found.named()[0][0] for p in restoration.passes] == ["noise"] * MAX_PASSES  # type: ignore[union-attr]
+    for step in restoration.passes:
+        assert step.found is not None and {k for k, _ in step.found.named()} == {"noise", "haze"}
     with pytest.raises(MeasrError, match="passes must be 1 to 3 or auto"):
         RestoreOptions(passes=MAX_PASSES + 1)
+
+
+def test_auto_restores_a_photo_with_one_kind_of_damage_once(restorer: Restorer) -> None:
+    noisy_only = always_finding(restorer, "noise")
+    auto = noisy_only.restore(photo(104), passes=None)
+    assert len(auto.passes) == 1 and auto.passes[0].after is None
+    assert np.array_equal(auto.pixels, noisy_only.restore(photo(104), passes=1).pixels)
+    assert len(noisy_only.restore(photo(104), passes=2).passes) == 2  # a fixed count runs all
 
 
 def test_restore_and_batch_say_every_kind_found_and_each_pass(

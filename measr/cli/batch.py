@@ -113,7 +113,7 @@ def batch(
     strength: StrengthOption = 1.0,
     force: ForceOption = False,
     max_memory: MaxMemoryOption = None,
-    passes: PassesOption = "1",
+    passes: PassesOption = "auto",
 ) -> None:
     """Restore every image below IN_DIR into OUT_DIR. Existing outputs are skipped, so an
     interrupted run resumes; a bad file is reported and the rest go on (exit code 1)."""

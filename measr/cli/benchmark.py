@@ -240,7 +240,7 @@ def quality(
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images per set.")] = None,
     tile: TileOption = None,
     device: DeviceOption = "auto",
-    passes: PassesOption = "1",
+    passes: PassesOption = "auto",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     csv_path: Annotated[
         Path | None, typer.Option("--csv", help="Write one row per set and method here.")

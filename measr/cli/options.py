@@ -158,10 +158,10 @@ PassesOption = Annotated[
     typer.Option(
         "--passes",
         metavar="N|auto",
-        help=f"Restore in 1 to {MAX_PASSES} passes, or auto: again while the prompt still "
-        "names damage in the output, at most "
-        f"{MAX_PASSES}, keeping a pass only when the prompt reads its output as no more damaged "
-        "(for damage that comes together, docs/prompt.md).",
+        help=f"Restore in 1 to {MAX_PASSES} passes, or auto (the default): one pass, unless "
+        "the prompt finds several kinds of damage; then again while it still names damage in "
+        f"the output, at most {MAX_PASSES}, keeping a pass only when the prompt reads its "
+        "output as no more damaged (docs/prompt.md).",
     ),
 ]
 
@@ -175,7 +175,7 @@ def parse_passes(text: str) -> int | None:
     except ValueError:
         raise MeasrError(
             f"--passes must be 1 to {MAX_PASSES} or auto, not {quoted(text)}",
-            "auto restores again while the prompt still names damage",
+            "auto restores again while the prompt names several kinds of damage",
             ExitCode.USAGE,
             option="passes",
         ) from None

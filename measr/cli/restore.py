@@ -306,7 +306,7 @@ def restore(
     strength: StrengthOption = 1.0,
     max_memory: MaxMemoryOption = None,
     force: ForceOption = False,
-    passes: PassesOption = "1",
+    passes: PassesOption = "auto",
 ) -> None:
     """Restore images; prints one sentence per image: what was written, its size, the time,
     the device, the weights and what damage was found."""

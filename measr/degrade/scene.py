@@ -26,7 +26,8 @@ def luma_of(img: np.ndarray) -> np.ndarray:
 
 
 def tone_curve(img: np.ndarray, power: float) -> np.ndarray:
-    """Each pixel's luma raised to `power` >= 1, its colour ratios kept: img * luma ** (power - 1)."""
+    """Each pixel's luma raised to `power` >= 1, its colour ratios kept:
+    img * luma ** (power - 1)."""
     return img.astype(np.float64) * (luma_of(img) ** (power - 1.0))[..., None]
 
 

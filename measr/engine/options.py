@@ -39,9 +39,10 @@ class RestoreOptions:
     max_memory: int | None = None  # bytes the memory plan may use at most
     # Restore even a kind of damage these weights do not improve (`measr.engine.harm`).
     force: bool = False
-    # Passes of restoration, 1 to MAX_PASSES; None: auto, again while the prompt still names
-    # damage in the output and the pass made it no worse by its reading (`measr.engine.passes`).
-    passes: int | None = 1
+    # Passes of restoration, 1 to MAX_PASSES; None: auto, one pass unless the prompt names
+    # several kinds of damage, then again while it still names damage in the output and the
+    # pass made it no worse by its reading (`measr.engine.passes`).
+    passes: int | None = None
 
     def __post_init__(self) -> None:
         """Refuse a strength outside [0, 1], or passes outside 1..MAX_PASSES, before any photo
@@ -50,6 +51,6 @@ class RestoreOptions:
         if self.passes is not None and not 1 <= self.passes <= MAX_PASSES:
             raise MeasrError(
                 f"passes must be 1 to {MAX_PASSES} or auto, not {self.passes}",
-                "auto restores again while the prompt still names damage",
+                "auto restores again while the prompt names several kinds of damage",
                 option="passes",
             )

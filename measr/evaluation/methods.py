@@ -73,12 +73,12 @@ class MeasrMethod(RunsOnEverySet):
     restorer: Restorer
     tile: int | None = None
     name: str = MEASR
-    passes: int | None = 1  # None: auto (`measr.engine.passes`)
+    passes: int | None = None  # None: auto, the default (`measr.engine.passes`)
 
     def describe(self) -> str:
         restorer = self.restorer
         trained = {True: "trained", False: "UNTRAINED", None: "training unknown"}
-        passes = "" if self.passes == 1 else f", passes {self.passes or 'auto'}"
+        passes = "" if self.passes is None else f", passes {self.passes}"
         return (
             f"MEASNet weights '{restorer.name}' ({restorer.config.name}, "
             f"{trained[restorer.is_trained]}) on {restorer.device}, tile {self.tile or 'auto'}"
