@@ -9,6 +9,8 @@
 #   scripts/long_run.sh handoff   # long-run/ from the run folder's last checkpoint: commit it
 #   scripts/long_run.sh adopt DIR # a lent GPU's stretch (gpu_run.sh's files in DIR) becomes the
 #                                 # run's: long-run/ from its weights; the run folder moves aside
+#   scripts/long_run.sh curve     # where each validation set is heading (long-run/curve.jsonl),
+#                                 # into docs/results/long-run-curve.md and .png
 #
 # MEASR_LONG_RUN_DIR is the run folder, outside the work tree (default ../runs/long); its log
 # is the folder's name + .log beside it. The training threads are the run's settings; the
@@ -62,8 +64,13 @@ case "${1:-}" in
   handoff)  # from the last checkpoint (every few minutes): the run may go on meanwhile
     "$python" -m measr.training.long_run "$run_dir" "$handoff"
     ;;
+  curve)  # where each validation set is heading; extra options: python -m measr.training.curve -h
+    shift
+    "$python" -m measr.training.curve "$handoff" --markdown docs/results/long-run-curve.md \
+      --png docs/results/long-run-curve.png "$@"
+    ;;
   *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,18p' "$0" >&2
     exit 2
     ;;
 esac

@@ -18,12 +18,14 @@ from test_training import losses, settings
 from tiny_weights import smooth_photo
 
 from measr.errors import MeasrError
+from measr.training.curve import fit_trend, report
 from measr.training.data import TrainingSamples
 from measr.training.long_run import (
     CURVE_NAME,
     STATE_NAME,
     WEIGHTS_NAME,
     HandoffState,
+    Totals,
     adopt,
     continue_settings,
     write_handoff,
@@ -309,3 +311,26 @@ def test_a_prompt_only_run_is_not_held_to_the_whole_networks_memory(
     """The prompt net alone trains at batches the whole network could not hold."""
     big = settings(photos, batch=256, patch=512, prompt_only=True, prompt_weight=1.0)
     Trainer(big, tmp_path)
+
+
+def test_a_set_s_trend_is_its_db_per_doubling_and_reaches_the_budget() -> None:
+    points = [(1000 * 2**k, 20.0 + 0.5 * k) for k in range(4)]  # +0.5 dB per doubling
+    trend = fit_trend(points)
+    assert trend is not None and trend.slope == pytest.approx(0.5)
+    assert trend.at(16000) == pytest.approx(22.0)
+    assert fit_trend(points[:2]) is None  # too few to say
+    assert fit_trend([(1000, 20.0)] * 3) is None  # no change of patches
+
+
+def test_the_course_report_projects_each_set_at_the_run_s_own_rate() -> None:
+    state = HandoffState(Totals(step=400, patches=3200, cpu_hours=2.0))
+    curve = [
+        {"step": 200 * k, "patches": 800 * 2**k, "val_psnr": {"noise25": 25.0 + k, "rain": 23.0}}
+        for k in range(1, 5)
+    ]
+    text = report(curve, state, budget_cpu_hours=16.0, known={"input": {"noise25": 20.7}})
+    assert "25,600 patches" in text  # 1,600 patches a CPU-hour, 16 CPU-hours
+    assert "| noise25 | 20.70 | - | 29.00 | +1.00 | 30.00 |" in text  # one doubling on
+    assert "| rain | - | - | 23.00 | +0.00 | 23.00 |" in text
+    since = report(curve, state, budget_cpu_hours=16.0, since=600)
+    assert "last 2 validations" in since and "| noise25 | - | - | 29.00 | - | - |" in since
