@@ -12,7 +12,7 @@ runs them all. The strength blends the last output with the original photo, once
 
 Why only photos with several kinds: on single damage, looking again cost 0.2-1.9 dB (a clean
 photo read as noisy, real haze restored twice), while on composites it gained 0.26 dB
-(docs/prompt.md, "One pass against `--passes auto`").
+(docs/prompt.md, "pr15 the default, and auto passes only for several kinds").
 """
 
 from __future__ import annotations
