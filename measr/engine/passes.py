@@ -99,12 +99,13 @@ def restore_in_passes(
         if not kept or not again or (auto and not names_damage(after)):
             break
     assert first is not None  # limit >= 1
-    original = np.ascontiguousarray(pixels, dtype=np.float32)
-    if original.shape != current.shape:  # a gray photo's output is gray, as its input
-        original = original.reshape(current.shape)
+    # no pass kept: the first was held back, and its pixels are the photo as restore returns it
+    restored = current if passes[0].kept else first.pixels
+    if options.strength != FULL_STRENGTH:  # the copy only where a blend needs it (large photos)
+        original = np.ascontiguousarray(pixels, dtype=np.float32)
+        if original.shape != restored.shape:  # a gray photo's output is gray, as its input
+            original = original.reshape(restored.shape)
+        restored = blend(original, restored, options.strength)
     return replace(
-        first,
-        pixels=blend(original, current, options.strength),
-        seconds=time.perf_counter() - started,
-        passes=tuple(passes),
+        first, pixels=restored, seconds=time.perf_counter() - started, passes=tuple(passes)
     )
