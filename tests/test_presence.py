@@ -27,7 +27,7 @@ from measr.jobs.batch import LOG_NAME
 from measr.model import MEASNet
 from measr.training.checkpoint import CHECKPOINT_NAME
 from measr.training.presence import fit_presence_head, with_presence_head
-from measr.training.prompt import IGNORED, PromptTargets
+from measr.training.prompt import PromptTargets
 from measr.training.trainer import Trainer
 from measr.weights import save_weights
 
@@ -49,7 +49,11 @@ def test_composites_are_tasks_of_a_mix_labelled_with_every_kind_they_hold() -> N
     heavier = mix_weights("eight+composites:composites=3")
     assert heavier["haze+rain"] == pytest.approx(3 * weights["haze+rain"] / (0.8 + 0.6))
     targets = PromptTargets.for_tasks(["noise25", "lowlight+noise:15", "clean"], KINDS)
-    assert targets.kinds.tolist() == [1, IGNORED, 0]
+    assert targets.shares.tolist() == [
+        [0, 1, 0, 0, 0, 0],
+        [0, 0.5, 0, 0, 0, 0.5],
+        [1, 0, 0, 0, 0, 0],
+    ]
     assert targets.present.tolist() == [
         [0, 1, 0, 0, 0, 0],
         [0, 1, 0, 0, 0, 1],

@@ -95,6 +95,26 @@ def test_the_supervision_loss_is_the_cross_entropy_of_the_kind_and_the_noise_err
     assert float(noise) == pytest.approx(error - 0.05, rel=1e-5)
 
 
+def test_a_composite_is_named_by_its_kinds_in_equal_shares() -> None:
+    """Noise with haze must not read as noise alone: the softmax is pulled towards both."""
+    kinds = ("clean", "noise", "rain", "haze", "blur", "lowlight")
+    tasks = ["noise15", "haze+noise:15"]
+    targets = PromptTargets.for_tasks(tasks, kinds)
+    p = torch.tensor([[0.05, 0.6, 0.05, 0.2, 0.05, 0.05], [0.05, 0.6, 0.05, 0.2, 0.05, 0.05]])
+    reading = PromptReading(torch.ones(2, 6) / 6, torch.log(p), None)
+    cross_entropy, _ = targets.loss(reading, torch.tensor([0, 1]))
+    composite = -(0.5 * math.log(0.6) + 0.5 * math.log(0.2))
+    assert float(cross_entropy) == pytest.approx((-math.log(0.6) + composite) / 2, rel=1e-5)
+    split = torch.tensor([[0.05, 0.4, 0.05, 0.4, 0.05, 0.05]])
+    on_both, _ = targets.loss(
+        PromptReading(torch.ones(1, 6) / 6, torch.log(split), None), torch.tensor([1])
+    )
+    on_noise, _ = targets.loss(
+        PromptReading(torch.ones(1, 6) / 6, torch.log(p[:1]), None), torch.tensor([1])
+    )
+    assert float(on_both) < float(on_noise)
+
+
 def test_tasks_know_their_kind_and_noise_level() -> None:
     assert [task_kind(t) for t in ("noise50", "clean", "haze")] == ["noise", "clean", "haze"]
     assert task_noise_sigma("noise15") == 15 and task_noise_sigma("clean") == 0

@@ -4,6 +4,12 @@ Gaussian noise level (smooth L1), beside the restoration loss; with a presence h
 kind's presence is trained by binary cross-entropy on the set of kinds the sample's spec holds
 (composites name several, `measr.degrade.task_kinds`). Inference stays blind.
 
+A composite's softmax target shares its probability equally among the kinds it holds (haze and
+noise: one half each). The routers read the prompt the softmax weights; a composite left out of
+the cross-entropy was read as its most visible kind, so that σ 15 noise with haze and σ 15 noise
+alone got one prompt, and the network learned to decide from the content whether to dehaze
+(docs/training-log.md, the long run's ninth session).
+
 Weights trained without this (measr's first ones, whose prompt collapsed to a constant) are
 upgraded by `supervised_prompt`: the same network with kinds of damage configured and a fresh
 noise-level head. Their routers learned to read a constant prompt, so their prompt weights
@@ -35,26 +41,22 @@ __all__ = [
 ]
 
 
-# The softmax target of a sample whose spec holds several kinds of damage: none.
-IGNORED = -100
-
-
 @dataclass(frozen=True)
 class PromptTargets:
     """What the prompt should read off a sample of each task of a mix (indexed like the mix)."""
 
-    kinds: Tensor  # (tasks,) index of the task's kind in degradation_kinds, IGNORED: several
+    shares: Tensor  # (tasks, kinds) the softmax's target: the kinds a task holds, in equal shares
     sigmas: Tensor  # (tasks,) Gaussian noise sigma, NaN where it is not one known value
     present: Tensor  # (tasks, kinds) 1 where the task holds the kind, else 0
 
     @classmethod
     def for_tasks(cls, tasks: list[str], kinds: tuple[str, ...]) -> PromptTargets:
         sigmas = [task_noise_sigma(t) for t in tasks]
-        held = [task_kinds(t) for t in tasks]
+        present = torch.tensor([[float(kind in task_kinds(t)) for kind in kinds] for t in tasks])
         return cls(
-            torch.tensor([kinds.index(k[0]) if len(k) == 1 else IGNORED for k in held]),
+            present / present.sum(dim=1, keepdim=True).clamp(min=1),
             torch.tensor([float("nan") if s is None else s for s in sigmas]),
-            torch.tensor([[float(kind in k) for kind in kinds] for k in held]),
+            present,
         )
 
     def presence_loss(self, reading: PromptReading, task: Tensor) -> Tensor:
@@ -71,12 +73,8 @@ class PromptTargets:
         if reading.kind_log_probabilities is None:
             raise ValueError("this network's prompt names no kinds of damage")
         logp = reading.kind_log_probabilities
-        kind = self.kinds.to(logp.device)[task.to(logp.device)]
-        # A composite names no single kind: the softmax learns from the others (a mask, as for
-        # sigma below, so that a batch of composites alone is no 0 / 0).
-        single = kind != IGNORED
-        each = F.nll_loss(logp, torch.where(single, kind, 0), reduction="none")
-        cross_entropy = (each * single).sum() / single.sum().clamp(min=1)
+        shares = self.shares.to(logp.device)[task.to(logp.device)]
+        cross_entropy = -(shares * logp).sum(dim=1).mean()
         if reading.noise_sigma is None:
             return cross_entropy, logp.new_zeros(())
         # The mean over the samples whose sigma is known, by a mask rather than by indexing:
