@@ -24,12 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from measr.degrade import mix_weights
 from measr.manifest import find_entry
+from measr.training.export import score
 from measr.training.long_run import CURVE_NAME, HandoffState
-from measr.training.validation import default_validation_set, evaluate, framed
+from measr.training.validation import default_validation_set, evaluate
 from measr.weights import load_model
 
 # Validations the trend is fitted on by default: the last 1,200 steps at the run's 200.
@@ -118,10 +117,8 @@ def references(state: HandoffState, default: bool = True) -> dict[str, dict[str,
     )  # fmt: skip
     scores = {"input": evaluate(items, lambda x: x)}
     if default:
-        model = load_model(find_entry(None).file).eval()
-        with torch.no_grad():
-            restore = framed(lambda x: model(x).image, model.requirements.edge_margin)
-            scores["default"] = evaluate(items, restore)
+        entry = find_entry(None)
+        scores["default"] = score(load_model(entry.file, entry), items)
     return {kind: {name: s[0] for name, s in by_set.items()} for kind, by_set in scores.items()}
 
 
