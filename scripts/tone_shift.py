@@ -23,7 +23,7 @@ import torch
 from measr.degrade.tasks import mix_weights
 from measr.engine import Restorer
 from measr.evaluation.metrics import psnr
-from measr.training.validation import ValidationItem, default_validation_set, framed
+from measr.training.validation import ValidationItem, default_validation_set, framed, restored
 
 VAL = Path(os.environ.get("VAL", "../shared/data/val"))
 SHIP_TASKS = "five:blur=2.5"  # the default's mix: the sets the ship rule decides on
@@ -41,14 +41,11 @@ def restore_all(spec: str, items: list[ValidationItem]) -> list[Restored]:
     """`spec`'s result on every item, as the ship rule scores it."""
     model = Restorer.from_spec(spec, device="cpu", backend="torch").model.float().eval()
     run = framed(lambda x: model(x).image, model.requirements.edge_margin)
-    results = []
-    for item in items:
-        x = torch.from_numpy(item.degraded.transpose(2, 0, 1).copy())[None]
-        with torch.no_grad():
-            out = run(x)[0].clamp(0, 1).permute(1, 2, 0).numpy()
-        shift = float(out.mean() - item.clean.mean()) * 255
-        results.append(Restored(psnr(out, item.clean), shift))
-    return results
+    with torch.no_grad():
+        return [
+            Restored(psnr(out, item.clean), float(out.mean() - item.clean.mean()) * 255)
+            for item, out in zip(items, restored(items, run), strict=True)
+        ]
 
 
 def report(

@@ -179,12 +179,18 @@ def framed(restore: Restore, margin: int) -> Restore:
     return restore_framed
 
 
+def restored(items: list[ValidationItem], restore: Restore) -> Iterator[np.ndarray]:
+    """`restore` ((1,3,H,W) -> (1,3,H,W)) run on each item's damaged image, as (H, W, 3) float
+    pixels in [0, 1], in the items' order."""
+    for item in items:
+        x = torch.from_numpy(item.degraded.transpose(2, 0, 1).copy())[None]
+        yield restore(x)[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+
+
 def evaluate(items: list[ValidationItem], restore: Restore) -> dict[str, tuple[float, float]]:
     """Mean (PSNR, SSIM) per task of `restore` ((1,3,H,W) -> (1,3,H,W)) on the items."""
     scores: dict[str, list[tuple[float, float]]] = {}
-    for item in items:
-        x = torch.from_numpy(item.degraded.transpose(2, 0, 1).copy())[None]
-        out = restore(x)[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+    for item, out in zip(items, restored(items, restore), strict=True):
         scores.setdefault(item.task, []).append((psnr(out, item.clean), ssim(out, item.clean)))
     return {
         task: (float(np.mean([s[0] for s in v])), float(np.mean([s[1] for s in v])))
