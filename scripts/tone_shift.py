@@ -23,10 +23,10 @@ import torch
 from measr.degrade.tasks import mix_weights
 from measr.engine import Restorer
 from measr.evaluation.metrics import psnr
+from measr.manifest import find_entry
 from measr.training.validation import ValidationItem, default_validation_set, framed, restored
 
 VAL = Path(os.environ.get("VAL", "../shared/data/val"))
-SHIP_TASKS = "five:blur=2.5"  # the default's mix: the sets the ship rule decides on
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ class Restored:
 
     psnr: float
     shift: float  # mean grey level of the output minus the clean target's, 0-255
+
+
+def ship_sets() -> str:
+    """The sets the ship rule decides on: the default weights' task mix (as `ship_decision`)."""
+    return ",".join(mix_weights(find_entry(None).fields["tasks"]))
 
 
 def restore_all(spec: str, items: list[ValidationItem]) -> list[Restored]:
@@ -83,9 +88,7 @@ def print_report(sets: dict[str, dict[str, object]], weights: list[str]) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("weights", nargs="+")
-    parser.add_argument(
-        "--sets", default=",".join(mix_weights(SHIP_TASKS)), help="validation tasks to score"
-    )
+    parser.add_argument("--sets", default=ship_sets(), help="validation tasks to score")
     parser.add_argument("--levels", type=float, default=10.0, help="shift that lists a photo")
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()
